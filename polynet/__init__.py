@@ -1,0 +1,40 @@
+"""polynet: neural networks with learned polynomial activations, collapsed into one polynomial.
+
+The public API is the names in ``__all__``; :mod:`polynet.training`, :mod:`polynet.data` and
+:mod:`polynet.plots` are used as modules. Importing polynet loads neither matplotlib,
+scikit-learn nor python-flint.
+"""
+
+from __future__ import annotations
+
+from polynet.bases import Basis
+from polynet.errors import (
+    CheckpointError,
+    DataError,
+    ExpansionTooLargeError,
+    NotExpandableError,
+    NotFittedError,
+    PolynetError,
+    PolynetWarning,
+    TrainingDivergedError,
+)
+from polynet.nets import SLNN, ConvSLNN, HybridNet
+from polynet.slaf import SLAF
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SLAF",
+    "SLNN",
+    "HybridNet",
+    "ConvSLNN",
+    "Basis",
+    "PolynetError",
+    "NotExpandableError",
+    "ExpansionTooLargeError",
+    "CheckpointError",
+    "NotFittedError",
+    "DataError",
+    "TrainingDivergedError",
+    "PolynetWarning",
+]

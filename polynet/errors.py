@@ -1,0 +1,60 @@
+"""Exceptions and warnings raised by polynet.
+
+Every error a user can cause is a :class:`PolynetError`; each subclass also inherits the
+nearest builtin so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PolynetError",
+    "NotExpandableError",
+    "ExpansionTooLargeError",
+    "CheckpointError",
+    "NotFittedError",
+    "DataError",
+    "TrainingDivergedError",
+    "PolynetWarning",
+]
+
+
+class PolynetError(Exception):
+    """Base class of every error polynet raises on purpose."""
+
+
+class NotExpandableError(PolynetError, ValueError):
+    """A model, layer or basis that is not a polynomial map (ReLU, EMFN, training mode)."""
+
+
+class ExpansionTooLargeError(PolynetError, MemoryError):
+    """An expansion refused before it started because it would exceed the memory budget."""
+
+
+class CheckpointError(PolynetError, ValueError):
+    """A checkpoint that is missing, truncated, tampered with or does not match its config."""
+
+
+class NotFittedError(PolynetError, ValueError, AttributeError):
+    """An estimator used before ``fit``."""
+
+
+class DataError(PolynetError, ValueError):
+    """A data set that cannot be found, read or used as asked."""
+
+
+class TrainingDivergedError(PolynetError, FloatingPointError):
+    """Training produced a non-finite loss; the model holds the last finite state.
+
+    Attributes
+    ----------
+    result : object
+        The training result up to the last finite epoch (a ``training.FitResult``).
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class PolynetWarning(UserWarning):
+    """Computed, but look at this (an ill-conditioned fit, a verification near tolerance)."""
