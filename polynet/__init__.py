@@ -7,6 +7,7 @@ scikit-learn nor python-flint.
 
 from __future__ import annotations
 
+from polynet.approximate import approximate, from_network
 from polynet.bases import Basis
 from polynet.errors import (
     CheckpointError,
@@ -37,4 +38,6 @@ __all__ = [
     "DataError",
     "TrainingDivergedError",
     "PolynetWarning",
+    "approximate",
+    "from_network",
 ]
