@@ -184,13 +184,18 @@ class SLAF(nn.Module):
                 self.gate.zero_()
             self.bias.zero_()
 
-    def coefficient(self) -> Tensor:
-        """The effective coefficients c, shape (k,) or (C, k), with the identity offset applied."""
-        offset = torch.zeros_like(self.weight)
+    def coefficient(self, dtype: torch.dtype | None = None) -> Tensor:
+        """The effective coefficients c, shape (k,) or (C, k), with the identity offset applied.
+
+        ``dtype`` computes them in another precision (``polynomial()`` uses float64).
+        """
+        weight = self.weight if dtype is None else self.weight.to(dtype)
+        offset = torch.zeros_like(weight)
         offset[..., 0] = 1.0
-        c = self.weight + offset
+        c = weight + offset
         if self.gate is not None:
-            c = 2 * torch.sigmoid(self.gate) * c
+            gate = self.gate if dtype is None else self.gate.to(dtype)
+            c = 2 * torch.sigmoid(gate) * c
         return c
 
     def _check_input(self, z: Tensor) -> None:
@@ -267,7 +272,7 @@ class SLAF(nn.Module):
         to_monomial = torch.as_tensor(
             _to_monomial(self.basis, self.degree), device=self.weight.device
         )
-        c = self.coefficient().double().expand(self.num_features, self.degree)
+        c = self.coefficient(torch.float64).expand(self.num_features, self.degree)
         w = c / torch.sqrt(self.running_var.double() + self.eps)  # (C, k)
         alpha = w @ to_monomial.T  # (C, k+1)
         alpha[:, 0] += self.bias.double() - (w * self.running_mean.double()).sum(dim=1)

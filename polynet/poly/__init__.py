@@ -1,0 +1,19 @@
+"""The expansion of a network into one explicit polynomial.
+
+Conventions, fixed here once:
+
+- univariate coefficients (an SLAF's ``polynomial()``) run low to high, as in numpy;
+- monomials are in graded order, scikit-learn's ``PolynomialFeatures`` column order
+  (``1, x0, x1, x0^2, x0 x1, x1^2, ...``), and are named like ``x0^2 x1``.
+
+Modules: ``index`` (MonomialIndex), ``network`` (a model read as affine and polynomial
+stages), ``dense`` (the dense walk), ``modular`` (its exact twin, prime by prime),
+``sparse`` (the exact ring walk), ``polynomial`` (NetworkPolynomial), ``expand``,
+``count`` (Theorem 2 counts without expanding).
+"""
+
+from polynet.poly.expand import expand
+from polynet.poly.index import MonomialIndex
+from polynet.poly.polynomial import NetworkPolynomial, Term
+
+__all__ = ["expand", "MonomialIndex", "NetworkPolynomial", "Term"]

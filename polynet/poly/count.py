@@ -1,0 +1,161 @@
+"""Theorem 2 counts without expanding: parameters per layer, degree bound, C(n + D, D)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from polynet.errors import NotExpandableError
+from polynet.poly.network import _input_shape, _prefix_hint, _refuse, iter_layers
+from polynet.slaf import SLAF
+
+__all__ = ["LayerCount", "ParameterCount", "TermCount", "count_parameters", "count_terms"]
+
+_AFFINE = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.Flatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+)
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """One layer's position, kind, parameter count and the degree reached after it."""
+
+    position: str
+    layer: str
+    parameters: int
+    degree: int | None
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """Network parameters per layer and in total."""
+
+    layers: tuple[LayerCount, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(layer.parameters for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class TermCount:
+    """The Theorem 2 table: the network's size against its polynomial's bound."""
+
+    layers: tuple[LayerCount, ...]
+    n_vars: int
+    degree_bound: int
+    n_parameters: int
+
+    @property
+    def max_terms(self) -> int:
+        """C(n + D, D): the most coefficients the network polynomial can have."""
+        return math.comb(self.n_vars + self.degree_bound, self.degree_bound)
+
+    @property
+    def ratio(self) -> float:
+        """max_terms / n_parameters: above 1 the network is the smaller description."""
+        return self.max_terms / max(self.n_parameters, 1)
+
+    def as_dict(self) -> dict:
+        return {
+            "n_vars": self.n_vars,
+            "degree_bound": self.degree_bound,
+            "max_terms": self.max_terms,
+            "n_parameters": self.n_parameters,
+            "ratio": self.ratio,
+            "layers": [vars(layer) for layer in self.layers],
+        }
+
+    def table(self) -> str:
+        """The table as aligned text."""
+        rows = [("layer", "kind", "parameters", "degree")]
+        for layer in self.layers:
+            degree = "" if layer.degree is None else str(layer.degree)
+            rows.append((layer.position, layer.layer, f"{layer.parameters:,}", degree))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+            for row in rows
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        n, D = self.n_vars, self.degree_bound
+        lines += [
+            "",
+            f"network parameters         {self.n_parameters:,}",
+            f"degree bound D = prod k    {D}",
+            f"monomials C({n}+{D}, {D})      {self.max_terms:,}",
+            f"monomials / parameters     {self.ratio:.3g}",
+        ]
+        return "\n".join(lines)
+
+
+def count_parameters(model: nn.Module) -> ParameterCount:
+    """Parameters of each leaf layer of a (nested) ``nn.Sequential`` and their total.
+
+    Examples
+    --------
+    >>> import polynet
+    >>> count_parameters(polynet.SLNN(2, [3], 2)).total
+    21
+    """
+    return ParameterCount(
+        tuple(
+            LayerCount(name, type(layer).__name__, sum(p.numel() for p in layer.parameters()), None)
+            for name, layer in iter_layers(model)
+        )
+    )
+
+
+def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> TermCount:
+    """Theorem 2's table for ``model`` without expanding it (any mode, any size).
+
+    Raises
+    ------
+    NotExpandableError
+        When a layer is not a polynomial map, so no bound exists.
+
+    Examples
+    --------
+    >>> import polynet
+    >>> t = count_terms(polynet.SLNN(13, [128, 64], [4, 2]))
+    >>> t.degree_bound, t.max_terms
+    (8, 203490)
+    """
+    layers = list(iter_layers(model))
+    if not layers:
+        raise NotExpandableError("cannot count the terms of an empty model.")
+    n_vars = math.prod(_input_shape(model, layers[0][1], input_shape))
+    degree = 1
+    rows = []
+    for name, layer in layers:
+        if isinstance(layer, SLAF):
+            if not layer.basis.is_polynomial:
+                raise _refuse(
+                    name,
+                    layer,
+                    f"its {layer.basis.name!r} basis is not a polynomial",
+                    "train with basis='taylor', 'chebyshev' or 'legendre' to expand it.",
+                )
+            degree *= layer.degree
+        elif not isinstance(layer, _AFFINE):
+            raise _refuse(
+                name, layer, f"{type(layer).__name__} is not a polynomial", _prefix_hint(name)
+            )
+        n_params = sum(p.numel() for p in layer.parameters())
+        rows.append(LayerCount(name, type(layer).__name__, n_params, degree))
+    return TermCount(tuple(rows), n_vars, degree, sum(r.parameters for r in rows))

@@ -1,0 +1,281 @@
+"""expand: a trained network collapsed into one explicit polynomial per output."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import nn
+
+from polynet.errors import ExpansionTooLargeError
+from polynet.poly.dense import FloatOps, plan, walk
+from polynet.poly.network import Affine, LoweredNetwork, lower
+from polynet.poly.polynomial import NetworkPolynomial
+
+__all__ = ["expand", "memory_budget", "parse_bytes"]
+
+logger = logging.getLogger(__name__)
+
+#: Share of the available (GPU or host) memory an expansion may use by default.
+DEFAULT_MEMORY_FRACTION = 0.5
+
+Exact = bool | Literal["modular", "flint", "sympy"]
+
+
+def parse_bytes(value: int | float | str) -> int:
+    """Bytes from a number or a string like ``"2GiB"``, ``"512 MB"``.
+
+    Examples
+    --------
+    >>> parse_bytes("1.5 GiB")
+    1610612736
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"max_memory must be positive, got {value!r}.")
+        return int(value)
+    units = {
+        "": 1,
+        "b": 1,
+        "kb": 1e3,
+        "mb": 1e6,
+        "gb": 1e9,
+        "tb": 1e12,
+        "kib": 2**10,
+        "mib": 2**20,
+        "gib": 2**30,
+        "tib": 2**40,
+    }
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in units:
+        raise ValueError(
+            f"max_memory must be a number of bytes or a size like '2GiB', got {value!r}."
+        )
+    return int(float(match.group(1)) * units[match.group(2).lower()])
+
+
+def memory_budget(device: torch.device | str) -> int:
+    """Default budget: half of the free memory of ``device`` (host RAM for the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * DEFAULT_MEMORY_FRACTION)
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        import os
+
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return int(available * DEFAULT_MEMORY_FRACTION)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def _slice(
+    lowered: LoweredNetwork, inputs: Sequence[int], fixed: ArrayLike | Mapping[int, float] | None
+) -> LoweredNetwork:
+    n = lowered.n_inputs
+    inputs = [int(i) for i in inputs]
+    if not inputs or len(set(inputs)) != len(inputs) or min(inputs) < 0 or max(inputs) >= n:
+        raise ValueError(f"inputs must be distinct input numbers in 0..{n - 1}, got {inputs}.")
+    others = [i for i in range(n) if i not in set(inputs)]
+    values = np.zeros(n)
+    if others:
+        if fixed is None:
+            raise ValueError(
+                f"fixed= must give values for the {len(others)} inputs not in inputs= "
+                f"(e.g. the data mean): an array of length {n} or a dict {{input: value}}."
+            )
+        if isinstance(fixed, Mapping):
+            missing = [i for i in others if i not in fixed]
+            if missing:
+                raise ValueError(f"fixed= has no value for inputs {missing[:10]}.")
+            for i in others:
+                values[i] = float(fixed[i])
+        else:
+            arr = np.asarray(fixed, dtype=np.float64).reshape(-1)
+            if arr.shape != (n,):
+                raise ValueError(f"fixed= must have length {n}, got shape {arr.shape}.")
+            values[others] = arr[others]
+    if not np.isfinite(values).all():
+        raise ValueError("fixed= values must be finite.")
+    device = lowered.stages[0].bias.device if lowered.stages else torch.device("cpu")
+    select = torch.zeros(n, len(inputs), dtype=torch.float64, device=device)
+    select[inputs, torch.arange(len(inputs))] = 1.0
+    entry = Affine(select, torch.as_tensor(values, device=device), ("slice",))
+    return LoweredNetwork((entry, *lowered.stages), len(inputs), (len(inputs),))
+
+
+def expand(
+    model: nn.Module,
+    exact: Exact = False,
+    device: torch.device | str | None = None,
+    inputs: Sequence[int] | None = None,
+    fixed: ArrayLike | Mapping[int, float] | None = None,
+    max_memory: int | float | str | None = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    progress: bool = False,
+) -> NetworkPolynomial:
+    """Expand an evaluation-mode network into one explicit polynomial per output.
+
+    Parameters
+    ----------
+    model : nn.Module
+        An ``nn.Sequential`` (nesting allowed) of Linear, SLAF with a polynomial basis,
+        BatchNorm1d/2d, Dropout, Identity, Flatten, Conv1d/Conv2d and AvgPool1d/2d layers, in
+        evaluation mode. It is not modified.
+    exact : bool or {"modular", "flint", "sympy"}, default=False
+        False: float64 arithmetic. True: exact rationals (every float64 weight and folded
+        SLAF coefficient is the dyadic rational it is), by the fastest engine installed;
+        a string picks the engine.
+    device : torch.device or str, optional
+        Where the float path computes (default: where the model is).
+    inputs : list of int, optional
+        Expand in these inputs only, with the others held at ``fixed``: the exact slice.
+    fixed : array of length n_inputs or dict {input: value}, optional
+        Values of the inputs not in ``inputs``.
+    max_memory : int or str, optional
+        Memory budget, bytes or a size like ``"4GiB"`` (default: half the free memory).
+    input_shape : tuple of int, optional
+        (C, H, W) or (C, L) input shape of a convolutional model that does not record it.
+    progress : bool, default=False
+        Show a progress bar over the layers.
+
+    Returns
+    -------
+    NetworkPolynomial
+
+    Raises
+    ------
+    NotExpandableError
+        A layer that is not a polynomial map, or a model in training mode.
+    ExpansionTooLargeError
+        The estimated peak memory exceeds ``max_memory``; nothing was allocated.
+
+    Examples
+    --------
+    >>> import polynet
+    >>> net = polynet.SLNN(2, [4], 2).eval()
+    >>> poly = polynet.expand(net)
+    >>> poly.degree, poly.max_terms
+    (2, 6)
+    >>> x = torch.randn(5, 2, dtype=torch.float64)
+    >>> bool(torch.allclose(poly(x), net.double()(x)))
+    True
+    """
+    start = time.perf_counter()
+    lowered = lower(model, input_shape, device)
+    variables = None
+    info: dict = {"input_shape": list(lowered.input_shape)}
+    if inputs is not None:
+        variables = [f"x{i}" for i in inputs]
+        lowered = _slice(lowered, inputs, fixed)
+        info["inputs"] = [int(i) for i in inputs]
+        info["fixed"] = lowered.stages[0].bias.cpu().tolist()
+    elif fixed is not None:
+        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    work_device = _work_device(lowered, device)
+    the_plan = plan(lowered)
+    budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(work_device)
+    _check_budget(lowered, the_plan, budget, exact)
+    n_params = sum(p.numel() for p in model.parameters())
+    progress_bar = _progress(progress, len([s for s in the_plan.steps if s.kind != "input"]))
+    try:
+        if exact:
+            coefficients = _expand_exact(lowered, exact, the_plan, work_device, progress_bar)
+        else:
+            coefficients = walk(lowered, FloatOps(work_device), the_plan, work_device, progress_bar)
+    except torch.OutOfMemoryError as exc:
+        raise ExpansionTooLargeError(
+            f"ran out of memory on {work_device} while expanding (estimated peak "
+            f"{_fmt_bytes(the_plan.peak_bytes)}); pass a smaller max_memory=, expand a subset "
+            "of the inputs with inputs= and fixed=, or use device='cpu'."
+        ) from exc
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+    seconds = time.perf_counter() - start
+    engine = "float64" if not exact else (exact if isinstance(exact, str) else _best_exact())
+    logger.info("expanded %d monomials in %.3f s (%s)", the_plan.index.size, seconds, engine)
+    return NetworkPolynomial(
+        the_plan.index,
+        coefficients,
+        degree_bound=lowered.degree_bound,
+        variables=variables,
+        n_network_parameters=n_params,
+        info={**info, "seconds": seconds, "engine": engine, "device": str(work_device)},
+    )
+
+
+def _work_device(lowered: LoweredNetwork, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    for stage in lowered.stages:
+        tensor = stage.bias if isinstance(stage, Affine) else stage.coefficients
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _check_budget(lowered: LoweredNetwork, the_plan, budget: int, exact: Exact) -> None:
+    peak = the_plan.peak_bytes
+    if exact:
+        # Exact coefficients are Python rationals: ~100 bytes each at least, per output.
+        peak = max(peak, the_plan.index.size * the_plan.n_outputs * 200)
+    if peak <= budget:
+        return
+    n, D = lowered.n_inputs, lowered.degree_bound
+    raise ExpansionTooLargeError(
+        f"expanding this network needs about {_fmt_bytes(peak)} (C({n}+{D}, {D}) = "
+        f"{the_plan.index.size:,} monomials of degree <= {D} in {n} inputs), over the budget "
+        f"of {_fmt_bytes(budget)}; expand a subset of the inputs with inputs=[...] and "
+        "fixed=..., raise max_memory=, or count the terms without expanding with "
+        "polynet.count_terms(model)."
+    )
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="expand", unit="layer", leave=False)
+
+
+def _best_exact() -> str:
+    return "modular"
+
+
+def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progress) -> np.ndarray:
+    engine = _best_exact() if exact is True else exact
+    if engine in ("flint", "sympy"):
+        from polynet.poly.sparse import expand_sparse
+
+        if engine == "flint":
+            try:
+                import flint  # noqa: F401
+            except ImportError as exc:
+                raise ImportError(
+                    "exact='flint' needs python-flint; install it with "
+                    "pip install \"polynet[flint]\" or use exact='sympy'."
+                ) from exc
+        return expand_sparse(lowered, engine, the_plan.index)
+    if engine == "modular":
+        from polynet.poly.modular import expand_modular
+
+        return expand_modular(lowered, the_plan, torch.device("cpu"), progress)
+    raise ValueError(f"exact must be True, False, 'modular', 'flint' or 'sympy', got {exact!r}.")

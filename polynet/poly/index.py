@@ -1,0 +1,235 @@
+"""MonomialIndex: the graded table of monomials a dense network polynomial is stored over."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from math import comb
+
+import numpy as np
+
+__all__ = ["MonomialIndex"]
+
+
+class MonomialIndex:
+    """All monomials of total degree ≤ ``degree`` in ``n_vars`` variables, in graded order.
+
+    The order is scikit-learn's ``PolynomialFeatures``: by total degree, then descending
+    exponent of x0, then of x1, and so on (``1, x0, x1, x0^2, x0 x1, x1^2, ...``). Because it
+    is graded, the monomials of degree ≤ d are the first ``n_monomials(d)`` rows, so a
+    polynomial of lower degree is a prefix of a higher index. An index is an immutable,
+    hashable value; its exponent table and product maps are computed once and cached.
+
+    Parameters
+    ----------
+    n_vars : int
+        Number of variables n.
+    degree : int
+        Largest total degree D.
+
+    Examples
+    --------
+    >>> idx = MonomialIndex(2, 2)
+    >>> idx.size, idx.names()
+    (6, ['1', 'x0', 'x1', 'x0^2', 'x0 x1', 'x1^2'])
+    >>> idx.position([[1, 1]]).tolist()
+    [4]
+    """
+
+    __slots__ = ("n_vars", "degree")
+    n_vars: int
+    degree: int
+
+    def __init__(self, n_vars: int, degree: int) -> None:
+        if isinstance(n_vars, bool) or not isinstance(n_vars, (int, np.integer)) or n_vars < 1:
+            raise ValueError(f"n_vars must be an integer >= 1, got {n_vars!r}.")
+        if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 0:
+            raise ValueError(f"degree must be an integer >= 0, got {degree!r}.")
+        object.__setattr__(self, "n_vars", int(n_vars))
+        object.__setattr__(self, "degree", int(degree))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("MonomialIndex is immutable.")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MonomialIndex):
+            return NotImplemented
+        return (self.n_vars, self.degree) == (other.n_vars, other.degree)
+
+    def __hash__(self) -> int:
+        return hash((MonomialIndex, self.n_vars, self.degree))
+
+    def __repr__(self) -> str:
+        return f"MonomialIndex(n_vars={self.n_vars}, degree={self.degree})"
+
+    def __reduce__(self):
+        return (MonomialIndex, (self.n_vars, self.degree))
+
+    @property
+    def size(self) -> int:
+        """Number of monomials, C(n + D, D)."""
+        return comb(self.n_vars + self.degree, self.degree)
+
+    def n_monomials(self, degree: int) -> int:
+        """Number of monomials of total degree ≤ ``degree`` (the prefix length)."""
+        return comb(self.n_vars + degree, degree)
+
+    @property
+    def exponents(self) -> np.ndarray:
+        """Exponent table of shape (size, n_vars), int64, read-only."""
+        return _exponents(self.n_vars, self.degree)
+
+    @property
+    def degrees(self) -> np.ndarray:
+        """Total degree of each monomial, shape (size,)."""
+        return _degrees(self.n_vars, self.degree)
+
+    def position(self, exponents: np.ndarray | list) -> np.ndarray:
+        """Row of each exponent vector in this index (any index of large enough degree agrees).
+
+        Parameters
+        ----------
+        exponents : array-like of shape (..., n_vars)
+            Non-negative integer exponents with total degree ≤ ``degree``.
+        """
+        e = np.asarray(exponents, dtype=np.int64)
+        if e.shape[-1:] != (self.n_vars,):
+            raise ValueError(
+                f"exponents must have shape (..., {self.n_vars}), got {tuple(e.shape)}."
+            )
+        if e.size and (e.min() < 0 or e.sum(-1).max() > self.degree):
+            raise ValueError(f"exponents must be non-negative with total degree <= {self.degree}.")
+        return _position(e, self.n_vars, self.degree)
+
+    def product_map(self, a: int, b: int) -> np.ndarray:
+        """Positions of s + t for s of degree ≤ a and t of degree ≤ b: shape (T_a, T_b).
+
+        ``a + b`` must not exceed ``degree``. Cached per (n_vars, a, b).
+        """
+        if a < 0 or b < 0 or a + b > self.degree:
+            raise ValueError(
+                f"a product of degrees {a} and {b} does not fit in an index of degree "
+                f"{self.degree}."
+            )
+        return _product_map(self.n_vars, a, b)
+
+    def names(self, variables: list[str] | None = None) -> list[str]:
+        """Monomial names in index order, like scikit-learn's: ``'1'``, ``'x0^2 x1'``."""
+        if variables is None:
+            variables = [f"x{i}" for i in range(self.n_vars)]
+        if len(variables) != self.n_vars:
+            raise ValueError(f"variables must have {self.n_vars} names, got {len(variables)}.")
+        out = []
+        for row in self.exponents:
+            parts = [v if p == 1 else f"{v}^{p}" for v, p in zip(variables, row.tolist()) if p]
+            out.append(" ".join(parts) if parts else "1")
+        return out
+
+    def parents(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each monomial m of degree ≥ 1, a monomial m / x_v of degree one less, and v.
+
+        Returns (parent, variable), each of shape (size,), with -1 at the constant. Evaluation
+        builds every monomial from its parent with one multiplication.
+        """
+        return _parents(self.n_vars, self.degree)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@lru_cache(maxsize=32)
+def _binomials(n_vars: int, degree: int) -> np.ndarray:
+    # B[a, b] = C(a, b) for a <= n + D, b <= n; zero when b > a.
+    top = n_vars + degree + 1
+    table = np.zeros((top, n_vars + 1), dtype=np.int64)
+    for a in range(top):
+        for b in range(min(a, n_vars) + 1):
+            table[a, b] = comb(a, b)
+    return table
+
+
+def _position(e: np.ndarray, n: int, max_degree: int) -> np.ndarray:
+    # Graded order: offset of the degree block plus the rank within it. Within degree d,
+    # monomials come by descending e_0, then e_1, ...; those before e are counted variable
+    # by variable: with r = degree left after e_0..e_v, C(n - v - 2 + r, n - v - 1) of them.
+    table = _binomials(n, max_degree)
+    d = e.sum(-1)
+    pos = table[n - 1 + d, n] if n >= 1 else np.zeros_like(d)
+    rest = d.copy()
+    for v in range(n - 1):
+        rest = rest - e[..., v]
+        pos = pos + table[n - v - 2 + rest, n - v - 1]
+    return pos
+
+
+@lru_cache(maxsize=16)
+def _exponents(n: int, degree: int) -> np.ndarray:
+    blocks = [np.zeros((1, n), dtype=np.int64)]
+    last = np.full(1, 0, dtype=np.int64)  # smallest variable a child may add
+    for _ in range(degree):
+        parent = blocks[-1]
+        counts = n - last
+        rows = np.repeat(np.arange(len(parent)), counts)
+        starts = np.repeat(last - np.cumsum(counts) + counts, counts)
+        var = np.arange(counts.sum()) + starts
+        child = parent[rows].copy()
+        child[np.arange(len(child)), var] += 1
+        blocks.append(child)
+        last = var
+    return _readonly(np.concatenate(blocks))
+
+
+@lru_cache(maxsize=16)
+def _degrees(n: int, degree: int) -> np.ndarray:
+    counts = [comb(n + d - 1, d) for d in range(degree + 1)]
+    return _readonly(np.repeat(np.arange(degree + 1), counts))
+
+
+@lru_cache(maxsize=8)
+def _successors(n: int, degree: int) -> np.ndarray:
+    # succ[m, v] = position of (monomial m) * x_v, for m of degree < ``degree``. Multiplying by
+    # x_v raises the degree left after variables u < v by one and leaves the others: so the
+    # rank terms of _position split into a prefix (shifted) and a suffix (unchanged) sum.
+    e = _exponents(n, degree - 1)
+    table = _binomials(n, degree)
+    d = e.sum(1)
+    rest = d[:, None] - np.cumsum(e, axis=1)  # degree left after variables 0..u
+    cols = np.arange(n - 1)
+    rows_top, rows_bottom = n - cols - 2, n - cols - 1
+    same = table[rows_top + rest[:, :-1], rows_bottom]
+    shifted = table[rows_top + rest[:, :-1] + 1, rows_bottom]
+    zero = np.zeros((len(e), 1), dtype=np.int64)
+    prefix = np.concatenate([zero, np.cumsum(shifted, axis=1)], axis=1)
+    suffix = np.concatenate([np.cumsum(same[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
+    offset = table[n + d, n]  # monomials of degree < d + 1
+    return _readonly(offset[:, None] + prefix + suffix)
+
+
+@lru_cache(maxsize=64)
+def _product_map(n: int, a: int, b: int) -> np.ndarray:
+    # Column t from column parent(t): s + t = (s + parent(t)) + x_var(t), one gather per entry
+    # through the successor table instead of a rank computation per entry.
+    out = np.empty((comb(n + a, a), comb(n + b, b)), dtype=np.int64)
+    out[:, 0] = np.arange(out.shape[0])
+    if b == 0:
+        return _readonly(out)
+    succ = _successors(n, a + b).reshape(-1)
+    parent, var = _parents(n, b)
+    for d in range(1, b + 1):
+        cols = slice(comb(n + d - 1, d - 1), comb(n + d, d))
+        out[:, cols] = succ[out[:, parent[cols]] * n + var[cols]]
+    return _readonly(out)
+
+
+@lru_cache(maxsize=16)
+def _parents(n: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    e = _exponents(n, degree)
+    # The last variable with a non-zero exponent; removing it gives the parent.
+    nonzero = e > 0
+    var = np.where(nonzero.any(1), n - 1 - np.argmax(nonzero[:, ::-1], axis=1), -1)
+    parent_exp = e.copy()
+    has = var >= 0
+    parent_exp[np.nonzero(has)[0], var[has]] -= 1
+    parent = np.where(has, _position(parent_exp, n, degree), -1)
+    return _readonly(parent), _readonly(var)

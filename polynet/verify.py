@@ -1,0 +1,162 @@
+"""verify: a network polynomial checked against the network's own forward pass."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import nn
+
+from polynet.poly.polynomial import NetworkPolynomial
+
+__all__ = ["VerificationReport", "verify"]
+
+#: Default tolerance on the relative error max|p - f| / max|f|.
+DEFAULT_TOL = 1e-8
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """How well a polynomial reproduces its network, and its size against Theorem 2."""
+
+    n_data_points: int
+    n_box_points: int
+    max_abs_error: float
+    max_rel_error: float
+    output_scale: float
+    tol: float
+    degree: int
+    degree_bound: int
+    n_terms: int
+    max_terms: int
+    n_network_parameters: int
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        return "\n".join(
+            [
+                f"verification {verdict} (tolerance {self.tol:.1e} relative)",
+                f"  points              {self.n_data_points} from the data, "
+                f"{self.n_box_points} from its bounding box",
+                f"  max |poly - net|    {self.max_abs_error:.3e}",
+                f"  relative to max|net| ({self.output_scale:.3e})  {self.max_rel_error:.3e}",
+                f"  degree              {self.degree} (bound prod k = {self.degree_bound})",
+                f"  non-zero terms      {self.n_terms:,} of C(n+D, D) = {self.max_terms:,}",
+                f"  network parameters  {self.n_network_parameters:,}",
+            ]
+        )
+
+
+def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
+    """Full network inputs for polynomial points (a slice fixes the other inputs)."""
+    inputs = poly.info.get("inputs")
+    if inputs is None:
+        return points
+    fixed = torch.as_tensor(poly.info["fixed"], dtype=torch.float64, device=points.device)
+    full = fixed.repeat(points.shape[0], 1)
+    full[:, inputs] = points
+    return full
+
+
+def verify(
+    model: nn.Module,
+    poly: NetworkPolynomial,
+    x: ArrayLike | torch.Tensor | None = None,
+    tol: float = DEFAULT_TOL,
+    *,
+    n_box: int = 1000,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> VerificationReport:
+    """Compare ``poly`` with ``model`` run in float64 evaluation mode.
+
+    Points are the data ``x`` (network inputs, or only the sliced inputs for a slice
+    polynomial) and ``n_box`` points drawn uniformly from their bounding box (from [-1, 1]^n
+    when ``x`` is None). The model is copied; the caller's model is not changed.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network the polynomial was expanded from.
+    poly : NetworkPolynomial
+        Its polynomial (from :func:`polynet.expand` or ``NetworkPolynomial.load``).
+    x : array-like of shape (B, n_vars), optional
+        Data points.
+    tol : float, default=1e-8
+        Largest accepted max|p − f| / max|f|.
+    n_box : int, default=1000
+        Number of points sampled from the bounding box.
+    seed : int, default=0
+        Seed of the box sample.
+    device : torch.device or str, optional
+        Where to evaluate (default: the polynomial's device).
+
+    Returns
+    -------
+    VerificationReport
+
+    Examples
+    --------
+    >>> import polynet
+    >>> net = polynet.SLNN(2, [4], 2).eval()
+    >>> verify(net, polynet.expand(net)).passed
+    True
+    """
+    device = torch.device(device) if device is not None else poly.device
+    if x is not None:
+        data = torch.as_tensor(x if torch.is_tensor(x) else np.asarray(x, dtype=np.float64))
+        data = data.to(device=device, dtype=torch.float64)
+        if data.dim() > 2 and data[0].numel() == poly.n_vars:  # images of a conv model
+            data = data.reshape(data.shape[0], -1)
+        if data.dim() != 2 or data.shape[1] != poly.n_vars:
+            raise ValueError(
+                f"x must have shape (B, {poly.n_vars}) (the polynomial's variables), "
+                f"got {tuple(data.shape)}."
+            )
+        low, high = data.min(0).values, data.max(0).values
+    else:
+        data = torch.zeros(0, poly.n_vars, dtype=torch.float64, device=device)
+        low = -torch.ones(poly.n_vars, dtype=torch.float64, device=device)
+        high = -low
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    box = torch.rand(n_box, poly.n_vars, generator=gen, dtype=torch.float64).to(device)
+    box = low + (high - low) * box
+    points = torch.cat([data, box])
+
+    net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
+    full = _embed(poly, points)
+    shape = poly.info.get("input_shape")
+    with torch.no_grad():
+        expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
+        expected = expected.reshape(points.shape[0], -1)
+        got = poly.to(device)(points)
+    abs_err = float((got - expected).abs().max()) if points.shape[0] else 0.0
+    scale = float(expected.abs().max()) if points.shape[0] else 0.0
+    rel_err = abs_err / scale if scale > 0 else abs_err
+    degree = poly.degree
+    n_params = poly.n_network_parameters
+    if n_params is None:
+        n_params = sum(p.numel() for p in model.parameters())
+    passed = bool(math.isfinite(rel_err) and rel_err <= tol and degree <= poly.degree_bound)
+    return VerificationReport(
+        n_data_points=int(data.shape[0]),
+        n_box_points=int(box.shape[0]),
+        max_abs_error=abs_err,
+        max_rel_error=rel_err,
+        output_scale=scale,
+        tol=float(tol),
+        degree=degree,
+        degree_bound=poly.degree_bound,
+        n_terms=poly.n_terms,
+        max_terms=poly.max_terms,
+        n_network_parameters=int(n_params),
+        passed=passed,
+    )
