@@ -110,8 +110,8 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     Examples
     --------
     >>> import polynet
-    >>> count_parameters(polynet.SLNN(2, [3], 2)).total
-    21
+    >>> count_parameters(polynet.SLNN(2, [3], 2)).total  # 9 + (2 + 3) + 4
+    18
     """
     return ParameterCount(
         tuple(
