@@ -20,7 +20,12 @@ from polynet.errors import (
     TrainingDivergedError,
 )
 from polynet.nets import SLNN, ConvSLNN, HybridNet
+from polynet.poly.count import count_parameters, count_terms
+from polynet.poly.expand import expand
+from polynet.poly.index import MonomialIndex
+from polynet.poly.polynomial import NetworkPolynomial
 from polynet.slaf import SLAF
+from polynet.verify import VerificationReport, verify
 
 __version__ = "0.1.0"
 
@@ -30,6 +35,13 @@ __all__ = [
     "HybridNet",
     "ConvSLNN",
     "Basis",
+    "expand",
+    "verify",
+    "count_terms",
+    "count_parameters",
+    "NetworkPolynomial",
+    "MonomialIndex",
+    "VerificationReport",
     "PolynetError",
     "NotExpandableError",
     "ExpansionTooLargeError",

@@ -210,7 +210,9 @@ def expand(
         if progress_bar is not None:
             progress_bar.close()
     seconds = time.perf_counter() - start
-    engine = "float64" if not exact else (exact if isinstance(exact, str) else _best_exact())
+    engine = (
+        "float64" if not exact else (exact if isinstance(exact, str) else _best_exact(the_plan))
+    )
     logger.info("expanded %d monomials in %.3f s (%s)", the_plan.index.size, seconds, engine)
     return NetworkPolynomial(
         the_plan.index,
@@ -256,12 +258,23 @@ def _progress(enabled: bool, total: int):
     return tqdm(total=total, desc="expand", unit="layer", leave=False)
 
 
-def _best_exact() -> str:
+#: Up to this many monomials, exact=True multiplies sparse polynomials (fewer fixed costs).
+SPARSE_EXACT_MAX_TERMS = 3000
+
+
+def _best_exact(the_plan) -> str:
+    if the_plan.index.size <= SPARSE_EXACT_MAX_TERMS:
+        try:
+            import flint  # noqa: F401
+
+            return "flint"
+        except ImportError:
+            return "sympy"
     return "modular"
 
 
-def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progress) -> np.ndarray:
-    engine = _best_exact() if exact is True else exact
+def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progress):
+    engine = _best_exact(the_plan) if exact is True else exact
     if engine in ("flint", "sympy"):
         from polynet.poly.sparse import expand_sparse
 
@@ -277,5 +290,5 @@ def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progr
     if engine == "modular":
         from polynet.poly.modular import expand_modular
 
-        return expand_modular(lowered, the_plan, torch.device("cpu"), progress)
+        return expand_modular(lowered, the_plan, device, progress)
     raise ValueError(f"exact must be True, False, 'modular', 'flint' or 'sympy', got {exact!r}.")

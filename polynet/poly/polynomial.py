@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -18,12 +19,89 @@ from torch import Tensor
 from polynet.errors import PolynetError
 from polynet.poly.index import MonomialIndex
 
-__all__ = ["NetworkPolynomial", "Term"]
+__all__ = ["NetworkPolynomial", "Term", "ExactCoefficients"]
 
 _FORMAT = "polynet.NetworkPolynomial"
 _FORMAT_VERSION = 1
 # Elements of the (batch × monomials) feature matrix built per evaluation chunk.
 _EVAL_CHUNK_ELEMENTS = 1 << 24
+
+
+class ExactCoefficients:
+    """Exact rational coefficients as integer numerators over one common denominator.
+
+    One denominator (a power of two for a network's dyadic weights) keeps the exact path's
+    arithmetic in integers; ``fractions()`` gives ``fractions.Fraction`` values on demand.
+    """
+
+    __slots__ = ("numerators", "denominator", "_fractions")
+
+    def __init__(self, numerators: np.ndarray, denominator: int) -> None:
+        if denominator <= 0:
+            raise ValueError(f"denominator must be positive, got {denominator}.")
+        nums = np.asarray(numerators, dtype=object)
+        # Cancel the common factor so equal values have equal representations.
+        g = math.gcd(denominator, *[int(n) for n in nums.reshape(-1) if n])
+        if g > 1:
+            nums = np.array([int(n) // g for n in nums.reshape(-1)], dtype=object)
+            nums = nums.reshape(np.shape(numerators))
+            denominator //= g
+        self.numerators = nums
+        self.denominator = int(denominator)
+        self._fractions: np.ndarray | None = None
+
+    @classmethod
+    def from_fractions(cls, values: np.ndarray) -> ExactCoefficients:
+        flat = [Fraction(v) for v in np.asarray(values, dtype=object).reshape(-1)]
+        den = math.lcm(*[f.denominator for f in flat]) if flat else 1
+        nums = [f.numerator * (den // f.denominator) for f in flat]
+        return cls(np.array(nums, dtype=object).reshape(np.shape(values)), den)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.numerators.shape
+
+    def fractions(self) -> np.ndarray:
+        """Object array of ``Fraction`` (computed once)."""
+        if self._fractions is None:
+            d = self.denominator
+            flat = [Fraction(int(n), d) for n in self.numerators.reshape(-1)]
+            self._fractions = np.array(flat, dtype=object).reshape(self.shape)
+        return self._fractions
+
+    def floats(self) -> np.ndarray:
+        """Correctly rounded float64 values."""
+        d = self.denominator
+        flat = [int(n) / d for n in self.numerators.reshape(-1)]
+        return np.array(flat, dtype=np.float64).reshape(self.shape)
+
+    def nonzero(self) -> np.ndarray:
+        return self.numerators != 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExactCoefficients):
+            return NotImplemented
+        return (
+            self.shape == other.shape
+            and self.denominator == other.denominator
+            and bool((self.numerators == other.numerators).all())
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def combine(self, other: ExactCoefficients, sign: int = 1) -> ExactCoefficients:
+        den = math.lcm(self.denominator, other.denominator)
+        return ExactCoefficients(
+            self.numerators * (den // self.denominator)
+            + sign * other.numerators * (den // other.denominator),
+            den,
+        )
+
+    def scaled(self, factor: Fraction) -> ExactCoefficients:
+        factor = Fraction(factor)
+        return ExactCoefficients(
+            self.numerators * factor.numerator, self.denominator * factor.denominator
+        )
 
 
 @dataclass(frozen=True)
@@ -49,8 +127,9 @@ class NetworkPolynomial:
     ----------
     index : MonomialIndex
         The monomials, of total degree ≤ the network's bound D.
-    coefficients : Tensor or array of shape (n_outputs, index.size)
-        float64 coefficients; an object array of ``fractions.Fraction`` for exact ones.
+    coefficients : Tensor, array or ExactCoefficients of shape (n_outputs, index.size)
+        float64 coefficients, or exact ones (``ExactCoefficients`` or an object array of
+        ``fractions.Fraction``).
     degree_bound : int, optional
         Theorem 2's bound ∏k (default: ``index.degree``).
     variables : list of str, optional
@@ -85,11 +164,11 @@ class NetworkPolynomial:
         info: dict[str, Any] | None = None,
     ) -> None:
         self.index = index
-        exact = isinstance(coefficients, np.ndarray) and coefficients.dtype == object
-        if exact:
+        if isinstance(coefficients, np.ndarray) and coefficients.dtype == object:
+            coefficients = ExactCoefficients.from_fractions(coefficients)
+        if isinstance(coefficients, ExactCoefficients):
             self._exact = coefficients
-            floats = np.vectorize(float, otypes=[np.float64])(coefficients)
-            self._coefficients = torch.as_tensor(floats.reshape(coefficients.shape))
+            self._coefficients = torch.from_numpy(coefficients.floats())
         else:
             self._exact = None
             self._coefficients = torch.as_tensor(coefficients, dtype=torch.float64)
@@ -131,7 +210,7 @@ class NetworkPolynomial:
     @property
     def exact_coefficients(self) -> np.ndarray | None:
         """Object array of ``fractions.Fraction`` of shape (n_outputs, max_terms), or None."""
-        return self._exact
+        return None if self._exact is None else self._exact.fractions()
 
     @property
     def exponents(self) -> np.ndarray:
@@ -144,7 +223,7 @@ class NetworkPolynomial:
 
     def _nonzero(self) -> Tensor:
         if self._exact is not None:
-            return torch.as_tensor(self._exact != 0)
+            return torch.from_numpy(self._exact.nonzero())
         return self._coefficients != 0
 
     @property
@@ -209,7 +288,7 @@ class NetworkPolynomial:
         """A copy with the float coefficients on ``device``."""
         return self._replace(self._coefficients.to(device), self._exact)
 
-    def _replace(self, coefficients: Tensor, exact: np.ndarray | None) -> NetworkPolynomial:
+    def _replace(self, coefficients: Tensor, exact: ExactCoefficients | None) -> NetworkPolynomial:
         new = object.__new__(NetworkPolynomial)
         new.__dict__.update(self.__dict__)
         new._coefficients = coefficients
@@ -231,11 +310,11 @@ class NetworkPolynomial:
         self._check_same_ring(other)
         exact = None
         if self._exact is not None and other._exact is not None:
-            exact = self._exact + other._exact
+            exact = self._exact.combine(other._exact)
         return self._replace(self._coefficients + other._coefficients.to(self.device), exact)
 
     def __neg__(self) -> NetworkPolynomial:
-        exact = None if self._exact is None else -self._exact
+        exact = None if self._exact is None else self._exact.scaled(Fraction(-1))
         return self._replace(-self._coefficients, exact)
 
     def __sub__(self, other: object) -> NetworkPolynomial:
@@ -246,7 +325,7 @@ class NetworkPolynomial:
     def __mul__(self, scalar: object) -> NetworkPolynomial:
         if not isinstance(scalar, (int, float)):
             return NotImplemented
-        exact = None if self._exact is None else self._exact * Fraction(scalar)
+        exact = None if self._exact is None else self._exact.scaled(Fraction(scalar))
         return self._replace(self._coefficients * float(scalar), exact)
 
     __rmul__ = __mul__
@@ -290,10 +369,11 @@ class NetworkPolynomial:
         polys = []
         for o in range(self.n_outputs):
             if self._exact is not None:
+                den = self._exact.denominator
                 data = {
-                    e: sympy.Rational(c.numerator, c.denominator)
-                    for e, c in zip(exps, self._exact[o])
-                    if c != 0
+                    e: sympy.Rational(int(n), den)
+                    for e, n in zip(exps, self._exact.numerators[o])
+                    if n != 0
                 }
                 domain = sympy.QQ
             else:
@@ -361,16 +441,16 @@ class NetworkPolynomial:
                 if path.suffix == ".json":
                     payload["coefficients"] = self._coefficients.cpu().tolist()
                     if self._exact is not None:
-                        payload["exact_coefficients"] = [
-                            [str(c) for c in row] for row in self._exact
-                        ]
+                        payload["exact_numerators"] = _strings(self._exact.numerators)
+                        payload["exact_denominator"] = str(self._exact.denominator)
                     fh.write(json.dumps(payload).encode())
                 else:
                     arrays = {"coefficients": self._coefficients.cpu().numpy()}
                     if self._exact is not None:
-                        arrays["exact_coefficients"] = np.array(
-                            [[str(c) for c in row] for row in self._exact], dtype=np.str_
+                        arrays["exact_numerators"] = np.array(
+                            _strings(self._exact.numerators), dtype=np.str_
                         )
+                        payload["exact_denominator"] = str(self._exact.denominator)
                     np.savez_compressed(fh, meta=np.array(json.dumps(payload)), **arrays)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -391,12 +471,12 @@ class NetworkPolynomial:
             if path.suffix == ".json":
                 payload = json.loads(path.read_text())
                 coef = np.asarray(payload["coefficients"], dtype=np.float64)
-                exact = payload.get("exact_coefficients")
+                numerators = payload.get("exact_numerators")
             else:
                 with np.load(path, allow_pickle=False) as data:
                     payload = json.loads(str(data["meta"]))
                     coef = data["coefficients"]
-                    exact = data["exact_coefficients"] if "exact_coefficients" in data else None
+                    numerators = data["exact_numerators"] if "exact_numerators" in data else None
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise PolynetError(
                 f"{path} is not a readable polynomial file ({exc}); write it with poly.save()."
@@ -409,8 +489,9 @@ class NetworkPolynomial:
                 f"{_FORMAT_VERSION}; upgrade polynet to read it."
             )
         index = MonomialIndex(payload["n_vars"], payload["index_degree"])
-        if exact is not None:
-            coef = np.array([[Fraction(c) for c in row] for row in exact], dtype=object)
+        if numerators is not None:
+            nums = np.array([[int(n) for n in row] for row in numerators], dtype=object)
+            coef = ExactCoefficients(nums, int(payload["exact_denominator"]))
         return cls(
             index,
             coef,
@@ -419,6 +500,10 @@ class NetworkPolynomial:
             n_network_parameters=payload.get("n_network_parameters"),
             info=payload.get("info"),
         )
+
+
+def _strings(values: np.ndarray) -> list[list[str]]:
+    return [[str(v) for v in row] for row in values]
 
 
 def _latex_vars(names: list[str]) -> list[str]:

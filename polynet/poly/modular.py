@@ -1,0 +1,287 @@
+"""The exact dense walk: the float path's arithmetic done modulo primes, then reconstructed.
+
+Every float64 value x is a dyadic rational; with a scale e per matrix, x·2^e is an integer,
+and its residue modulo a prime p is exact. :class:`ModOps` gives :func:`dense.walk` this
+arithmetic, with residues held in float64 tensors (products of residues stay below 2^53, so
+BLAS GEMMs are exact; the inner dimension is split when it would not be), and reduces after
+every operation. The walk runs once per prime, with the same scales every time; the integer
+numerators are rebuilt by the Chinese remainder theorem, their size bounded beforehand by the
+same walk on absolute values. The result is the exact expansion of the network whose layers
+hold the float64 values the float path uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy
+import torch
+from torch import Tensor
+
+from polynet.poly.dense import CHUNK_ELEMENTS, FloatOps, Plan, walk
+from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.poly.polynomial import ExactCoefficients
+
+__all__ = ["ModOps", "expand_modular", "primes_for"]
+
+# Float64 holds integers exactly below 2^53.
+_EXACT_BITS = 53
+
+
+@dataclass
+class Residues:
+    """An integer matrix or vector known modulo p: values = t / 2^e (t in [0, p))."""
+
+    t: Tensor
+    e: int
+
+
+class ModOps:
+    """The dense walk's arithmetic modulo one prime p, on scaled integers."""
+
+    def __init__(
+        self, p: int, device: torch.device, max_inner: int, cache: dict | None = None
+    ) -> None:
+        self.p = p
+        self._inv = 1.0 / p
+        self.device = device
+        # Split GEMMs so that a sum of products of residues stays exact in float64.
+        # Residues lie in (-p, 2p), so a product is below 4p² in magnitude.
+        self.inner = max(1, min(max_inner, (1 << _EXACT_BITS) // (4 * p * p) - 1))
+        self._pow2 = np.ones(1, dtype=np.int64)
+        # Dyadic decompositions do not depend on p: shared by the walks of all primes.
+        self._cache = {} if cache is None else cache
+
+    # -- conversions ------------------------------------------------------------------------
+    def pow2(self, k: int) -> int:
+        """2^k mod p for k ≥ 0."""
+        return pow(2, k, self.p)
+
+    def _pow2_table(self, top: int) -> np.ndarray:
+        if len(self._pow2) <= top:
+            table = np.empty(top + 1, dtype=np.int64)
+            table[0] = 1
+            for i in range(1, top + 1):
+                table[i] = (table[i - 1] * 2) % self.p
+            self._pow2 = table
+        return self._pow2
+
+    def from_float(self, x: Tensor) -> Residues:
+        key = (id(x), x.data_ptr(), tuple(x.shape))
+        if key not in self._cache:
+            self._cache[key] = (x, _dyadic(x))  # keep x alive so its id stays unique
+        odd, power, negative, e = self._cache[key][1]
+        table = self._pow2_table(int(power.max()) if power.size else 0)
+        res = (odd % self.p) * table[power] % self.p
+        res = np.where(negative, (self.p - res) % self.p, res)
+        return Residues(torch.from_numpy(res.astype(np.float64)).to(self.device), e)
+
+    def _rescale(self, r: Residues, e: int) -> Tensor:
+        if e == r.e:
+            return r.t
+        return self._mod(r.t * self.pow2(e - r.e))
+
+    def _mod(self, t: Tensor) -> Tensor:
+        """t reduced to (-p, 2p), in place when t is a temporary.
+
+        floor(t / p) computed as floor(t · (1/p)) may be off by one; the walk's bounds allow
+        for residues in (-p, 2p), and the final reconstruction reduces exactly.
+        """
+        q = torch.mul(t, self._inv)
+        q.floor_()
+        return torch.add(t, q, alpha=-self.p)
+
+    # -- structure --------------------------------------------------------------------------
+    def zeros(self, rows: int, cols: int) -> Residues:
+        return Residues(torch.zeros(rows, cols, dtype=torch.float64, device=self.device), 0)
+
+    def rows(self, a: Residues) -> int:
+        return a.t.shape[0]
+
+    def column(self, a: Residues, j: int) -> Residues:
+        return Residues(a.t[:, j], a.e)
+
+    def row(self, a: Residues, i: int) -> Residues:
+        return Residues(a.t[i], a.e)
+
+    def as_column(self, v: Residues) -> Residues:
+        return Residues(v.t[:, None], v.e)
+
+    def slice_cols(self, a: Residues, start: int, stop: int) -> Residues:
+        return Residues(a.t[:, start:stop], a.e)
+
+    # -- arithmetic ---------------------------------------------------------------------------
+    def matmul(self, a: Residues, b: Residues) -> Residues:
+        k = a.t.shape[1]
+        out = None
+        for s in range(0, k, self.inner):
+            part = self._mod(a.t[:, s : s + self.inner] @ b.t[s : s + self.inner])
+            out = part if out is None else self._mod(out + part)
+        if out is None:
+            out = torch.zeros(a.t.shape[0], b.t.shape[1], dtype=torch.float64, device=self.device)
+        return Residues(out, a.e + b.e)
+
+    def rowscale(self, v: Residues, b: Residues) -> Residues:
+        return Residues(self._mod(v.t[:, None] * b.t), v.e + b.e)
+
+    def colscale(self, a: Residues, v: Residues) -> Residues:
+        return Residues(self._mod(a.t * v.t[None, :]), a.e + v.e)
+
+    def mul(self, u: Residues, v: Residues) -> Residues:
+        return Residues(self._mod(u.t * v.t), u.e + v.e)
+
+    def add_into(self, q: Residues, x: Residues) -> None:
+        if x.e > q.e:
+            q.t = self._rescale(q, x.e)
+            q.e = x.e
+        cols = x.t.shape[1]
+        q.t[:, :cols] = self._mod(q.t[:, :cols] + self._rescale(x, q.e))
+
+    def add_col0(self, p: Residues, b: Residues) -> Residues:
+        e = max(p.e, b.e)
+        t = self._rescale(p, e).clone()
+        t[:, 0] = self._mod(t[:, 0] + self._rescale(b, e))
+        return Residues(t, e)
+
+    def outer_fold(self, a: Residues, b: Residues, pmap: Tensor, cols: int) -> Residues:
+        rows, ta, tb = a.t.shape[0], a.t.shape[1], b.t.shape[1]
+        out = torch.zeros(rows, cols, dtype=torch.float64, device=self.device)
+        flat = pmap.reshape(-1)
+        step = max(1, CHUNK_ELEMENTS // (ta * tb))
+        for s in range(0, rows, step):
+            outer = self._mod(a.t[s : s + step, :, None] * b.t[s : s + step, None, :])
+            out[s : s + step].index_add_(1, flat, outer.reshape(outer.shape[0], -1))
+        return Residues(self._mod(out), a.e + b.e)
+
+    def quad_fold(
+        self, a: Residues, w: Residues, b: Residues, pmap: Tensor, out: Residues, row: int
+    ) -> None:
+        scale = a.e + w.e + b.e
+        if scale > out.e:
+            out.t = self._rescale(out, scale)
+            out.e = scale
+        # Lift to the output's scale on the weights (m values), not on the Gram matrix.
+        lifted = self._mod(w.t * self.pow2(out.e - scale))
+        aw = self._mod(a.t * lifted[:, None]).T.contiguous()
+        ta, tb = aw.shape[0], b.t.shape[1]
+        step = max(1, CHUNK_ELEMENTS // tb)
+        # Each target receives at most one reduced entry per row s: T_a · 2p stays exact.
+        target = torch.zeros(out.t.shape[1], dtype=torch.float64, device=self.device)
+        for s in range(0, ta, step):
+            gram = self.matmul(Residues(aw[s : s + step], 0), Residues(b.t, 0)).t
+            target.index_add_(0, pmap[s : s + step].reshape(-1), gram.reshape(-1))
+        out.t[row] = self._mod(out.t[row] + self._mod(target))
+
+
+def _dyadic(x: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """x · 2^e = ±odd · 2^power exactly, with one scale e for the whole tensor."""
+    arr = x.detach().cpu().numpy().astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("cannot expand exactly: the network holds non-finite values.")
+    mant, expo = np.frexp(arr)
+    big = (mant * 2.0**_EXACT_BITS).astype(np.int64)  # x = big · 2^(expo - 53) exactly
+    mag = np.abs(big)
+    nonzero = mag != 0
+    tz = np.zeros_like(mag)
+    tz[nonzero] = np.log2(mag[nonzero] & -mag[nonzero]).astype(np.int64)
+    shift = expo.astype(np.int64) - _EXACT_BITS + tz
+    e = int(max(0, (-shift[nonzero]).max())) if nonzero.any() else 0
+    power = np.where(nonzero, shift + e, 0)
+    return mag >> tz, power, big < 0, e
+
+
+@lru_cache(maxsize=8)
+def primes_for(bits: int, count: int) -> list[int]:
+    """The ``count`` largest primes below 2^bits."""
+    out, p = [], 1 << bits
+    while len(out) < count:
+        p = sympy.prevprime(p)
+        out.append(int(p))
+    return out
+
+
+def _max_inner(lowered: LoweredNetwork) -> int:
+    widths = [lowered.n_inputs + 1]
+    for stage in lowered.stages:
+        if isinstance(stage, Affine):
+            widths.append(stage.weight.shape[-1] + 1)
+        widths.append(stage.coefficients.shape[0] if isinstance(stage, UnitPolynomials) else 1)
+    return max(widths)
+
+
+def _absolute(lowered: LoweredNetwork) -> LoweredNetwork:
+    stages = []
+    for stage in lowered.stages:
+        if isinstance(stage, Affine):
+            stages.append(Affine(stage.weight.abs(), stage.bias.abs(), stage.layers))
+        else:
+            stages.append(UnitPolynomials(stage.coefficients.abs(), stage.layers))
+    return LoweredNetwork(tuple(stages), lowered.n_inputs, lowered.input_shape)
+
+
+def _reconstruct(residues: list[np.ndarray], primes: list[int]) -> np.ndarray:
+    """Symmetric CRT (Garner): integers N with N ≡ r_i (mod p_i), |N| < ∏p / 2."""
+    k = len(primes)
+    digits = [residues[0].astype(np.int64)]
+    for i in range(1, k):
+        p = primes[i]
+        acc = digits[i - 1] % p
+        for j in range(i - 2, -1, -1):
+            acc = (acc * (primes[j] % p) + digits[j]) % p
+        inv = pow(math.prod(primes[:i]) % p, -1, p)
+        digits.append(((residues[i].astype(np.int64) - acc) % p) * inv % p)
+    # Group digits into int64 limbs (three primes below 2^21 fit in 63 bits), then Horner in
+    # Python integers over the limbs.
+    limbs, bases = [], []
+    i = 0
+    while i < k:
+        limb = np.zeros_like(digits[0])
+        base = 1
+        while i < k and base * primes[i] < (1 << 62):
+            limb = limb + digits[i] * base
+            base *= primes[i]
+            i += 1
+        if base == 1:  # a prime too large to group: take it alone
+            limb, base = digits[i], primes[i]
+            i += 1
+        limbs.append(limb)
+        bases.append(base)
+    total = limbs[-1].astype(object)
+    for limb, base in zip(limbs[-2::-1], bases[-2::-1]):
+        total = total * base + limb.astype(object)
+    modulus = math.prod(primes)
+    return np.where(total > modulus // 2, total - modulus, total)
+
+
+def expand_modular(
+    lowered: LoweredNetwork, the_plan: Plan, device: torch.device, progress=None
+) -> ExactCoefficients:
+    """Exact coefficients of shape (n_outputs, index.size)."""
+    max_inner = _max_inner(lowered)
+    # Residues in (-p, 2p): a GEMM sums max_inner products below 4p².
+    bits = min(25, (_EXACT_BITS - 2 - math.ceil(math.log2(max_inner + 1))) // 2)
+    # Bound |coefficient| by the same walk on absolute values (rounding guarded by a margin).
+    bound = walk(_absolute(lowered), FloatOps(device), the_plan, device).abs().max().item()
+    if not math.isfinite(bound):
+        raise OverflowError("the network's coefficients overflow float64; an exact bound fails.")
+    first = primes_for(bits, 1)
+    residues = []
+    cache: dict = {}
+    ops = ModOps(first[0], device, max_inner, cache)
+    out = walk(lowered, ops, the_plan, device)
+    scale = out.e
+    needed_bits = math.log2(max(bound, 1e-300) * 1.001 + 2.0**-scale) + scale + 2
+    count = max(1, math.ceil(needed_bits / (bits - 1)))
+    primes = primes_for(bits, count)
+    residues.append(np.mod(out.t.cpu().numpy().astype(np.int64), first[0]))
+    for p in primes[1:]:
+        r = walk(lowered, ModOps(p, device, max_inner, cache), the_plan, device)
+        if r.e != scale:  # pragma: no cover - scales depend only on the float inputs
+            raise RuntimeError("internal error: scales differ between primes.")
+        residues.append(np.mod(r.t.cpu().numpy().astype(np.int64), p))
+        if progress is not None:
+            progress.set_postfix_str(f"prime {len(residues)}/{count}")
+    return ExactCoefficients(_reconstruct(residues, primes), 1 << scale)
