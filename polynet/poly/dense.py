@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,7 +50,9 @@ class Ops(Protocol):
     def add_into(self, q: Any, x: Any) -> None: ...
     def add_col0(self, p: Any, b: Any) -> Any: ...
     def outer_fold(self, a: Any, b: Any, pmap: Tensor, cols: int) -> Any: ...
-    def quad_fold(self, a: Any, w: Any, b: Any, pmap: Tensor, out: Any, row: int) -> None: ...
+    def quad_fold(
+        self, a: Any, w: Any, b: Any, blocks: tuple[FoldBlock, ...], out: Any, row: int
+    ) -> None: ...
 
 
 class FloatOps:
@@ -110,15 +113,54 @@ class FloatOps:
         return out
 
     def quad_fold(
-        self, a: Tensor, w: Tensor, b: Tensor, pmap: Tensor, out: Tensor, row: int
+        self, a: Tensor, w: Tensor, b: Tensor, blocks: tuple[FoldBlock, ...], out: Tensor, row: int
     ) -> None:
-        aw = (a * w[:, None]).T.contiguous()  # (T_a, m)
-        ta, tb = aw.shape[0], b.shape[1]
-        step = max(1, CHUNK_ELEMENTS // tb)
+        symmetric = blocks[0].symmetric
+        # Symmetric: fold G[s, t] for t >= s only, off-diagonal entries counted twice.
+        aw = (a * (w * 2 if symmetric else w)[:, None]).T.contiguous()  # (T_a, m)
         target = out[row]
-        for s in range(0, ta, step):
-            gram = aw[s : s + step] @ b  # (rows, T_b)
-            target.index_add_(0, pmap[s : s + step].reshape(-1), gram.reshape(-1))
+        for block in blocks:
+            gram = aw[block.start : block.stop] @ b[:, block.col_start :]
+            if symmetric:
+                diag = gram[:, : block.stop - block.start]
+                diag.triu_()
+                diag.diagonal().mul_(0.5)
+            target.index_add_(0, block.targets, gram.reshape(-1))
+
+
+@dataclass(frozen=True)
+class FoldBlock:
+    """Rows start:stop of a Gram matrix from column col_start on, and where each entry folds."""
+
+    start: int
+    stop: int
+    col_start: int
+    symmetric: bool
+    targets: Tensor  # flat positions, (stop - start) * (T_b - col_start)
+
+
+#: Row blocks of a symmetric fold: more blocks skip more of the lower triangle.
+SYMMETRIC_BLOCKS = 8
+
+
+def fold_blocks(n: int, a: int, b: int, device) -> tuple[FoldBlock, ...]:
+    """Row blocks of the (T_a × T_b) fold of degree-a by degree-b products, cached."""
+    key = ("blocks", n, a, b, str(device))
+    if key not in _DEVICE_MAPS:
+        pmap = MonomialIndex(n, a + b).product_map(a, b)
+        ta, tb = pmap.shape
+        symmetric = a == b
+        rows = max(1, CHUNK_ELEMENTS // tb)
+        if symmetric:
+            rows = min(rows, max(64, -(-ta // SYMMETRIC_BLOCKS)))
+        blocks = []
+        for start in range(0, ta, rows):
+            stop = min(ta, start + rows)
+            col = start if symmetric else 0
+            flat = np.array(pmap[start:stop, col:]).reshape(-1)
+            blocks.append(FoldBlock(start, stop, col, symmetric, torch.from_numpy(flat).to(device)))
+        _remember(key, tuple(blocks))
+    return _DEVICE_MAPS[key]
 
 
 @dataclass(frozen=True)
@@ -276,10 +318,10 @@ def _fused_last(ops: Ops, index, p, d, k, alpha, run, maps, device):
         powers[j] = ops.outer_fold(powers[j - 1], p, maps((j - 1) * d, d), t(j * d))
     for i in range(2, k + 1):
         a, b = (i + 1) // 2, i // 2
-        pmap = maps(a * d, b * d)
+        blocks = fold_blocks(index.n_vars, a * d, b * d, device)
         alpha_i = ops.column(alpha, i)
         for o in range(ops.rows(cv)):
-            ops.quad_fold(powers[a], ops.mul(ops.row(v, o), alpha_i), powers[b], pmap, out, o)
+            ops.quad_fold(powers[a], ops.mul(ops.row(v, o), alpha_i), powers[b], blocks, out, o)
     return out
 
 
@@ -307,14 +349,19 @@ def walk(lowered: LoweredNetwork, ops: Ops, the_plan: Plan, device, progress=Non
     return p
 
 
-_DEVICE_MAPS: dict[tuple[int, int, int, str], Tensor] = {}
+# Product maps and fold blocks on their devices, kept for the next expansion of the same sizes.
+_DEVICE_MAPS: dict[tuple, Any] = {}
+
+
+def _remember(key: tuple, value: Any) -> None:
+    if len(_DEVICE_MAPS) > 32:
+        _DEVICE_MAPS.clear()
+    _DEVICE_MAPS[key] = value
 
 
 def _device_map(n: int, a: int, b: int, device) -> Tensor:
-    key = (n, a, b, str(device))
+    key = ("map", n, a, b, str(device))
     if key not in _DEVICE_MAPS:
-        if len(_DEVICE_MAPS) > 16:
-            _DEVICE_MAPS.clear()
         pmap = MonomialIndex(n, a + b).product_map(a, b)
-        _DEVICE_MAPS[key] = torch.from_numpy(pmap.copy()).to(device)
+        _remember(key, torch.from_numpy(pmap.copy()).to(device))
     return _DEVICE_MAPS[key]

@@ -157,22 +157,29 @@ class ModOps:
         return Residues(self._mod(out), a.e + b.e)
 
     def quad_fold(
-        self, a: Residues, w: Residues, b: Residues, pmap: Tensor, out: Residues, row: int
+        self, a: Residues, w: Residues, b: Residues, blocks, out: Residues, row: int
     ) -> None:
         scale = a.e + w.e + b.e
         if scale > out.e:
             out.t = self._rescale(out, scale)
             out.e = scale
-        # Lift to the output's scale on the weights (m values), not on the Gram matrix.
-        lifted = self._mod(w.t * self.pow2(out.e - scale))
-        aw = self._mod(a.t * lifted[:, None]).T.contiguous()
-        ta, tb = aw.shape[0], b.t.shape[1]
-        step = max(1, CHUNK_ELEMENTS // tb)
+        symmetric = blocks[0].symmetric
+        # Lift to the output's scale on the weights (m values), not on the Gram matrix; a
+        # symmetric fold counts off-diagonal entries twice and halves the diagonal (by 2^-1).
+        lift = self.pow2(out.e - scale) * (2 if symmetric else 1) % self.p
+        aw = self._mod(a.t * self._mod(w.t * lift)[:, None]).T.contiguous()
+        half = (self.p + 1) // 2
         # Each target receives at most one reduced entry per row s: T_a · 2p stays exact.
         target = torch.zeros(out.t.shape[1], dtype=torch.float64, device=self.device)
-        for s in range(0, ta, step):
-            gram = self.matmul(Residues(aw[s : s + step], 0), Residues(b.t, 0)).t
-            target.index_add_(0, pmap[s : s + step].reshape(-1), gram.reshape(-1))
+        for block in blocks:
+            lhs = Residues(aw[block.start : block.stop], 0)
+            gram = self.matmul(lhs, Residues(b.t[:, block.col_start :], 0)).t
+            if symmetric:
+                diag = gram[:, : block.stop - block.start]
+                diag.triu_()
+                d = diag.diagonal()
+                d.copy_(self._mod(d * half))
+            target.index_add_(0, block.targets, gram.reshape(-1))
         out.t[row] = self._mod(out.t[row] + self._mod(target))
 
 
