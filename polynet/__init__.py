@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from polynet.approximate import approximate, from_network
 from polynet.bases import Basis
+from polynet.checkpoint import load
 from polynet.errors import (
     CheckpointError,
     DataError,
@@ -35,6 +36,7 @@ __all__ = [
     "HybridNet",
     "ConvSLNN",
     "Basis",
+    "load",
     "expand",
     "verify",
     "count_terms",

@@ -49,7 +49,15 @@ from torch import nn
 from polynet.errors import CheckpointError
 from polynet.nets import ARCHITECTURES, build
 
-__all__ = ["Checkpoint", "save", "load", "load_checkpoint", "read_metadata", "FORMAT_VERSION"]
+__all__ = [
+    "Checkpoint",
+    "save",
+    "load",
+    "load_checkpoint",
+    "read_metadata",
+    "check_saveable",
+    "FORMAT_VERSION",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +149,23 @@ def _layout_mismatch(
     return problems
 
 
+def check_saveable(model: nn.Module) -> tuple[str, dict[str, Any]]:
+    """The model's ``(architecture, config)``, or a :class:`CheckpointError` if it has none.
+
+    ``training.fit`` calls this before training, so a run with ``out=`` cannot end unsaved.
+    """
+    architecture = getattr(model, "architecture", None)
+    config = getattr(model, "config", None)
+    if architecture not in ARCHITECTURES or not isinstance(config, dict):
+        raise CheckpointError(
+            f"cannot save a {type(model).__name__}: a checkpoint rebuilds the model from its "
+            "builder's config, and this model has none. Build it with a polynet builder (SLNN, "
+            "HybridNet, ConvSLNN), or save its weights alone with "
+            "safetensors.torch.save_file(model.state_dict(), path)."
+        )
+    return architecture, config
+
+
 def save(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -174,15 +199,7 @@ def save(
         For a model without a polynet ``config``, a model changed after it was built, metadata
         that is not JSON, a reserved metadata key, or a write that fails.
     """
-    architecture = getattr(model, "architecture", None)
-    config = getattr(model, "config", None)
-    if architecture not in ARCHITECTURES or not isinstance(config, dict):
-        raise CheckpointError(
-            f"cannot save a {type(model).__name__}: a checkpoint rebuilds the model from its "
-            "builder's config, and this model has none. Build it with a polynet builder (SLNN, "
-            "HybridNet, ConvSLNN), or save its weights alone with "
-            "safetensors.torch.save_file(model.state_dict(), path)."
-        )
+    architecture, config = check_saveable(model)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     reference = build(architecture, config, device="meta").state_dict()
     problems = _layout_mismatch(reference, tensors)
