@@ -1,0 +1,30 @@
+import torch
+
+from polynet import SLNN, expand, verify
+
+from .poly.test_expand import with_running_stats
+
+
+def test_report_counts_and_passes():
+    net = with_running_stats(SLNN(3, [5, 4], [3, 2]), 3, 0)
+    poly = expand(net)
+    x = torch.randn(40, 3)
+    report = verify(net, poly, x, n_box=200)
+    assert report.passed and report.n_data_points == 40 and report.n_box_points == 200
+    assert (report.degree, report.degree_bound) == (6, 6)
+    assert report.n_terms == report.max_terms == 84
+    assert report.n_network_parameters == sum(p.numel() for p in net.parameters())
+    assert "PASSED" in str(report) and report.max_rel_error < 1e-12
+
+
+def test_a_wrong_polynomial_fails():
+    net = with_running_stats(SLNN(2, [3], [2]), 2, 0)
+    poly = expand(net) * 1.001
+    report = verify(net, poly, torch.randn(20, 2))
+    assert not report.passed and "FAILED" in str(report)
+
+
+def test_verify_runs_without_data_on_the_unit_box():
+    net = with_running_stats(SLNN(2, [3], [2]), 2, 0)
+    report = verify(net, expand(net))
+    assert report.n_data_points == 0 and report.passed
