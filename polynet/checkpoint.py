@@ -201,7 +201,9 @@ def save(
     """
     architecture, config = check_saveable(model)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    reference = build(architecture, config, device="meta").state_dict()
+    # Rebuild from the config (on CPU: the meta device's first random init costs seconds) so
+    # a model edited after it was built is refused now, not when someone tries to load it.
+    reference = build(architecture, config).state_dict()
     problems = _layout_mismatch(reference, tensors)
     if problems:
         raise CheckpointError(
