@@ -196,6 +196,252 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# polynet expand / polynet verify
+# --------------------------------------------------------------------------------------------
+
+
+def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "expand",
+        help="expand a trained network into one explicit polynomial",
+        description="Expand the checkpoint's network with polynet.expand and print its degree "
+        "against the bound prod k, its number of terms against C(n+D, D), the time taken, the "
+        "largest terms and the Theorem 2 table. The polynomial is in the model's own inputs "
+        "(standardised when the model was trained on standardised data).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    p.add_argument(
+        "--exact",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=[True, "modular", "flint", "sympy"],
+        type=lambda v: v,
+        metavar="ENGINE",
+        help="exact rational arithmetic (optionally the engine: modular, flint, sympy)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="a directory for the export bundle (polynomial.npz, coefficients.csv, "
+        "polynomial.tex, summary.json), or a .npz/.json file for the polynomial alone",
+    )
+    p.add_argument("--latex", default=None, help="write the LaTeX of output 0 to this file")
+    p.add_argument("--top", type=_positive_int, default=10, help="largest terms to print")
+    p.add_argument("--inputs", type=int, nargs="+", default=None, help="expand in these only")
+    p.add_argument(
+        "--fixed",
+        type=float,
+        nargs="+",
+        default=None,
+        help="values of all inputs (those in --inputs are ignored); default: 0, the training "
+        "mean of standardised inputs",
+    )
+    p.add_argument(
+        "--raw-units",
+        action="store_true",
+        help="fold the data set's standardisation into the network: the polynomial is in the "
+        "original features (named after them) and the target's original units",
+    )
+    p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
+    p.add_argument("--device", default=None, help="where to compute (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _raw_units_model(ckpt: Any) -> tuple[Any, list[str]]:
+    """The checkpoint's model with its standardisers folded in, and the feature names."""
+    from torch import nn
+
+    from polynet.data import Standardizer
+    from polynet.errors import DataError
+
+    info = ckpt.metadata.get("dataset") or {}
+    if not info.get("scaler") and not info.get("target_scaler"):
+        raise DataError(
+            "--raw-units needs the standardisation the model was trained with, and this "
+            "checkpoint records none (trained with --no-standardize?); drop --raw-units."
+        )
+    layers = []
+    if info.get("scaler"):
+        layers.append(Standardizer.from_dict(info["scaler"]).as_linear())
+    layers.append(ckpt.model)
+    if info.get("target_scaler"):
+        layers.append(Standardizer.from_dict(info["target_scaler"]).as_linear(inverse=True))
+    return nn.Sequential(*layers).eval(), list(info.get("feature_names") or [])
+
+
+def _write_bundle(poly: Any, out: str) -> list[str]:
+    """Write the export bundle; returns the paths written."""
+    import csv
+    from pathlib import Path
+
+    target = Path(out)
+    if target.suffix in (".npz", ".json"):
+        return [str(poly.save(target))]
+    target.mkdir(parents=True, exist_ok=True)
+    written = [str(poly.save(target / "polynomial.npz"))]
+    csv_path = target / "coefficients.csv"
+    coef = poly.coefficients.cpu().numpy()
+    keep = (coef != 0).any(0)
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*poly.variables, *(f"coefficient_{o}" for o in range(poly.n_outputs))])
+        for row, values in zip(poly.exponents[keep], coef[:, keep].T):
+            writer.writerow([*row.tolist(), *(repr(float(v)) for v in values)])
+    written.append(str(csv_path))
+    tex = target / "polynomial.tex"
+    tex.write_text(
+        "\n".join(f"p_{{{o}}}(x) = {poly.to_latex(output=o)}" for o in range(poly.n_outputs)) + "\n"
+    )
+    written.append(str(tex))
+    summary = target / "summary.json"
+    summary.write_text(json.dumps(_summary(poly), indent=2) + "\n")
+    written.append(str(summary))
+    return written
+
+
+def _summary(poly: Any) -> dict[str, Any]:
+    return {
+        "n_vars": poly.n_vars,
+        "n_outputs": poly.n_outputs,
+        "variables": poly.variables,
+        "degree": poly.degree,
+        "degree_bound": poly.degree_bound,
+        "n_terms": poly.n_terms,
+        "max_terms": poly.max_terms,
+        "n_network_parameters": poly.n_network_parameters,
+        "exact": poly.exact,
+        **{k: v for k, v in poly.info.items() if k in ("seconds", "engine", "device")},
+    }
+
+
+def _cmd_expand(args: argparse.Namespace) -> int:
+    import polynet
+    from polynet.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint, device=args.device)
+    model, names = ckpt.model, []
+    if args.raw_units:
+        model, names = _raw_units_model(ckpt)
+    fixed = None
+    if args.inputs is not None:
+        fixed = args.fixed if args.fixed is not None else [0.0] * _n_inputs(ckpt.model)
+    elif args.fixed is not None:
+        raise ValueError("--fixed only applies together with --inputs.")
+    poly = polynet.expand(
+        model,
+        exact=args.exact,
+        inputs=args.inputs,
+        fixed=fixed,
+        max_memory=args.max_memory,
+        progress=not args.no_progress,
+    )
+    if args.raw_units:
+        poly.info["raw_units"] = True
+        poly.n_network_parameters = sum(p.numel() for p in ckpt.model.parameters())
+        if len(names) == poly.index.n_vars or (args.inputs and len(names) > max(args.inputs)):
+            poly.variables = names if args.inputs is None else [names[i] for i in args.inputs]
+    elif ckpt.metadata.get("dataset", {}).get("scaler"):
+        print(
+            "inputs       standardised: x_i = (feature_i - mean_i) / scale_i (--raw-units "
+            "for the original features)"
+        )
+    _print_polynomial(poly, args.top)
+    print()
+    print(polynet.count_terms(ckpt.model).table())
+    if args.latex:
+        from pathlib import Path
+
+        Path(args.latex).write_text(poly.to_latex() + "\n")
+        print(f"latex        {args.latex}")
+    if args.out:
+        for path in _write_bundle(poly, args.out):
+            print(f"wrote        {path}")
+    return 0
+
+
+def _n_inputs(model: Any) -> int:
+    from polynet.poly.count import count_terms
+
+    return count_terms(model).n_vars
+
+
+def _print_polynomial(poly: Any, top: int) -> None:
+    info = poly.info
+    print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
+    print(f"degree       {poly.degree} (bound prod k = {poly.degree_bound})")
+    print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
+    print(f"network      {poly.n_network_parameters:,} parameters")
+    engine = info.get("engine", "")
+    print(
+        f"time         {info.get('seconds', float('nan')):.3f} s ({engine}, {info.get('device')})"
+    )
+    for o in range(poly.n_outputs):
+        label = f" of output {o}" if poly.n_outputs > 1 else ""
+        print(f"largest {min(top, poly.n_terms)} terms{label}:")
+        for term in poly.terms(top=top, output=o):
+            print(f"  {term.coefficient:+.6e}  {term.monomial}")
+
+
+def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "verify",
+        help="check a network polynomial against the network's forward pass",
+        description="Run the checkpoint's network in float64 evaluation mode and its "
+        "polynomial on the training and test points of its data set and on points sampled "
+        "from their bounding box (polynet.verify); print the report and exit 1 if it fails.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    p.add_argument(
+        "--poly",
+        default=None,
+        help="the polynomial: a .npz/.json file or an export directory (default: expand now)",
+    )
+    p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-8)")
+    p.add_argument("--n-box", type=_positive_int, default=1000, help="points from the box")
+    p.add_argument("--device", default=None, help="where to evaluate (default: cpu)")
+    return p
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    import polynet
+    from polynet import data
+    from polynet.checkpoint import load_checkpoint
+    from polynet.errors import DataError
+    from polynet.verify import DEFAULT_TOL
+
+    ckpt = load_checkpoint(args.checkpoint, device=args.device)
+    if args.poly is None:
+        poly = polynet.expand(ckpt.model)
+    else:
+        path = Path(args.poly)
+        poly = polynet.NetworkPolynomial.load(path / "polynomial.npz" if path.is_dir() else path)
+    raw = bool(poly.info.get("raw_units"))
+    model = _raw_units_model(ckpt)[0] if raw else ckpt.model
+    x = None
+    try:
+        ds = data.from_metadata(ckpt.metadata)
+        x = np.concatenate([ds.X_train, ds.X_test]).reshape(len(ds.X_train) + len(ds.X_test), -1)
+        if raw and ds.scaler is not None:
+            x = ds.scaler.inverse_transform(x)
+        if "inputs" in poly.info:
+            x = x[:, poly.info["inputs"]]
+    except DataError as exc:
+        print(f"note: {exc} Verifying on the box [-1, 1]^n only.", file=sys.stderr)
+    tol = DEFAULT_TOL if args.tol is None else args.tol
+    report = polynet.verify(model, poly, x, tol=tol, n_box=args.n_box, device=args.device)
+    print(report)
+    return 0 if report.passed else 1
+
+
+# --------------------------------------------------------------------------------------------
 # Subcommand registry. One (add_parser, handler) pair per subcommand, in help order.
 # To add a command: write _add_<name>_parser(subparsers) and _cmd_<name>(args), then add
 # one line below.
@@ -203,6 +449,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int]]] = [
     (_add_train_parser, _cmd_train),
+    (_add_expand_parser, _cmd_expand),
+    (_add_verify_parser, _cmd_verify),
 ]
 
 

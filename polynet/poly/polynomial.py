@@ -511,5 +511,8 @@ def _latex_vars(names: list[str]) -> list[str]:
     for name in names:
         head = name.rstrip("0123456789")
         tail = name[len(head) :]
-        out.append(f"{head}_{{{tail}}}" if head and tail else name)
+        if head and tail and len(head) == 1:
+            out.append(f"{head}_{{{tail}}}")
+        else:  # a feature name: upright, underscores escaped
+            out.append(r"\mathrm{" + name.replace("_", r"\_") + "}")
     return out
