@@ -54,4 +54,18 @@ __all__ = [
     "PolynetWarning",
     "approximate",
     "from_network",
+    "SLNNRegressor",
+    "SLNNClassifier",
 ]
+
+_ESTIMATORS = ("SLNNRegressor", "SLNNClassifier")
+
+
+def __getattr__(name: str) -> object:
+    # The estimators need scikit-learn, which `import polynet` must not load: import them on
+    # first access (PEP 562).
+    if name in _ESTIMATORS:
+        from polynet import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'polynet' has no attribute {name!r}")
