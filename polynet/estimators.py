@@ -428,7 +428,8 @@ _PARAMETERS_DOC = """
     scaler_ : Standardizer or None
         The input standardisation (None with ``standardize=False``).
     history_ : list of dict
-        Per-epoch training history (:class:`polynet.training.FitResult`).
+        Per-epoch training history (:class:`polynet.training.FitResult`), in the units the
+        network was trained in (standardised targets when ``standardize=True``).
     n_iter_ : int
         Epochs trained.
     n_features_in_ : int
