@@ -14,6 +14,8 @@ standard deviation is its own generator, so the network is a polynomial in all o
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -37,6 +39,7 @@ __all__ = [
     "homogeneous_part",
     "max_forward_error",
     "n_monomials",
+    "parameter_jacobian",
 ]
 
 
@@ -93,12 +96,17 @@ class _Source:
         self.names: list[str] = []
         self.gens: dict[str, PolyElement] | None = None
         self.one: object = 1
+        self.values: dict[str, object] = {}
+        self.perturb: str | None = None  # numeric mode: this parameter becomes value + eps
+        self.eps: object = 0
 
     def get(self, name: str, value: float) -> object:
         if not self.symbolic:
-            return self.one * _exact(value)
-        if self.gens is None:  # first pass: record the name
+            out = self.one * _exact(value)
+            return out + self.eps if name == self.perturb else out
+        if self.gens is None:  # first pass: record the name and its value
             self.names.append(name)
+            self.values[name] = _exact(value)
             return 0
         return self.gens[name]
 
@@ -296,3 +304,44 @@ def max_forward_error(
         for o, out in enumerate(poly.outputs):
             worst = max(worst, abs(float(out(*vals)) - ref[i, o].item()))
     return worst
+
+
+def parameter_jacobian(
+    model: nn.Sequential, input_shape: int | tuple[int, ...]
+) -> tuple[list[str], dict[str, object], list[tuple[int, tuple[int, ...]]], list[list[object]]]:
+    """The exact Jacobian of the map θ ↦ coefficients, at the model's own parameter values.
+
+    θ are the folded parameters (Linear/BatchNorm entries and each SLAF channel's monomial
+    coefficients α, named ``L{i}_alpha{j}_{m}``). Returns the parameter names, their values
+    (exact rationals), the rows' (output, exponent) labels in a fixed order, and J as a list of
+    rows of rationals: J[row][col] = ∂ coefficient(row) / ∂ θ[col]. Each column comes from one
+    walk with that parameter replaced by value + ε, reading off the coefficient of ε.
+    """
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    n_vars = int(np.prod(shape))
+    rec = _Source(symbolic=True, folded=True)
+    with torch.no_grad():
+        _walk(model, [0] * n_vars, rec, shape)
+    R, *gens = ring([f"x{i}" for i in range(n_vars)] + ["eps"], QQ)
+    columns: list[dict[tuple[int, tuple[int, ...]], object]] = []
+    for name in rec.names:
+        src = _Source(symbolic=False, folded=True)
+        src.one, src.eps, src.perturb = R.one, gens[n_vars], name
+        with torch.no_grad():
+            outs = _walk(model, gens[:n_vars], src, shape)
+        col = {}
+        for o, out in enumerate(outs):
+            for monom, coeff in R(out).items():
+                if monom[n_vars] == 1:
+                    col[(o, monom[:n_vars])] = coeff
+        columns.append(col)
+    D = math.prod(m.degree for m in model.modules() if isinstance(m, polynet.SLAF))
+    n_out = len(outs)
+    exps = [
+        tuple(combo.count(i) for i in range(n_vars))
+        for d in range(D + 1)
+        for combo in itertools.combinations_with_replacement(range(n_vars), d)
+    ]
+    rows = [(o, e) for o in range(n_out) for e in exps]
+    J = [[col.get(row, QQ(0)) for col in columns] for row in rows]
+    return rec.names, rec.values, rows, J
