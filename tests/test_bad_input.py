@@ -1,0 +1,330 @@
+"""Every documented refusal, with its message: one section per module.
+
+Messages are part of the API (STYLE rule 6): rewording one means changing its test here.
+"""
+
+import builtins
+import gzip
+import json
+import math
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+import polynet
+from polynet import SLNN, cli, data, training
+from polynet.checkpoint import _tensor_digest, load_checkpoint, read_metadata, save
+from polynet.errors import CheckpointError, DataError
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+
+# ============================================================================================
+# polynet.data
+# ============================================================================================
+
+
+def test_data_unknown_name_lists_the_valid_ones():
+    with pytest.raises(DataError, match=r"unknown data set 'bostn'; valid names are \['boston',"):
+        data.load("bostn")
+
+
+def test_data_unknown_loader_option_lists_the_options():
+    with pytest.raises(
+        DataError, match=r"data set 'xor' has no option\(s\) \['turns'\]; its options are"
+    ):
+        data.load("xor", turns=3)
+
+
+def test_data_bad_counts_and_fractions():
+    with pytest.raises(DataError, match="n_samples must be an integer >= 4, got 2"):
+        data.two_spirals(2)
+    with pytest.raises(DataError, match=r"test_size must be in \(0, 1\), got 1.5"):
+        data.xor(test_size=1.5)
+
+
+def test_data_standardize_twice_or_classification_targets():
+    ds = data.xor(20).standardize()
+    with pytest.raises(DataError, match="'xor' is already standardised"):
+        ds.standardize()
+    with pytest.raises(DataError, match="but 'xor' is a classification data set"):
+        data.xor(20).standardize(targets=True)
+
+
+def test_data_standardizer_dict_needs_mean_and_scale():
+    with pytest.raises(DataError, match=r"exactly the keys \['mean', 'scale'\], got \['mu'\]"):
+        data.Standardizer.from_dict({"mu": [0.0]})
+
+
+def test_data_metadata_without_a_dataset_entry():
+    with pytest.raises(DataError, match="has no 'dataset' entry.*arrays passed to fit"):
+        data.from_metadata({"history": []})
+
+
+def test_data_missing_sklearn_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError("No module named 'sklearn'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    with pytest.raises(ImportError, match=r'pip install "polynet\[sklearn\]"'):
+        data.load_digits()
+
+
+def test_data_mnist_missing_directory(tmp_path):
+    with pytest.raises(DataError, match=r"mnist directory '.*nowhere' does not exist"):
+        data.load_mnist(tmp_path / "nowhere")
+
+
+def test_data_mnist_directory_without_files_names_them(tmp_path):
+    with pytest.raises(
+        DataError,
+        match=r"no fashion-mnist IDX files in '.*': expected the pairs "
+        r"train-images-idx3-ubyte\[\.gz\].*t10k-labels-idx1-ubyte\[\.gz\].*download=True",
+    ):
+        data.load_fashion_mnist(tmp_path)
+
+
+def test_data_idx_truncated_and_foreign_files(tmp_path):
+    header = bytes([0, 0, 0x08, 1]) + (100).to_bytes(4, "big")
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(header + bytes(60))
+    with pytest.raises(DataError, match=r"holds 60 data bytes but its header announces shape"):
+        data.read_idx(tmp_path / "t10k-labels-idx1-ubyte")
+    (tmp_path / "x.gz").write_bytes(gzip.compress(b"hello, not idx"))
+    with pytest.raises(DataError, match="is not an IDX file"):
+        data.read_idx(tmp_path / "x.gz")
+
+
+def test_data_failed_download_says_what_to_do(tmp_path, monkeypatch):
+    def offline(url, timeout):
+        raise urllib.error.URLError("network unreachable")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(
+        DataError, match=r"could not download train-images-idx3-ubyte.gz for mnist: .*by hand"
+    ):
+        data.load_mnist(tmp_path, download=True)
+    assert list(tmp_path.iterdir()) == []  # no partial files
+
+
+# ============================================================================================
+# polynet.checkpoint
+# ============================================================================================
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    return save(SLNN(3, [4], 2), tmp_path / "model.safetensors", metadata={"note": "x"})
+
+
+def _rewrite(path: Path, header_changes=None, tensor_changes=None, fix_digest=True) -> None:
+    """Re-save a checkpoint's tensors with an edited header, as a third-party writer might."""
+    tensors = safetensors.torch.load_file(path)
+    n = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8 : 8 + n])["__metadata__"]
+    tensors.update(tensor_changes or {})
+    tensors = {k: v for k, v in tensors.items() if v is not None}
+    header.update(header_changes or {})
+    if fix_digest:
+        header["sha256"] = _tensor_digest(tensors)
+    safetensors.torch.save_file(tensors, path, metadata=header)
+
+
+def test_checkpoint_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match=r"no checkpoint at '.*nope.safetensors'; check"):
+        polynet.load(tmp_path / "nope.safetensors")
+
+
+def test_checkpoint_truncated(saved):
+    saved.write_bytes(saved.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match="is not a readable safetensors checkpoint"):
+        load_checkpoint(saved)
+
+
+def test_checkpoint_flipped_data_byte(saved):
+    blob = bytearray(saved.read_bytes())
+    blob[-5] ^= 0x40
+    saved.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="damaged or was modified after it was written"):
+        load_checkpoint(saved)
+
+
+def test_checkpoint_flipped_header_byte(saved):
+    blob = bytearray(saved.read_bytes())
+    blob[12] ^= 0x55  # inside the JSON header
+    saved.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="is not a readable safetensors checkpoint"):
+        load_checkpoint(saved)
+
+
+def test_checkpoint_newer_format_names_both_versions(saved):
+    _rewrite(saved, {"polynet_format": "2"})
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoint format version 2, newer than this polynet reads \(version 1\)",
+    ):
+        load_checkpoint(saved)
+    with pytest.raises(CheckpointError, match="format version 2"):
+        read_metadata(saved)
+
+
+def test_checkpoint_unknown_or_garbled_version(saved):
+    _rewrite(saved, {"polynet_format": "0"})
+    with pytest.raises(CheckpointError, match="unknown checkpoint format version 0; this"):
+        load_checkpoint(saved)
+    _rewrite(saved, {"polynet_format": "one"})
+    with pytest.raises(CheckpointError, match="format version 'one', which is not an integer"):
+        load_checkpoint(saved)
+
+
+def test_checkpoint_plain_safetensors_file(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    safetensors.torch.save_file(SLNN(2, [3], 2).state_dict(), path)
+    with pytest.raises(CheckpointError, match="a safetensors file but not a polynet checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_config_and_weights_disagree(saved):
+    config = json.loads(read_metadata_raw(saved)["config"])
+    _rewrite(saved, {"config": json.dumps({**config, "hidden": [5]})})
+    with pytest.raises(
+        CheckpointError,
+        match=r"weights do not match the SLNN config \(.*0.weight has shape \(4, 3\) but the "
+        r"config gives \(5, 3\);",
+    ):
+        load_checkpoint(saved)
+
+
+def test_checkpoint_missing_and_unexpected_tensors(saved):
+    _rewrite(saved, tensor_changes={"2.bias": None, "9.weight": torch.zeros(2)})
+    with pytest.raises(
+        CheckpointError, match=r"missing tensors \['2.bias'\]; unexpected tensors \['9.weight'\]"
+    ):
+        load_checkpoint(saved)
+
+
+def read_metadata_raw(path: Path) -> dict:
+    n = int.from_bytes(path.read_bytes()[:8], "little")
+    return json.loads(path.read_bytes()[8 : 8 + n])["__metadata__"]
+
+
+def test_checkpoint_plain_sequential_cannot_be_saved(tmp_path):
+    with pytest.raises(CheckpointError, match="cannot save a Sequential: .* polynet builder"):
+        save(nn.Sequential(nn.Linear(2, 1)), tmp_path / "m.safetensors")
+
+
+def test_checkpoint_model_edited_after_it_was_built(tmp_path):
+    net = SLNN(3, [4], 2)
+    net[2] = nn.Linear(4, 2)
+    with pytest.raises(
+        CheckpointError,
+        match=r"no longer matches its config \(2.bias has shape \(2,\) but the config gives",
+    ):
+        save(net, tmp_path / "m.safetensors")
+
+
+def test_checkpoint_metadata_must_be_json_and_unreserved(tmp_path):
+    with pytest.raises(CheckpointError, match=r"cannot store metadata\['obj'\] in a checkpoint"):
+        save(SLNN(2, [3], 2), tmp_path / "m", metadata={"obj": object()})
+    with pytest.raises(CheckpointError, match=r"metadata keys \['config'\] are reserved"):
+        save(SLNN(2, [3], 2), tmp_path / "m", metadata={"config": {}})
+
+
+@no_cuda
+def test_checkpoint_cuda_without_cuda(saved):
+    with pytest.raises(ValueError, match="device='cuda' was asked for but CUDA is not available"):
+        polynet.load(saved, device="cuda")
+
+
+# ============================================================================================
+# polynet.training
+# ============================================================================================
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return data.xor(40, random_state=0)
+
+
+@no_cuda
+def test_training_cuda_without_cuda():
+    with pytest.raises(ValueError, match=r"device='cuda:1' was asked for but CUDA is not"):
+        training.resolve_device("cuda:1")
+
+
+def test_training_unknown_device():
+    with pytest.raises(ValueError, match=r"device must be 'auto', 'cpu', 'cuda', 'cuda:N'"):
+        training.resolve_device("gpu")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"lr": -1.0}, "lr must be a finite number >= 0.0, got -1.0"),
+        ({"optimizer": "rmsprop"}, "optimizer must be 'adam' or 'sgd', got 'rmsprop'"),
+        ({"schedule": "linear"}, "schedule must be 'constant', 'step' or 'cosine'"),
+        ({"clip_norm": 0}, "clip_norm must be a finite number > 0.0, got 0"),
+        ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\), got 1.0"),
+        ({"patience": 3, "val_fraction": 0.0}, "patience needs a validation split to watch"),
+        ({"metadata": {"history": 1}}, r"metadata keys \['history'\] are written by fit"),
+    ],
+)
+def test_training_bad_options(tiny, options, message):
+    with pytest.raises(ValueError, match=message):
+        training.fit(SLNN(2, [3], 2, out_features=2), tiny, progress=False, **options)
+
+
+def test_training_data_that_does_not_fit_the_model(tiny):
+    with pytest.raises(DataError, match=r"the model has 1 outputs but the regression targets"):
+        training.fit(SLNN(2, [3], 2), (tiny.X_train, np.zeros((32, 2))), progress=False)
+    with pytest.raises(DataError, match="has 3 outputs but the data has 10 classes"):
+        labels = np.arange(32) % 10
+        training.fit(SLNN(2, [3], 2, out_features=3), (tiny.X_train, labels), progress=False)
+    with pytest.raises(DataError, match=r"the model cannot take the inputs: samples of shape"):
+        training.fit(SLNN(5, [3], 2, out_features=2), tiny, progress=False)
+    with pytest.raises(DataError, match=r"data must be a polynet.data.Dataset or a pair \(X, y\)"):
+        training.fit(SLNN(2, [3], 2), (tiny.X_train,), progress=False)
+
+
+def test_training_non_finite_data(tiny):
+    X = tiny.X_train.copy()
+    X[3, 1] = math.nan
+    with pytest.raises(DataError, match=r"X_train holds 1 non-finite value\(s\)"):
+        training.fit(SLNN(2, [3], 2, out_features=2), (X, tiny.y_train), progress=False)
+
+
+def test_training_out_with_an_unsaveable_model_fails_before_training(tiny, tmp_path):
+    model = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(CheckpointError, match="cannot save a Sequential"):
+        training.fit(model, tiny, epochs=1000, out=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ============================================================================================
+# polynet.cli (train)
+# ============================================================================================
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    assert cli.main(["train", "--dataset", "nope"]) == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    assert cli.main(["train", "--dataset", "xor", "--dataset-arg", "n_samples"]) == 2
+    assert "expected KEY=VALUE, got 'n_samples'" in capsys.readouterr().err
+
+
+def test_cli_polynet_errors_exit_1_with_the_message(tmp_path, capsys):
+    argv = ["train", "--dataset", "mnist", "--dataset-arg", f"path={tmp_path / 'none'}"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("polynet train: error: mnist directory") and "Traceback" not in err
+    assert cli.main([*argv, "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
