@@ -54,8 +54,15 @@ architectures = st.fixed_dictionaries(
 def build(arch) -> SLNN:
     torch.manual_seed(arch["seed"])
     degrees = arch["degree"][: len(arch["hidden"])]
-    net = SLNN(arch["n"], arch["hidden"], degrees, arch["out"], arch["basis"],
-               share=arch["share"], gate=arch["gate"])
+    net = SLNN(
+        arch["n"],
+        arch["hidden"],
+        degrees,
+        arch["out"],
+        arch["basis"],
+        share=arch["share"],
+        gate=arch["gate"],
+    )
     return with_running_stats(net, arch["n"], arch["seed"])
 
 
@@ -91,8 +98,18 @@ def test_exact_and_float_paths_agree(arch):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_exact_engines_agree_exactly(seed):
-    net = build({"n": 3, "hidden": [4, 3], "degree": [3, 2, 1], "out": 2, "basis": "legendre",
-                 "share": "channel", "gate": True, "seed": seed})
+    net = build(
+        {
+            "n": 3,
+            "hidden": [4, 3],
+            "degree": [3, 2, 1],
+            "out": 2,
+            "basis": "legendre",
+            "share": "channel",
+            "gate": True,
+            "seed": seed,
+        }
+    )
     modular = expand(net, exact="modular").exact_coefficients
     assert (modular == expand(net, exact="sympy").exact_coefficients).all()
     pytest.importorskip("flint")
@@ -127,8 +144,9 @@ def _symbolic_network(net: nn.Sequential, symbols):
 def test_exact_path_equals_sympy_expand_of_the_network(n, hidden, degrees, basis):
     net = with_running_stats(SLNN(n, hidden, degrees, 2, basis, share="channel"), n, 7)
     xs = sympy.symbols(f"x0:{n}")
-    expected = [sympy.Poly(sympy.expand(e), *xs, domain=sympy.QQ)
-                for e in _symbolic_network(net, xs)]
+    expected = [
+        sympy.Poly(sympy.expand(e), *xs, domain=sympy.QQ) for e in _symbolic_network(net, xs)
+    ]
     got = expand(net, exact=True).to_sympy(list(xs))
     assert got == expected
 
@@ -174,14 +192,22 @@ def test_supported_layers_fold_in():
     assert verify(net, poly, torch.randn(30, 3), tol=FLOAT64_RTOL).passed
 
 
-@pytest.mark.parametrize("conv, pool, shape", [
-    (nn.Conv2d(2, 3, 3, padding=1), nn.AvgPool2d(2), (2, 4, 4)),
-    (nn.Conv1d(2, 3, 3), nn.AvgPool1d(2), (2, 6)),
-])
+@pytest.mark.parametrize(
+    "conv, pool, shape",
+    [
+        (nn.Conv2d(2, 3, 3, padding=1), nn.AvgPool2d(2), (2, 4, 4)),
+        (nn.Conv1d(2, 3, 3), nn.AvgPool1d(2), (2, 6)),
+    ],
+)
 def test_convolution_and_average_pooling_fold_in(conv, pool, shape):
     torch.manual_seed(0)
-    net = nn.Sequential(conv, SLAF(3, 2, share="channel"), pool, nn.Flatten(),
-                        nn.Linear(3 * (shape[1] // 2 if len(shape) == 2 else 4), 2))
+    net = nn.Sequential(
+        conv,
+        SLAF(3, 2, share="channel"),
+        pool,
+        nn.Flatten(),
+        nn.Linear(3 * (shape[1] // 2 if len(shape) == 2 else 4), 2),
+    )
     if len(shape) == 2:
         net[-1] = nn.Linear(3 * ((shape[1] - 2) // 2), 2)
     g = torch.Generator().manual_seed(0)
