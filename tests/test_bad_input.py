@@ -7,6 +7,7 @@ import builtins
 import gzip
 import json
 import math
+import re
 import urllib.error
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from torch import nn
 import polynet
 from polynet import SLNN, cli, data, training
 from polynet.checkpoint import _tensor_digest, load_checkpoint, read_metadata, save
-from polynet.errors import CheckpointError, DataError
+from polynet.errors import CheckpointError, DataError, NotExpandableError
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
@@ -328,3 +329,152 @@ def test_cli_polynet_errors_exit_1_with_the_message(tmp_path, capsys):
     assert err.startswith("polynet train: error: mnist directory") and "Traceback" not in err
     assert cli.main([*argv, "--debug"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+# ============================================================================================
+# polynet.SLAF, nets and bases
+# ============================================================================================
+
+
+def test_slaf_degree_must_be_at_least_one():
+    from polynet import SLAF
+
+    with pytest.raises(ValueError, match=r"degree must be an integer >= 1, got 0; use degree=1"):
+        SLAF(4, 0)
+
+
+def test_slaf_wrong_input_shape_names_the_expected_ones():
+    from polynet import SLAF
+
+    with pytest.raises(ValueError, match=r"SLAF\(4\) expects input of shape \(B, 4\)"):
+        SLAF(4)(torch.randn(3, 5))
+
+
+def test_slaf_single_sample_in_training_mode():
+    from polynet import SLAF
+
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        SLAF(4)(torch.randn(1, 4))
+
+
+def test_unknown_basis():
+    from polynet import SLAF
+
+    with pytest.raises(ValueError, match="basis must be one of"):
+        SLAF(4, 2, "fourier")
+
+
+# ============================================================================================
+# polynet.expand, count_terms, verify, NetworkPolynomial
+# ============================================================================================
+
+
+def _eval_slnn(*args, **kwargs):
+    from polynet import SLNN
+
+    return SLNN(*args, **kwargs).eval()
+
+
+def test_expand_refuses_relu_naming_position_and_remedy():
+    from polynet import HybridNet, expand
+
+    with pytest.raises(
+        NotExpandableError,
+        match=re.escape(
+            "cannot expand model[2] (ReLU): ReLU is not a polynomial; replace it with an SLAF "
+            "or expand model[:2]."
+        ),
+    ):
+        expand(HybridNet(3, [4], "relu").eval())
+
+
+def test_expand_refuses_maxpool_and_tanh():
+    from polynet import expand
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh()).eval()
+    with pytest.raises(NotExpandableError, match=r"model\[1\] \(Tanh\): Tanh is not a polynomial"):
+        expand(net)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.MaxPool2d(2)).eval()
+    with pytest.raises(NotExpandableError, match="max pooling is not a polynomial"):
+        expand(conv, input_shape=(1, 6, 6))
+
+
+def test_expand_refuses_emfn():
+    from polynet import expand
+
+    with pytest.raises(NotExpandableError, match=r"model\[1\] \(SLAF\): its 'emfn' basis"):
+        expand(_eval_slnn(2, [3], 2, basis="emfn"))
+
+
+def test_expand_refuses_training_mode():
+    from polynet import SLNN, expand
+
+    with pytest.raises(NotExpandableError, match=r"training mode.*call model.eval\(\) first"):
+        expand(SLNN(2, [3], 2))
+
+
+def test_expand_refuses_over_budget_before_allocating():
+    from polynet import ExpansionTooLargeError, expand
+
+    with pytest.raises(
+        ExpansionTooLargeError,
+        match=re.escape("C(784+4, 4) = 15,943,435,565 monomials of degree <= 4 in 784 inputs"),
+    ) as info:
+        expand(_eval_slnn(784, [8], 4))
+    assert "inputs=[...]" in str(info.value) and "polynet.count_terms(model)" in str(info.value)
+    with pytest.raises(ExpansionTooLargeError, match="over the budget of 100.0 B"):
+        expand(_eval_slnn(3, [4], 2), max_memory=100)
+
+
+def test_expand_bad_slices():
+    from polynet import expand
+
+    net = _eval_slnn(4, [3], 2)
+    with pytest.raises(ValueError, match=r"fixed= must give values for the 2 inputs"):
+        expand(net, inputs=[0, 1])
+    with pytest.raises(ValueError, match=r"inputs must be distinct input numbers in 0..3"):
+        expand(net, inputs=[0, 4], fixed=[0, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"fixed= must have length 4"):
+        expand(net, inputs=[0], fixed=[0, 0])
+    with pytest.raises(ValueError, match="fixed= only applies together with inputs="):
+        expand(net, fixed=[0, 0, 0, 0])
+
+
+def test_expand_bad_max_memory_and_exact_engine():
+    from polynet import expand
+
+    net = _eval_slnn(2, [3], 2)
+    with pytest.raises(ValueError, match="max_memory must be a number of bytes or a size"):
+        expand(net, max_memory="lots")
+    with pytest.raises(ValueError, match="exact must be True, False, 'modular', 'flint'"):
+        expand(net, exact="fast")
+
+
+def test_expand_conv_without_a_known_input_shape():
+    from polynet import expand
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).eval()
+    with pytest.raises(NotExpandableError, match=r"pass input_shape=\(C, H, W\)"):
+        expand(net)
+
+
+def test_count_terms_refuses_what_has_no_bound():
+    from polynet import HybridNet, count_terms
+
+    with pytest.raises(NotExpandableError, match=r"model\[2\] \(ReLU\): ReLU is not a polynomial"):
+        count_terms(HybridNet(3, [4], "relu"))
+
+
+def test_verify_points_of_the_wrong_width():
+    from polynet import expand, verify
+
+    net = _eval_slnn(3, [2], 2)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 3\)"):
+        verify(net, expand(net), torch.randn(4, 2))
+
+
+def test_polynomial_points_of_the_wrong_width():
+    from polynet import expand
+
+    with pytest.raises(ValueError, match=r"points must have shape \(B, 3\)"):
+        expand(_eval_slnn(3, [2], 2))(torch.randn(4, 5))
