@@ -442,6 +442,96 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# polynet plot / polynet report
+# --------------------------------------------------------------------------------------------
+
+
+def _add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "plot",
+        help="draw the learned activations of a trained network",
+        description="Draw every SLAF of the checkpoint's network with "
+        "polynet.plots.plot_activations: each over the range its inputs take on the training "
+        "split of the checkpoint's data set (running mean +- 3 sigma when the data cannot be "
+        "reloaded, or with --no-data), the histogram of those inputs, and the nearest standard "
+        "activation. The suffix of --out picks the format (.png, .svg, .pdf).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    p.add_argument("--out", default="activations.png", help="the figure file to write")
+    p.add_argument("--layers", nargs="+", default=None, help="SLAF layers by name (default all)")
+    p.add_argument("--units", type=int, nargs="+", default=None, help="channels to draw")
+    p.add_argument("--max-panels", type=_positive_int, default=16, help="most panels")
+    p.add_argument(
+        "--no-fit-nearest", action="store_true", help="do not fit the nearest standard activation"
+    )
+    p.add_argument("--no-data", action="store_true", help="use the running statistics only")
+    return p
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from polynet import data, plots
+    from polynet.checkpoint import load_checkpoint
+    from polynet.errors import DataError
+
+    ckpt = load_checkpoint(args.checkpoint)
+    x = None
+    if not args.no_data:
+        try:
+            x = data.from_metadata(ckpt.metadata).X_train
+        except DataError as exc:
+            print(f"note: {exc} Drawing over the running statistics instead.", file=sys.stderr)
+    plots.plot_activations(
+        ckpt.model,
+        x,
+        args.out,
+        layers=args.layers,
+        units=args.units,
+        max_panels=args.max_panels,
+        fit_nearest=not args.no_fit_nearest,
+    )
+    print(f"wrote        {args.out}")
+    return 0
+
+
+def _add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "report",
+        help="write an HTML and Markdown report on a trained network",
+        description="Write OUT/report.html (self-contained) and OUT/report.md (figures beside "
+        "it) with polynet.report.report: architecture and parameter counts, training curves, "
+        "the Theorem 2 table, the expansion and its verification on the checkpoint's data set, "
+        "the largest terms, the degree profile, a slice, and the learned activations. A part "
+        "that cannot be made (a ReLU or EMFN layer, an expansion over --max-memory) is "
+        "reported with its reason.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    p.add_argument("--out", required=True, help="directory for the report")
+    p.add_argument("--max-memory", default="2GiB", help="memory budget of the expansion")
+    p.add_argument("--top", type=_positive_int, default=20, help="largest terms to list")
+    p.add_argument("--max-panels", type=_positive_int, default=16, help="activation panels")
+    p.add_argument("--title", default=None, help="report title")
+    return p
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from polynet.report import report
+
+    path = report(
+        args.checkpoint,
+        args.out,
+        max_memory=args.max_memory,
+        top=args.top,
+        max_panels=args.max_panels,
+        title=args.title,
+    )
+    print(f"wrote        {path}")
+    print(f"wrote        {path.with_name('report.md')}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Subcommand registry. One (add_parser, handler) pair per subcommand, in help order.
 # To add a command: write _add_<name>_parser(subparsers) and _cmd_<name>(args), then add
 # one line below.
@@ -451,6 +541,8 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int
     (_add_train_parser, _cmd_train),
     (_add_expand_parser, _cmd_expand),
     (_add_verify_parser, _cmd_verify),
+    (_add_plot_parser, _cmd_plot),
+    (_add_report_parser, _cmd_report),
 ]
 
 
