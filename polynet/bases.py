@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from fractions import Fraction
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -144,6 +145,22 @@ class Legendre(Basis):
 
     def _series_to_poly(self, series: np.ndarray) -> np.ndarray:
         return legendre.leg2poly(series)
+
+    def to_monomial(self, degree: int) -> np.ndarray:
+        # numpy's leg2poly rounds from P_6 on (14.437499999999996 for 14.4375); the monomial
+        # coefficients of P_i are rationals, so build them exactly and round once.
+        rows = [[Fraction(1)], [Fraction(0), Fraction(1)]]
+        for n in range(1, degree):
+            nxt = [Fraction(0)] * (n + 2)
+            for j, c in enumerate(rows[n]):
+                nxt[j + 1] += Fraction(2 * n + 1, n + 1) * c
+            for j, c in enumerate(rows[n - 1]):
+                nxt[j] -= Fraction(n, n + 1) * c
+            rows.append(nxt)
+        matrix = np.zeros((degree + 1, degree))
+        for i in range(1, degree + 1):
+            matrix[: i + 1, i - 1] = [float(c) for c in rows[i]]
+        return matrix
 
 
 class EMFN(Basis):

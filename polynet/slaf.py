@@ -290,11 +290,11 @@ class SLAF(nn.Module):
         return ", ".join(parts)
 
 
-_MONOMIAL_CACHE: dict[tuple[str, int], np.ndarray] = {}
+_MONOMIAL_CACHE: dict[tuple[type, int], np.ndarray] = {}
 
 
 def _to_monomial(basis: Basis, degree: int) -> np.ndarray:
-    key = (basis.name, degree)
+    key = (type(basis), degree)
     if key not in _MONOMIAL_CACHE:
         _MONOMIAL_CACHE[key] = basis.to_monomial(degree)
     return _MONOMIAL_CACHE[key]

@@ -353,7 +353,7 @@ class NetworkPolynomial:
 
     def degree_profile(self) -> np.ndarray:
         """Coefficient mass Σ|c| per total degree: shape (n_outputs, degree_bound + 1)."""
-        degrees = torch.as_tensor(self.index.degrees, device=self.device)
+        degrees = torch.from_numpy(self.index.degrees.copy()).to(self.device)
         out = torch.zeros(
             self.n_outputs, self.index.degree + 1, dtype=torch.float64, device=self.device
         )
