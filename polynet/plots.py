@@ -794,7 +794,8 @@ def _draw_activation_panel(ax: Axes, layer: _Layer, channels: list[int], fit_nea
         if single:
             text = f"{near.label()}\n{kind}"
         else:
-            text = f"{near.label()}, all channels\n{_per_channel_summary(layer, channels)}\n{kind}"
+            summary = _per_channel_summary(layer, channels)
+            text = f"all: {near.label()}\n{summary} · {kind}"
     ax.text(
         0.03,
         0.97,
@@ -816,15 +817,17 @@ def _limit_y(ax: Axes, y: np.ndarray) -> None:
 
 
 def _per_channel_summary(layer: _Layer, channels: list[int]) -> str:
-    """Nearest activations of a few channels one by one, counted by name."""
+    """Nearest activations of a few channels fitted one by one, counted by name."""
     chosen = [channels[i] for i in _evenly(len(channels), CHANNEL_FITS)]
     fits = [_panel_nearest(layer, [ch]) for ch in chosen]
     names: dict[str, int] = {}
     for fit in fits:
-        names[fit.name] = names.get(fit.name, 0) + 1
-    counted = ", ".join(f"{name} ×{n}" for name, n in sorted(names.items(), key=lambda kv: -kv[1]))
+        name = ("−" if fit.a < 0 else "") + fit.name
+        names[name] = names.get(name, 0) + 1
+    ranked = sorted(names.items(), key=lambda kv: -kv[1])
+    counted = ", ".join(f"{name} {n}/{len(fits)}" for name, n in ranked)
     median = float(np.median([fit.r2 for fit in fits]))
-    return f"{len(fits)} channels alone: {counted} (median R² {median:.3f})"
+    return f"each: {counted}\n(median R² {median:.3f})"
 
 
 def _panel_nearest(layer: _Layer, channels: list[int]) -> NearestActivation:

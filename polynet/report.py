@@ -255,7 +255,11 @@ def _training_section(metadata: dict[str, Any]) -> _Section:
     training = metadata.get("training")
     if isinstance(training, dict) and training:
         shown = {k: v for k, v in training.items() if v is not None}
-        section.code(", ".join(f"{k}={v}" for k, v in shown.items()))
+        section.code(
+            ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
+            )
+        )
     history = metadata.get("history")
     if isinstance(history, list) and history:
         fig = _step(section, "training curves", lambda: plots.plot_history(history))
@@ -397,7 +401,8 @@ def _write_markdown(path: Path, heading: str, sections: list[_Section]) -> None:
                 lines.append("")
             elif kind == "figure":
                 (path.parent / value.name).write_bytes(value.png)
-                lines += [f"![{value.caption}]({value.name})", "", f"*{value.caption}*", ""]
+                alt = value.name.removesuffix(".png").replace("_", " ")
+                lines += [f"![{alt}]({value.name})", "", f"*{value.caption}*", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
