@@ -28,7 +28,7 @@ setup-test: $(VENV)/.test
 # The main job: train the demo SLNN on the embedded Boston data, expand it into one
 # polynomial, verify the polynomial against the network, print the Theorem 2 table.
 demo: $(VENV)/.core
-	$(VENV)/bin/polynet train --dataset boston --hidden 16 8 --degrees 4 2 --epochs 300 --out $(RUN)
+	$(VENV)/bin/polynet train --dataset boston --hidden 16 8 --degrees 4 2 --epochs 300 --lr 3e-3 --schedule cosine --threads 1 --out $(RUN)
 	$(VENV)/bin/polynet expand $(RUN)/model.safetensors --out $(RUN)/polynomial --top 8
 	$(VENV)/bin/polynet verify $(RUN)/model.safetensors --poly $(RUN)/polynomial
 
