@@ -1470,7 +1470,11 @@ def plot_surface(
         for ax in (left, right):
             ax.set_xlabel("x0")
             ax.set_ylabel("x1")
-    fig.suptitle(f"Network polynomial over the data; max |p − f| = {max_diff:.2e}", fontsize=10)
+    fig.suptitle(
+        f"Network polynomial (degree {poly.degree}, {poly.n_terms:,} terms) over the data; "
+        f"max |p − f| = {max_diff:.2e}",
+        fontsize=10,
+    )
     _save(fig, path)
     return PolynomialFigure(fig, max_diff)
 
@@ -1616,8 +1620,9 @@ def plot_decision_boundary(
         ax.set_xlabel("x0")
         ax.set_ylabel("x1")
     fig.suptitle(
-        f"Decision boundary: max |p − f| = {max_diff:.2e}; decisions agree on {agree:.2%} "
-        "of the grid",
+        f"Decision boundary of the network and of its polynomial (degree {poly.degree}, "
+        f"{poly.n_terms:,} terms)\nmax |p − f| = {max_diff:.2e}; decisions agree on "
+        f"{agree:.2%} of the grid",
         fontsize=10,
     )
     _save(fig, path)
