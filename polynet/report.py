@@ -12,6 +12,7 @@ its error message, and the rest of the report is still written.
 from __future__ import annotations
 
 import base64
+import copy
 import html
 import io
 import json
@@ -150,7 +151,8 @@ def report(
     Parameters
     ----------
     checkpoint : str, path-like or nn.Module
-        A checkpoint (file, or directory holding ``model.safetensors``) or a model.
+        A checkpoint (file, or directory holding ``model.safetensors``) or a model (which
+        is copied, not changed).
     out_dir : str or path-like
         Where to write ``report.html``, ``report.md`` and the PNG figures (created).
     data : Dataset, (X, y) or X, optional
@@ -185,7 +187,8 @@ def report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(checkpoint, nn.Module):
-        model, metadata, source = checkpoint, {}, None
+        # A copy: the report runs the model in evaluation mode and must not change the caller's.
+        model, metadata, source = copy.deepcopy(checkpoint), {}, None
         architecture = getattr(model, "architecture", type(model).__name__)
     else:
         loaded = load_checkpoint(checkpoint)

@@ -74,9 +74,10 @@ def test_polynet_plot_draws_the_activations(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_report_explains_a_network_that_is_not_a_polynomial(tmp_path):
-    model = trained_like(HybridNet(2, [3, 3], ["slaf", "relu"], dtype=torch.float64), 2)
+    model = trained_like(HybridNet(2, [3, 3], ["slaf", "relu"], dtype=torch.float64), 2).train()
     X = torch.randn(30, 2, dtype=torch.float64)
     md = report(model, tmp_path, data=(X, X[:, 0])).with_name("report.md").read_text()
+    assert model.training  # the caller's model is left as it was
     assert "Theorem 2 does not apply: cannot expand model[4] (ReLU): ReLU is not a polynomial" in md
     assert "the network was not expanded" in md
     assert "![" in md and (tmp_path / "activations.png").exists()  # the rest is still there
