@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from torch import nn
 
 from polynet.errors import NotExpandableError
-from polynet.poly.network import _input_shape, _prefix_hint, _refuse, iter_layers
+from polynet.poly.network import (
+    _input_shape,
+    _prefix_hint,
+    _refuse,
+    check_polynomial_slaf,
+    iter_layers,
+)
 from polynet.slaf import SLAF
 
 __all__ = ["LayerCount", "ParameterCount", "TermCount", "count_parameters", "count_terms"]
@@ -144,13 +150,7 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     rows = []
     for name, layer in layers:
         if isinstance(layer, SLAF):
-            if not layer.basis.is_polynomial:
-                raise _refuse(
-                    name,
-                    layer,
-                    f"its {layer.basis.name!r} basis is not a polynomial",
-                    "train with basis='taylor', 'chebyshev' or 'legendre' to expand it.",
-                )
+            check_polynomial_slaf(name, layer)
             degree *= layer.degree
         elif not isinstance(layer, _AFFINE):
             raise _refuse(

@@ -94,6 +94,17 @@ def _refuse(name: str, layer: nn.Module, why: str, hint: str) -> NotExpandableEr
     return NotExpandableError(f"cannot expand {name} ({type(layer).__name__}): {why}; {hint}")
 
 
+def check_polynomial_slaf(name: str, layer: SLAF) -> None:
+    """Refuse an SLAF whose basis is not a polynomial family (EMFN)."""
+    if not layer.basis.is_polynomial:
+        raise _refuse(
+            name,
+            layer,
+            f"its {layer.basis.name!r} basis is not a polynomial",
+            "train with basis='taylor', 'chebyshev' or 'legendre' to expand it.",
+        )
+
+
 def _prefix_hint(name: str) -> str:
     if name.count("[") == 1:
         pos = int(name[name.index("[") + 1 : -1])
@@ -158,13 +169,7 @@ def _lower_layer(name: str, layer: nn.Module, shape: tuple[int, ...], device):
     if isinstance(layer, SLAF):
         if shape[0] != layer.num_features:
             raise _shape_error(name, layer, shape, f"{layer.num_features} channels")
-        if not layer.basis.is_polynomial:
-            raise _refuse(
-                name,
-                layer,
-                f"its {layer.basis.name!r} basis is not a polynomial",
-                "train with basis='taylor', 'chebyshev' or 'legendre' to expand it.",
-            )
+        check_polynomial_slaf(name, layer)
         alpha = layer.polynomial().to(device)
         spatial = n // shape[0]
         return UnitPolynomials(alpha.repeat_interleave(spatial, dim=0), (name,)), shape
