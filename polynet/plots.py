@@ -1447,9 +1447,9 @@ def plot_surface(
         if levels[-1] <= levels[0]:
             levels = np.linspace(levels[0] - 1, levels[0] + 1, 21)
         filled = left.contourf(*mesh, poly_values.reshape(shape), levels=levels, cmap="viridis")
-        left.contour(
-            *mesh, net_values.reshape(shape), levels=levels[::3], colors="w", linewidths=0.8
-        )
+        lines = np.linspace(net_values.min(), net_values.max(), 9)[1:-1]
+        if lines[-1] > lines[0]:
+            left.contour(*mesh, net_values.reshape(shape), levels=lines, colors="w", linewidths=0.8)
         if target is not None:
             left.scatter(
                 data[:, 0],
@@ -1585,18 +1585,15 @@ def plot_decision_boundary(
                 linestyles="--",
             )
         else:
-            levels = np.arange(n_classes - 1) + 0.5
-            ax.contour(
-                *mesh, net_class.reshape(shape), levels=levels, colors="k", linewidths=3, alpha=0.35
-            )
-            ax.contour(
-                *mesh,
-                poly_class.reshape(shape),
-                levels=levels,
-                colors="C3",
-                linewidths=1.3,
-                linestyles="--",
-            )
+            # Region k's border is the zero level of its margin out_k - max_{j != k} out_j.
+            for values, style in (
+                (net_values, {"colors": "k", "linewidths": 3, "alpha": 0.35}),
+                (poly_values, {"colors": "C3", "linewidths": 1.3, "linestyles": "--"}),
+            ):
+                for k in range(values.shape[1]):
+                    margin = values[:, k] - np.delete(values, k, axis=1).max(axis=1)
+                    if margin.min() < 0 < margin.max():
+                        ax.contour(*mesh, margin.reshape(shape), levels=[0], **style)
         ax.scatter(
             data[:, 0],
             data[:, 1],
