@@ -873,7 +873,8 @@ def _divergence_message(
     tips.append("lower SLAF degrees")
     if options["activation_lr"] is not None:
         tips.append(f"a lower activation_lr (now {options['activation_lr']:g})")
+    held = f"the weights from the end of epoch {epoch - 1}" if epoch > 1 else "its initial weights"
     return (
-        f"training diverged: {where}. The model holds the weights from the end of epoch "
-        f"{epoch - 1} (the last finite state). Try {', '.join(tips[:-1])} or {tips[-1]}."
+        f"training diverged: {where}. The model holds {held} (the last finite state). "
+        f"Try {', '.join(tips[:-1])} or {tips[-1]}."
     )
