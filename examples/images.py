@@ -289,11 +289,13 @@ def load_images(dataset: str, quick: bool, path: str | None) -> tuple[Dataset, s
             ds = data.load_mnist(path=path, flatten=False)
         else:
             ds = data.load_fashion_mnist(path=path, flatten=False)
+        if "split into train/test" in ds.description:  # e.g. only the t10k files
+            return ds, f"NOT THE OFFICIAL SPLIT: {ds.description}", False
         return ds, ds.description, False
     if quick:
         if dataset == "mnist" and t10k.is_dir():
             ds = data.load_mnist(path=t10k, flatten=False)
-            return ds, f"offline: {ds.description}", False
+            return ds, f"NOT THE OFFICIAL SPLIT (quick mode is offline): {ds.description}", False
         ds = _digits()
         return (
             ds,
