@@ -139,13 +139,20 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _binomials(n_vars: int, degree: int) -> np.ndarray:
-    # B[a, b] = C(a, b) for a <= n + D, b <= n; zero when b > a.
-    top = n_vars + degree + 1
-    table = np.zeros((top, n_vars + 1), dtype=np.int64)
-    for a in range(top):
-        for b in range(min(a, n_vars) + 1):
-            table[a, b] = comb(a, b)
+def _counts(n_vars: int, degree: int) -> np.ndarray:
+    # G[c, r] = C(c - 1 + r, c): the binomials the rank formula of _position uses, indexed by
+    # (variables left, degree left). Only (n + 1) × (D + 2) of them are needed, each at most
+    # C(n + D + 1, n): a small table, where a full Pascal triangle overflows int64 at n = 63.
+    table = np.zeros((n_vars + 1, degree + 2), dtype=np.int64)
+    top = comb(n_vars + degree + 1, n_vars)
+    if top >= 2**62:
+        raise ValueError(
+            f"an index of degree {degree} in {n_vars} variables has about {top:.3g} monomials, "
+            "too many to number in 64 bits."
+        )
+    for c in range(n_vars + 1):
+        for r in range(degree + 2):
+            table[c, r] = comb(c - 1 + r, c) if c - 1 + r >= 0 else 0
     return table
 
 
@@ -153,13 +160,13 @@ def _position(e: np.ndarray, n: int, max_degree: int) -> np.ndarray:
     # Graded order: offset of the degree block plus the rank within it. Within degree d,
     # monomials come by descending e_0, then e_1, ...; those before e are counted variable
     # by variable: with r = degree left after e_0..e_v, C(n - v - 2 + r, n - v - 1) of them.
-    table = _binomials(n, max_degree)
+    table = _counts(n, max_degree)
     d = e.sum(-1)
-    pos = table[n - 1 + d, n] if n >= 1 else np.zeros_like(d)
+    pos = table[n, d]
     rest = d.copy()
     for v in range(n - 1):
         rest = rest - e[..., v]
-        pos = pos + table[n - v - 2 + rest, n - v - 1]
+        pos = pos + table[n - v - 1, rest]
     return pos
 
 
@@ -192,17 +199,17 @@ def _successors(n: int, degree: int) -> np.ndarray:
     # x_v raises the degree left after variables u < v by one and leaves the others: so the
     # rank terms of _position split into a prefix (shifted) and a suffix (unchanged) sum.
     e = _exponents(n, degree - 1)
-    table = _binomials(n, degree)
+    table = _counts(n, degree)
     d = e.sum(1)
     rest = d[:, None] - np.cumsum(e, axis=1)  # degree left after variables 0..u
     cols = np.arange(n - 1)
-    rows_top, rows_bottom = n - cols - 2, n - cols - 1
-    same = table[rows_top + rest[:, :-1], rows_bottom]
-    shifted = table[rows_top + rest[:, :-1] + 1, rows_bottom]
+    rows_bottom = n - cols - 1
+    same = table[rows_bottom, rest[:, :-1]]
+    shifted = table[rows_bottom, rest[:, :-1] + 1]
     zero = np.zeros((len(e), 1), dtype=np.int64)
     prefix = np.concatenate([zero, np.cumsum(shifted, axis=1)], axis=1)
     suffix = np.concatenate([np.cumsum(same[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
-    offset = table[n + d, n]  # monomials of degree < d + 1
+    offset = table[n, d + 1]  # monomials of degree < d + 1
     return _readonly(offset[:, None] + prefix + suffix)
 
 

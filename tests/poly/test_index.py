@@ -70,3 +70,14 @@ def test_bad_arguments():
         MonomialIndex(2, 3).product_map(2, 2)
     with pytest.raises(ValueError, match="total degree <= 2"):
         MonomialIndex(2, 2).position([[2, 1]])
+
+
+def test_many_variables_do_not_overflow_the_rank_table():
+    """A full Pascal triangle overflows int64 from 63 variables on; the rank needs no such
+    table (regression: MonomialIndex(63, 4).product_map(2, 2) raised OverflowError)."""
+    idx = MonomialIndex(70, 3)
+    pmap = idx.product_map(1, 2)
+    e = idx.exponents
+    rows = np.random.default_rng(0).integers(0, pmap.shape[0], 20)
+    cols = np.random.default_rng(1).integers(0, pmap.shape[1], 20)
+    np.testing.assert_array_equal(e[pmap[rows, cols]], e[rows] + e[cols])
