@@ -1,5 +1,6 @@
 import runpy
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_python_dash_m_polynet(monkeypatch, capsys):
     # spend seconds importing torch).
     monkeypatch.setattr(sys, "argv", ["polynet", "train", "--help"])
     with pytest.raises(SystemExit) as done:
-        runpy.run_module("polynet", run_name="__main__")
+        runpy.run_path(str(Path(polynet.__file__).with_name("__main__.py")), run_name="__main__")
     assert done.value.code == 0 and "--activation-lr" in capsys.readouterr().out
 
 
