@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from polynet import SLNN, expand, verify
+from polynet import SLNN, NetworkPolynomial, expand, verify
 
 from .poly.test_expand import with_running_stats
 
@@ -28,3 +29,19 @@ def test_verify_runs_without_data_on_the_unit_box():
     net = with_running_stats(SLNN(2, [3], [2]), 2, 0)
     report = verify(net, expand(net))
     assert report.n_data_points == 0 and report.passed
+
+
+def test_data_error_is_reported_and_judged_on_its_own():
+    """Box corners can dominate max|net| at high degree: the data's own error is kept apart
+    and must pass too."""
+    net = with_running_stats(SLNN(1, [2], [2]), 1, 0)
+    poly = expand(net)
+    bumped = poly + NetworkPolynomial(poly.index, torch.tensor([[1e-7, 0.0, 0.0]]))
+    x = torch.linspace(-0.5, 0.5, 11)[:, None]
+    report = verify(net, bumped, x, n_box=10, tol=1e-3)
+    assert report.data_max_abs_error == pytest.approx(1e-7, rel=1e-3)
+    data_scale = float(net.double()(x.double()).abs().max())
+    assert report.data_max_rel_error == pytest.approx(1e-7 / data_scale, rel=1e-3)
+    assert report.passed
+    strict = verify(net, bumped, x, n_box=10, tol=0.5 * report.data_max_rel_error)
+    assert not strict.passed and "(data" in str(strict)
