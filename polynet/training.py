@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 Task = Literal["regression", "classification"]
 OptimizerName = Literal["adam", "sgd"]
 Schedule = Literal["constant", "step", "cosine"]
-Stopped = Literal["completed", "early_stopping", "diverged"]
+#: Why training ended; "in_progress" only appears in checkpoints written during a run.
+Stopped = Literal["completed", "early_stopping", "diverged", "in_progress"]
 
 #: Samples per forward pass when evaluating (no gradients are kept, so this can be large).
 EVAL_BATCH = 8192
@@ -830,7 +831,8 @@ def _train_loop(
                     out_path is not None
                     and time.perf_counter() - last_write > CHECKPOINT_INTERVAL_S
                 ):
-                    write(record("completed", best_epoch, log))
+                    write(record("in_progress", best_epoch, log))
+                    model.train()
                     last_write = time.perf_counter()
             else:
                 since_best += 1

@@ -242,3 +242,22 @@ def test_cuda_training_checkpoint_loads_on_cpu(small, tmp_path):
     with torch.no_grad():
         expected = result.model(X.cuda()).cpu()
         assert torch.allclose(loaded(X), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_best_epochs_are_checkpointed_during_the_run(small, tmp_path, monkeypatch):
+    written = []
+    real_save = polynet.checkpoint.save
+
+    def spy(model, path, *, metadata=None):
+        written.append((metadata["training"]["stopped"], metadata["training"]["best_epoch"]))
+        return real_save(model, path, metadata=metadata)
+
+    monkeypatch.setattr(training, "CHECKPOINT_INTERVAL_S", -1.0)
+    monkeypatch.setattr(polynet.checkpoint, "save", spy)
+    result = training.fit(
+        _net(), small, epochs=6, batch_size=16, lr=0.01, patience=10, out=tmp_path, progress=False
+    )
+    interim = [epoch for stopped, epoch in written if stopped == "in_progress"]
+    assert interim and interim == sorted(interim)  # each new best epoch, in order
+    assert written[-1] == ("completed", result.best_epoch)
+    assert polynet.checkpoint.read_metadata(tmp_path)["training"]["stopped"] == "completed"
