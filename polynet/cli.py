@@ -125,8 +125,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from polynet import data, training
     from polynet.nets import SLNN
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     dataset_kwargs = dict(args.dataset_arg)
     ds = data.load(args.dataset, **dataset_kwargs)
     if args.standardize:
@@ -179,6 +177,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=dtype,
         seed=args.seed,
+        threads=args.threads,
         progress=not args.no_progress,
         out=args.out,
         metadata={"command": "polynet " + shlex.join(args.argv)},

@@ -13,7 +13,8 @@ Examples
 >>> from polynet import SLNN, data
 >>> ds = data.xor(200, random_state=0)
 >>> _ = torch.manual_seed(0)
->>> result = fit(SLNN(2, [8], 2, out_features=2), ds, epochs=30, lr=0.02, progress=False)
+>>> net = SLNN(2, [8], 2, out_features=2)
+>>> result = fit(net, ds, epochs=20, batch_size=80, lr=0.05, threads=1, progress=False)
 >>> result.stopped, result.metrics["test_accuracy"] > 0.9
 ('completed', True)
 """
@@ -480,6 +481,7 @@ def fit(
     device: str | torch.device | None = "auto",
     dtype: torch.dtype | None = None,
     seed: int = 0,
+    threads: int | None = None,
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -543,6 +545,10 @@ def fit(
     seed : int, default=0
         Seeds the validation split, the batch order and torch's global RNG during the call
         (restored afterwards): the same seed and initial model give the same weights on CPU.
+    threads : int or None, default=None
+        torch's CPU threads during the call (restored afterwards); None leaves torch's
+        setting. Small models train fastest with 1: their operations are too small to split,
+        and on a busy machine idle threads busy-wait.
     progress : bool, default=True
         Show a progress bar (tqdm, on stderr).
     out : str or path-like or None, default=None
@@ -598,6 +604,8 @@ def fit(
             "patience needs a validation split to watch, but val_fraction=0; set val_fraction "
             "> 0 (e.g. 0.1), or drop patience."
         )
+    if threads is not None:
+        threads = _check_int(threads, "threads")
     if out is not None:
         _checkpoint.check_saveable(model)
     reserved = {"dataset", "training", "history", "metrics"}
@@ -606,115 +614,126 @@ def fit(
             f"metadata keys {sorted(reserved & set(metadata))} are written by fit itself; "
             "rename them."
         )
-    target = resolve_device(device)
-    if dtype is None:
-        floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
-        dtype = floats[0] if floats else torch.get_default_dtype()
-    model.to(device=target, dtype=dtype)
-    prep = _prepare(model, data, task, val_fraction, seed, target, dtype)
-    if monitor == "test":
-        if "test" not in prep.splits:
-            raise ValueError("monitor='test' needs data with a test split (a Dataset).")
-        if patience is not None:
-            warnings.warn(
-                "early stopping on the test split selects the model on the test set, so its "
-                "test metric is optimistic; use monitor='val' for an honest test score.",
-                PolynetWarning,
-                stacklevel=2,
-            )
-    metric = "rmse" if prep.task == "regression" else "accuracy"
-    watched = "val" if "val" in prep.splits else ("test" if monitor == "test" else None)
-    if patience is not None and watched is None:
-        raise ValueError("patience needs a validation or test split to watch.")
-    eval_names = [s for s in ("val", "test") if s in prep.splits]
-    options = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "optimizer": optimizer,
-        "lr": lr,
-        "activation_lr": activation_lr,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "l1": l1,
-        "l2": l2,
-        "clip_norm": clip_norm,
-        "schedule": schedule,
-        "step_size": step_size,
-        "gamma": gamma,
-        "patience": patience,
-        "val_fraction": val_fraction,
-        "monitor": monitor,
-        "seed": seed,
-        "dtype": str(dtype).removeprefix("torch."),
-        "task": prep.task,
-    }
-    out_path = None if out is None else Path(out) / _checkpoint.DEFAULT_NAME
-    logger.info(
-        "fit: %s on %s (%d train samples), %d epochs, device %s",
-        type(model).__name__,
-        "arrays" if prep.dataset is None else prep.dataset.name,
-        len(prep.splits["train"].X),
-        epochs,
-        target,
-    )
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        target = resolve_device(device)
+        if dtype is None:
+            floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+            dtype = floats[0] if floats else torch.get_default_dtype()
+        model.to(device=target, dtype=dtype)
+        prep = _prepare(model, data, task, val_fraction, seed, target, dtype)
+        if monitor == "test":
+            if "test" not in prep.splits:
+                raise ValueError("monitor='test' needs data with a test split (a Dataset).")
+            if patience is not None:
+                warnings.warn(
+                    "early stopping on the test split selects the model on the test set, so its "
+                    "test metric is optimistic; use monitor='val' for an honest test score.",
+                    PolynetWarning,
+                    stacklevel=2,
+                )
+        metric = "rmse" if prep.task == "regression" else "accuracy"
+        watched = "val" if "val" in prep.splits else ("test" if monitor == "test" else None)
+        if patience is not None and watched is None:
+            raise ValueError("patience needs a validation or test split to watch.")
+        eval_names = [s for s in ("val", "test") if s in prep.splits]
+        options = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "optimizer": optimizer,
+            "lr": lr,
+            "activation_lr": activation_lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "l1": l1,
+            "l2": l2,
+            "clip_norm": clip_norm,
+            "schedule": schedule,
+            "step_size": step_size,
+            "gamma": gamma,
+            "patience": patience,
+            "val_fraction": val_fraction,
+            "monitor": monitor,
+            "seed": seed,
+            "threads": threads,
+            "dtype": str(dtype).removeprefix("torch."),
+            "task": prep.task,
+        }
+        out_path = None if out is None else Path(out) / _checkpoint.DEFAULT_NAME
+        logger.info(
+            "fit: %s on %s (%d train samples), %d epochs, device %s",
+            type(model).__name__,
+            "arrays" if prep.dataset is None else prep.dataset.name,
+            len(prep.splits["train"].X),
+            epochs,
+            target,
+        )
 
-    def record(stopped: Stopped, best_epoch: int | None, log: list[dict[str, Any]]) -> FitResult:
-        model.eval()
-        metrics = _evaluate_all(model, prep, ["train", *eval_names], metric)
-        result = FitResult(
-            model=model,
-            history=log if history else [],
-            best_epoch=best_epoch,
-            stopped=stopped,
-            metrics=metrics,
-            checkpoint=None,
-            device=str(target),
-            seconds=time.perf_counter() - started,
-            task=prep.task,
-            metric=metric,
-            options=options,
+        def record(
+            stopped: Stopped, best_epoch: int | None, log: list[dict[str, Any]]
+        ) -> FitResult:
+            model.eval()
+            metrics = _evaluate_all(model, prep, ["train", *eval_names], metric)
+            result = FitResult(
+                model=model,
+                history=log if history else [],
+                best_epoch=best_epoch,
+                stopped=stopped,
+                metrics=metrics,
+                checkpoint=None,
+                device=str(target),
+                seconds=time.perf_counter() - started,
+                task=prep.task,
+                metric=metric,
+                options=options,
+            )
+            return result
+
+        def write(result: FitResult) -> None:
+            if out_path is None:
+                return
+            info = {
+                "dataset": None if prep.dataset is None else prep.dataset.to_metadata(),
+                "training": {
+                    **options,
+                    "device": result.device,
+                    "stopped": result.stopped,
+                    "best_epoch": result.best_epoch,
+                    "seconds": result.seconds,
+                    "metric": metric,
+                },
+                "history": result.history,
+                "metrics": result.metrics,
+            }
+            result.checkpoint = _checkpoint.save(
+                model, out_path, metadata={**(metadata or {}), **info}
+            )
+
+        fork_devices = [target.index or 0] if target.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            result = _train_loop(
+                model,
+                prep,
+                options,
+                target,
+                watched,
+                eval_names,
+                metric,
+                progress,
+                record,
+                write,
+                out_path,
+            )
+        result.seconds = time.perf_counter() - started
+        logger.info(
+            "fit: %s after %d epochs in %.1f s", result.stopped, len(result.history), result.seconds
         )
         return result
-
-    def write(result: FitResult) -> None:
-        if out_path is None:
-            return
-        info = {
-            "dataset": None if prep.dataset is None else prep.dataset.to_metadata(),
-            "training": {
-                **options,
-                "device": result.device,
-                "stopped": result.stopped,
-                "best_epoch": result.best_epoch,
-                "seconds": result.seconds,
-                "metric": metric,
-            },
-            "history": result.history,
-            "metrics": result.metrics,
-        }
-        result.checkpoint = _checkpoint.save(model, out_path, metadata={**(metadata or {}), **info})
-
-    fork_devices = [target.index or 0] if target.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed)
-        result = _train_loop(
-            model,
-            prep,
-            options,
-            target,
-            watched,
-            eval_names,
-            metric,
-            progress,
-            record,
-            write,
-            out_path,
-        )
-    result.seconds = time.perf_counter() - started
-    logger.info(
-        "fit: %s after %d epochs in %.1f s", result.stopped, len(result.history), result.seconds
-    )
-    return result
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 def _train_loop(

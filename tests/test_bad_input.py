@@ -274,6 +274,7 @@ def test_training_unknown_device():
         ({"optimizer": "rmsprop"}, "optimizer must be 'adam' or 'sgd', got 'rmsprop'"),
         ({"schedule": "linear"}, "schedule must be 'constant', 'step' or 'cosine'"),
         ({"clip_norm": 0}, "clip_norm must be a finite number > 0.0, got 0"),
+        ({"threads": 0}, "threads must be an integer >= 1, got 0"),
         ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\), got 1.0"),
         ({"patience": 3, "val_fraction": 0.0}, "patience needs a validation split to watch"),
         ({"metadata": {"history": 1}}, r"metadata keys \['history'\] are written by fit"),

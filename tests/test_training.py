@@ -261,3 +261,12 @@ def test_best_epochs_are_checkpointed_during_the_run(small, tmp_path, monkeypatc
     assert interim and interim == sorted(interim)  # each new best epoch, in order
     assert written[-1] == ("completed", result.best_epoch)
     assert polynet.checkpoint.read_metadata(tmp_path)["training"]["stopped"] == "completed"
+
+
+def test_threads_apply_during_the_call_only(small):
+    seen = []
+    model = _net()
+    model[0].register_forward_hook(lambda *args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    training.fit(model, small, epochs=1, threads=before + 1, progress=False)
+    assert set(seen) == {before + 1} and torch.get_num_threads() == before
