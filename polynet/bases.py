@@ -50,11 +50,15 @@ class Basis(ABC):
     needs_scale: ClassVar[bool] = False
 
     @abstractmethod
-    def features(self, z: Tensor, degree: int, scale: Tensor | None = None) -> Tensor:
-        """Stack φ_1(z)..φ_k(z) on axis 2: (B, C, k, *spatial) for z of shape (B, C, *spatial).
+    def terms(self, z: Tensor, degree: int, scale: Tensor | None = None) -> list[Tensor]:
+        """φ_1(z)..φ_k(z) as a list of k tensors shaped like z (B, C, *spatial).
 
         ``scale`` has shape (C,) and is only used by bases with ``needs_scale``.
         """
+
+    def features(self, z: Tensor, degree: int, scale: Tensor | None = None) -> Tensor:
+        """Stack φ_1(z)..φ_k(z) on axis 2: (B, C, k, *spatial) for z of shape (B, C, *spatial)."""
+        return torch.stack(self.terms(z, degree, scale), dim=2)
 
     def to_monomial(self, degree: int) -> np.ndarray:
         """Matrix M of shape (k+1, k), float64, with φ_i(z) = Σ_j M[j, i-1] z^j.
@@ -90,20 +94,16 @@ class Basis(ABC):
         return hash(type(self))
 
 
-def _stack(terms: list[Tensor]) -> Tensor:
-    return torch.stack(terms, dim=2)
-
-
 class Taylor(Basis):
     """Powers z, z², ..., z^k (the paper's Taylor basis)."""
 
     name = "taylor"
 
-    def features(self, z: Tensor, degree: int, scale: Tensor | None = None) -> Tensor:
+    def terms(self, z: Tensor, degree: int, scale: Tensor | None = None) -> list[Tensor]:
         terms = [z]
         for _ in range(degree - 1):
             terms.append(terms[-1] * z)
-        return _stack(terms)
+        return terms
 
     def _series_to_poly(self, series: np.ndarray) -> np.ndarray:
         return series
@@ -114,7 +114,7 @@ class Chebyshev(Basis):
 
     name = "chebyshev"
 
-    def features(self, z: Tensor, degree: int, scale: Tensor | None = None) -> Tensor:
+    def terms(self, z: Tensor, degree: int, scale: Tensor | None = None) -> list[Tensor]:
         # T_{n+1} = 2 z T_n - T_{n-1}, with T_0 = 1, T_1 = z.
         terms = [z]
         prev: Tensor | float = 1.0
@@ -122,7 +122,7 @@ class Chebyshev(Basis):
             nxt = 2 * z * terms[-1] - prev
             prev = terms[-1]
             terms.append(nxt)
-        return _stack(terms)
+        return terms
 
     def _series_to_poly(self, series: np.ndarray) -> np.ndarray:
         return chebyshev.cheb2poly(series)
@@ -133,7 +133,7 @@ class Legendre(Basis):
 
     name = "legendre"
 
-    def features(self, z: Tensor, degree: int, scale: Tensor | None = None) -> Tensor:
+    def terms(self, z: Tensor, degree: int, scale: Tensor | None = None) -> list[Tensor]:
         # (n+1) P_{n+1} = (2n+1) z P_n - n P_{n-1}, with P_0 = 1, P_1 = z.
         terms = [z]
         prev: Tensor | float = 1.0
@@ -141,7 +141,7 @@ class Legendre(Basis):
             nxt = ((2 * n + 1) * z * terms[-1] - n * prev) / (n + 1)
             prev = terms[-1]
             terms.append(nxt)
-        return _stack(terms)
+        return terms
 
     def _series_to_poly(self, series: np.ndarray) -> np.ndarray:
         return legendre.leg2poly(series)
@@ -174,7 +174,7 @@ class EMFN(Basis):
     is_polynomial = False
     needs_scale = True
 
-    def features(self, z: Tensor, degree: int, scale: Tensor | None = None) -> Tensor:
+    def terms(self, z: Tensor, degree: int, scale: Tensor | None = None) -> list[Tensor]:
         if scale is not None:
             shape = (1, -1) + (1,) * (z.dim() - 2)
             z = z / scale.view(shape)
@@ -182,7 +182,7 @@ class EMFN(Basis):
         for i in range(degree):
             freq = (i // 2 + 1) * math.pi
             terms.append(torch.sin(freq * z) if i % 2 == 0 else torch.cos(freq * z))
-        return _stack(terms)
+        return terms
 
 
 BASES: dict[str, type[Basis]] = {cls.name: cls for cls in (Taylor, Chebyshev, Legendre, EMFN)}

@@ -46,22 +46,36 @@ def slaf(
     are updated in place in training (BatchNorm's rule). Returns a tensor shaped like ``z``.
     """
     n_channels = z.shape[1]
-    feats = basis.features(z, degree, scale)  # (B, C, k, *spatial)
-    flat = feats.reshape(feats.shape[0], n_channels * degree, *feats.shape[3:])
-    weight = coefficient.expand(n_channels, degree).reshape(-1)
-    # The coefficient rides in BatchNorm's affine weight, so normalise-and-scale is one kernel.
-    normed = F.batch_norm(
-        flat,
-        None if running_mean is None else running_mean.view(-1),
-        None if running_var is None else running_var.view(-1),
-        weight,
-        None,
-        training,
-        momentum,
-        eps,
-    )
-    out = normed.view(feats.shape).sum(dim=2)
-    return out + bias.view((1, -1) + (1,) * (z.dim() - 2))
+    terms = basis.terms(z, degree, scale)  # k tensors shaped like z
+    c = coefficient.expand(n_channels, degree)
+    # One batch_norm per basis element, on a tensor shaped like z: no (B, C, k) stack to build
+    # and sum, and each call's working set is 1/k of it (on CPU it stays in cache). The
+    # coefficient rides in BatchNorm's affine weight and the bias in the first call's affine
+    # bias. The running statistics are stored (C, k); batch_norm updates rows of a contiguous
+    # (k, C) copy, written back below.
+    mean = None if running_mean is None else running_mean.t().contiguous()
+    var = None if running_var is None else running_var.t().contiguous()
+    out: Tensor | None = None
+    for i, p in enumerate(terms):
+        normed = F.batch_norm(
+            p,
+            None if mean is None else mean[i],
+            None if var is None else var[i],
+            # contiguous: torch 2.13's CPU batch_norm backward returns wrong input gradients
+            # for a strided weight (the forward pass is right).
+            c[:, i].contiguous(),
+            bias if i == 0 else None,
+            training,
+            momentum,
+            eps,
+        )
+        # In place: batch_norm's backward does not need its output.
+        out = normed if out is None else out.add_(normed)
+    if training and running_mean is not None:
+        with torch.no_grad():
+            running_mean.copy_(mean.t())
+            running_var.copy_(var.t())
+    return out
 
 
 class SLAF(nn.Module):
