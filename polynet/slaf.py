@@ -53,8 +53,10 @@ def slaf(
     # coefficient rides in BatchNorm's affine weight and the bias in the first call's affine
     # bias. The running statistics are stored (C, k); batch_norm updates rows of a contiguous
     # (k, C) copy, written back below.
-    mean = None if running_mean is None else running_mean.t().contiguous()
-    var = None if running_var is None else running_var.t().contiguous()
+    # A copy even when the transpose is already contiguous (C == 1 or k == 1): batch_norm saves
+    # its running-stat rows for backward, and the copy_ back below must not bump their version.
+    mean = None if running_mean is None else _transposed_copy(running_mean)
+    var = None if running_var is None else _transposed_copy(running_var)
     out: Tensor | None = None
     for i, p in enumerate(terms):
         normed = F.batch_norm(
@@ -76,6 +78,10 @@ def slaf(
             running_mean.copy_(mean.t())
             running_var.copy_(var.t())
     return out
+
+
+def _transposed_copy(t: Tensor) -> Tensor:
+    return t.t().clone(memory_format=torch.contiguous_format)
 
 
 class SLAF(nn.Module):

@@ -138,3 +138,17 @@ def test_dtype_and_device_are_threaded():
     slaf = SLAF(3, 2, dtype=torch.float64)
     assert all(t.dtype == torch.float64 for t in [*slaf.parameters(), slaf.running_mean])
     assert slaf.num_batches_tracked.dtype == torch.long
+
+
+@pytest.mark.parametrize("channels, degree", [(1, 3), (5, 1), (1, 1)])
+def test_backward_with_one_channel_or_one_basis_element(channels, degree):
+    """Regression: with C == 1 or k == 1 the transposed running statistics were a view, and
+    writing them back broke the saved tensors of batch_norm's backward."""
+    slaf = SLAF(channels, degree)
+    for _ in range(2):
+        slaf(torch.randn(8, channels)).pow(2).sum().backward()
+    assert slaf.weight.grad is not None and int(slaf.num_batches_tracked) == 2
+    if degree == 1:
+        z = torch.randn(8, channels)
+        fresh = SLAF(channels, 1, init_std=0.0)
+        torch.testing.assert_close(fresh(z), nn.BatchNorm1d(channels, affine=False)(z))
