@@ -84,6 +84,6 @@ def test_expand_refuses_a_relu_network_with_the_layer_named(tmp_path, capsys):
     assert main(["expand", str(path), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert (
-        "cannot expand model[2] (ReLU): ReLU is not a polynomial; replace it with an SLAF or expand model[:2]."
-        in err
+        "cannot expand model[2] (ReLU): ReLU is not a polynomial; replace it with an SLAF "
+        "or expand model[:2]." in err
     )
