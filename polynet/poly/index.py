@@ -7,7 +7,7 @@ from math import comb
 
 import numpy as np
 
-__all__ = ["MonomialIndex"]
+__all__ = ["MonomialIndex", "monomial_name"]
 
 
 class MonomialIndex:
@@ -118,11 +118,7 @@ class MonomialIndex:
             variables = [f"x{i}" for i in range(self.n_vars)]
         if len(variables) != self.n_vars:
             raise ValueError(f"variables must have {self.n_vars} names, got {len(variables)}.")
-        out = []
-        for row in self.exponents:
-            parts = [v if p == 1 else f"{v}^{p}" for v, p in zip(variables, row.tolist()) if p]
-            out.append(" ".join(parts) if parts else "1")
-        return out
+        return [monomial_name(row, variables) for row in self.exponents]
 
     def parents(self) -> tuple[np.ndarray, np.ndarray]:
         """For each monomial m of degree ≥ 1, a monomial m / x_v of degree one less, and v.
@@ -131,6 +127,12 @@ class MonomialIndex:
         builds every monomial from its parent with one multiplication.
         """
         return _parents(self.n_vars, self.degree)
+
+
+def monomial_name(exponents: np.ndarray, variables: list[str]) -> str:
+    """scikit-learn's name of one monomial: ``'1'``, ``'x0^2 x1'``."""
+    parts = [v if p == 1 else f"{v}^{p}" for v, p in zip(variables, exponents.tolist()) if p]
+    return " ".join(parts) if parts else "1"
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

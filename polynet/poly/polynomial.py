@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from polynet.errors import PolynetError
-from polynet.poly.index import MonomialIndex
+from polynet.poly.index import MonomialIndex, monomial_name
 
 __all__ = ["NetworkPolynomial", "Term", "ExactCoefficients"]
 
@@ -345,11 +345,7 @@ class NetworkPolynomial:
         ]
 
     def _names(self, rows: np.ndarray) -> list[str]:
-        out = []
-        for row in self.exponents[rows]:
-            parts = [v if p == 1 else f"{v}^{p}" for v, p in zip(self.variables, row.tolist()) if p]
-            out.append(" ".join(parts) if parts else "1")
-        return out
+        return [monomial_name(row, self.variables) for row in self.exponents[rows]]
 
     def degree_profile(self) -> np.ndarray:
         """Coefficient mass Σ|c| per total degree: shape (n_outputs, degree_bound + 1)."""
