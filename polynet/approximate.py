@@ -1,6 +1,6 @@
-"""Polynomial approximation of fixed activations, and of whole networks by SLNNs (Theorem A).
+"""Polynomials for fixed activations and back: approximation (Theorem A), nearest activation.
 
-Two public functions:
+Three public functions:
 
 - :func:`approximate` fits one polynomial of degree k to a standard activation on an interval
   (Chebyshev interpolation, or a least-squares fit in the Taylor or Legendre basis) and can turn
@@ -8,7 +8,10 @@ Two public functions:
 - :func:`from_network` converts a trained ``nn.Sequential`` of Linear (+ BatchNorm1d) layers and
   fixed activations into an SLNN of Linear and SLAF layers that approximates it on the range of
   some calibration data: each unit's activation becomes the Chebyshev interpolant of the
-  activation on that unit's pre-activation interval.
+  activation on that unit's pre-activation interval;
+- :func:`nearest_activation` goes the other way: the standard activation a·f(b·z + c) + d
+  closest to a given function (a learned SLAF, say) by least squares, among
+  :data:`STANDARD_ACTIVATIONS`.
 
 The fits use numpy.polynomial throughout. The error analysis, with the bound these
 approximations satisfy and the degree they need, is ``proofs/theorem_a.md``.
@@ -28,13 +31,22 @@ import torch
 import torch.nn.functional as F
 from numpy.polynomial import Chebyshev, Legendre, Polynomial
 from numpy.polynomial import chebyshev as cheb
+from numpy.polynomial import polynomial as npoly
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from polynet.errors import DataError, NotExpandableError, PolynetWarning
 from polynet.slaf import SLAF
 
-__all__ = ["ApproximationResult", "approximate", "from_network", "ACTIVATIONS"]
+__all__ = [
+    "ApproximationResult",
+    "approximate",
+    "from_network",
+    "ACTIVATIONS",
+    "NearestActivation",
+    "nearest_activation",
+    "STANDARD_ACTIVATIONS",
+]
 
 ActivationName = Literal["relu", "tanh", "sigmoid", "gelu", "silu", "leaky_relu"]
 ApproxBasis = Literal["chebyshev", "taylor", "legendre"]
@@ -549,3 +561,298 @@ def _set_slaf(slaf: SLAF, coefficients: Tensor, bias: Tensor) -> None:
         slaf.running_mean.zero_()
         # sqrt(running_var + eps) = 1, so the normalisation is the identity.
         slaf.running_var.fill_(1.0 - slaf.eps)
+
+
+# --------------------------------------------------------------------------------------------
+# Nearest standard activation: the inverse question, which activation a polynomial resembles
+# --------------------------------------------------------------------------------------------
+
+
+def _leaky_relu(u: Tensor) -> Tensor:
+    return F.leaky_relu(u, 0.01)
+
+
+def _square(u: Tensor) -> Tensor:
+    return u * u
+
+
+def _identity(u: Tensor) -> Tensor:
+    return u
+
+
+#: The standard activations :func:`nearest_activation` tries, in order of preference (a later
+#: one is named only when it fits clearly better): f(u) as float64 torch functions.
+STANDARD_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "identity": _identity,
+    "square": _square,
+    "relu": F.relu,
+    "leaky_relu": _leaky_relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "silu": F.silu,
+}
+
+# Shapes whose scale b is absorbed by a (f(b u) = b f(u) for b > 0): only sign(b) is searched.
+_HOMOGENEOUS = {"relu", "leaky_relu"}
+# A later candidate replaces the current best only when it leaves clearly less unexplained.
+_TIE_RELATIVE = 0.01
+_TIE_ABSOLUTE = 1e-12
+_FIT_POINTS = 401
+_MAX_FIT_POINTS = 500
+
+
+@dataclass(frozen=True)
+class NearestActivation:
+    """The standard activation nearest to a function on an interval: a·f(b·z + c) + d.
+
+    Attributes
+    ----------
+    name : str
+        A key of :data:`STANDARD_ACTIVATIONS`, or ``"constant"`` for a constant function.
+    a, b, c, d : float
+        The least-squares parameters of a·f(b·z + c) + d.
+    r2 : float
+        Coefficient of determination of the fit on the points it was fitted on (1 is exact).
+    """
+
+    name: str
+    a: float
+    b: float
+    c: float
+    d: float
+    r2: float
+
+    def __call__(self, z: ArrayLike) -> np.ndarray:
+        """Evaluate a·f(b·z + c) + d at ``z`` (any shape), in float64."""
+        z = torch.as_tensor(np.asarray(z, dtype=np.float64))
+        if self.name == "constant":
+            return np.full(z.shape, self.d)
+        f = STANDARD_ACTIVATIONS[self.name]
+        return (self.a * f(self.b * z + self.c) + self.d).numpy()
+
+    def label(self) -> str:
+        """Short text for a figure: the name and the fit quality."""
+        unexplained = 1.0 - self.r2
+        if unexplained < 1e-4:
+            quality = f"1 − R² = {max(unexplained, 0.0):.1e}"
+        else:
+            quality = f"R² = {self.r2:.4f}"
+        sign = "−" if self.a < 0 else ""
+        return f"≈ {sign}{self.name}  ({quality})"
+
+    def __str__(self) -> str:
+        if self.name == "constant":
+            return f"{self.d:.4g} (constant)"
+        return (
+            f"{self.a:.4g}·{self.name}({self.b:.4g}·z {self.c:+.4g}) {self.d:+.4g} "
+            f"(R² = {self.r2:.6f})"
+        )
+
+
+def _points(interval: tuple[float, float], samples: ArrayLike | Tensor | None) -> np.ndarray:
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"interval must be a pair (lo, hi) of numbers, got {interval!r}."
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"interval must be finite with lo < hi, got {interval!r}.")
+    if samples is None:
+        return np.linspace(lo, hi, _FIT_POINTS)
+    if isinstance(samples, Tensor):
+        samples = samples.detach().cpu().numpy()
+    z = np.asarray(samples, dtype=np.float64).reshape(-1)
+    z = np.sort(z[np.isfinite(z) & (z >= lo) & (z <= hi)])
+    if z.size < 4:
+        raise ValueError(
+            f"samples must hold at least 4 finite values inside interval {interval}, got "
+            f"{z.size}; pass samples=None to fit on a uniform grid of the interval."
+        )
+    if z.size > _MAX_FIT_POINTS:  # evenly spaced order statistics keep the distribution
+        z = z[np.linspace(0, z.size - 1, _MAX_FIT_POINTS).round().astype(int)]
+    return z
+
+
+def nearest_activation(
+    fn_or_coefficients: Callable[[np.ndarray], ArrayLike] | ArrayLike | Tensor,
+    interval: tuple[float, float],
+    samples: ArrayLike | Tensor | None = None,
+) -> NearestActivation:
+    """The standard activation a·f(b·z + c) + d closest to a function, by least squares.
+
+    f runs over :data:`STANDARD_ACTIVATIONS` (identity, square, ReLU, leaky ReLU with slope
+    0.01, tanh, sigmoid, GELU, SiLU). For each f, a and d are solved exactly for every (b, c)
+    of a grid that is then refined around its best point (variable projection); the f with
+    the largest R² is named, where an earlier f in the list wins near-ties.
+
+    Parameters
+    ----------
+    fn_or_coefficients : callable or array-like of shape (k+1,)
+        A function of float64 numpy arrays, or monomial coefficients low to high (a row of
+        :meth:`SLAF.polynomial`).
+    interval : (float, float)
+        The range [lo, hi] on which to compare.
+    samples : array-like, optional
+        Points of the interval to fit on (e.g. the inputs an SLAF actually received), so the
+        fit weighs the range by where the data lies; by default a uniform grid.
+
+    Returns
+    -------
+    NearestActivation
+
+    Notes
+    -----
+    tanh and sigmoid are the same family here (σ(u) = ½ + ½·tanh(u/2)), so a sigmoid-shaped
+    function is named tanh, with the parameters converted. ReLU with its kink outside the
+    interval is linear, and square fits every parabola: the order of preference names such
+    functions identity and square.
+
+    Examples
+    --------
+    >>> nearest_activation(np.tanh, (-3, 3)).name
+    'tanh'
+    >>> nearest_activation([0.5, 2.0, 1.0], (-1, 1)).name  # 0.5 + 2z + z^2
+    'square'
+    >>> fit = nearest_activation(lambda z: 2 * np.maximum(z - 0.5, 0), (-2, 2))
+    >>> fit.name, round(fit.r2, 6)
+    ('relu', 1.0)
+    """
+    z = _points(interval, samples)
+    if callable(fn_or_coefficients):
+        y = np.asarray(fn_or_coefficients(z), dtype=np.float64)
+        if y.shape != z.shape:
+            raise ValueError(
+                f"the function must return an array shaped like its input {z.shape}, got "
+                f"{y.shape}; make it elementwise (e.g. np.tanh)."
+            )
+    else:
+        coef = fn_or_coefficients
+        if isinstance(coef, Tensor):
+            coef = coef.detach().cpu().numpy()
+        coef = np.asarray(coef, dtype=np.float64)
+        if coef.ndim != 1 or coef.size < 1:
+            raise ValueError(
+                f"coefficients must be a 1-D array (low to high), got shape {coef.shape}; pass "
+                "one row of SLAF.polynomial()."
+            )
+        y = npoly.polyval(z, coef)
+    if not np.isfinite(y).all():
+        raise ValueError("the function is not finite on the interval; narrow the interval.")
+    return _fit_nearest(z, y)
+
+
+def _fit_nearest(z: np.ndarray, y: np.ndarray) -> NearestActivation:
+    """Nearest standard activation to the points (z, y)."""
+    # Many small tensor operations: one thread is several times faster than a busy pool.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_nearest_points(z, y)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_nearest_points(z: np.ndarray, y: np.ndarray) -> NearestActivation:
+    zt, yt = torch.as_tensor(z, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    y_mean = float(yt.mean())
+    yc = yt - y_mean
+    syy = float(yc @ yc)
+    if syy <= (1e-12 * max(1.0, abs(y_mean))) ** 2 * len(y):
+        return NearestActivation("constant", 0.0, 1.0, 0.0, y_mean, 1.0)
+    lo, hi = float(zt.min()), float(zt.max())
+    center, scale = (lo + hi) / 2, max((hi - lo) / 2, 1e-12)
+    t = (zt - center) / scale
+    best: tuple[float, NearestActivation] | None = None
+    for name in STANDARD_ACTIVATIONS:
+        if name == "sigmoid":
+            continue  # the same family as tanh (see Notes): fitted as tanh
+        if name == "identity":
+            fit = _fit_polynomial(zt, yt, 1)
+        elif name == "square":
+            fit = _fit_polynomial(zt, yt, 2)
+        else:
+            fit = _fit_shape(name, t, yc, syy, center, scale, y_mean)
+        unexplained = _unexplained(fit, zt, yt, syy)
+        fit = NearestActivation(fit.name, fit.a, fit.b, fit.c, fit.d, 1.0 - unexplained)
+        if best is None or unexplained < best[0] * (1 - _TIE_RELATIVE) - _TIE_ABSOLUTE:
+            best = (unexplained, fit)
+    assert best is not None
+    return best[1]
+
+
+def _unexplained(fit: NearestActivation, z: Tensor, y: Tensor, syy: float) -> float:
+    residual = y - torch.as_tensor(fit(z.numpy()))
+    return float(residual @ residual) / syy
+
+
+def _fit_polynomial(z: Tensor, y: Tensor, degree: int) -> NearestActivation:
+    zn = z.numpy()
+    center, scale = float(zn.mean()), float(zn.std()) or 1.0
+    p = npoly.Polynomial.fit(zn, y.numpy(), degree, domain=[center - scale, center + scale])
+    coef = p.convert(domain=[-1, 1], window=[-1, 1]).coef
+    coef = np.concatenate([coef, np.zeros(degree + 1 - coef.size)])
+    if degree == 1:
+        return NearestActivation("identity", float(coef[1]), 1.0, 0.0, float(coef[0]), 0.0)
+    a = float(coef[2])
+    if a == 0.0:  # a straight line: the square family only reaches it in the limit
+        return NearestActivation("square", 0.0, 1.0, 0.0, float(coef[0]), 0.0)
+    c = float(coef[1]) / (2 * a)
+    return NearestActivation("square", a, 1.0, c, float(coef[0]) - a * c * c, 0.0)
+
+
+def _fit_shape(
+    name: str, t: Tensor, yc: Tensor, syy: float, center: float, scale: float, y_mean: float
+) -> NearestActivation:
+    """a·f(β·(t − t0)) + d on t ∈ [-1, 1] by a refined grid over (log β, t0); a, d exact."""
+    f = STANDARD_ACTIVATIONS[name]
+    homogeneous = name in _HOMOGENEOUS
+    signs = (1.0, -1.0) if name not in ("tanh", "sigmoid") else (1.0,)
+    n_lb, n_t0 = (1, 121) if homogeneous else (20, 61)
+    log_betas = torch.linspace(-1.3, 1.6, n_lb, dtype=torch.float64) if n_lb > 1 else None
+    if log_betas is None:
+        log_betas = torch.zeros(1, dtype=torch.float64)
+    t0s = torch.linspace(-3.0, 3.0, n_t0, dtype=torch.float64)
+    # The coarse search runs on at most 101 of the points; the refinement on all of them.
+    coarse = torch.linspace(0, len(t) - 1, min(len(t), 101)).round().long()
+    t_c, yc_c = t[coarse], yc[coarse] - yc[coarse].mean()
+    syy_c = float(yc_c @ yc_c) or syy
+    best = (math.inf, 0.0, 0.0, 1.0)  # (unexplained, log β, t0, sign)
+    for sign in signs:
+        lb, tt = (g.reshape(-1) for g in torch.meshgrid(log_betas, t0s, indexing="ij"))
+        u, i = _grid_scores(f, t_c, yc_c, syy_c, sign * 10**lb, tt)
+        if u < best[0]:
+            best = (u, float(lb[i]), float(tt[i]), sign)
+    _, log_beta, t0, sign = best
+    step_lb = 0.0 if homogeneous else float(log_betas[1] - log_betas[0])
+    step_t0 = float(t0s[1] - t0s[0])
+    offsets = torch.linspace(-1.0, 1.0, 7, dtype=torch.float64)
+    for _ in range(9):
+        lb, tt = torch.meshgrid(log_beta + step_lb * offsets, t0 + step_t0 * offsets, indexing="ij")
+        lb, tt = lb.reshape(-1), tt.reshape(-1)
+        _, i = _grid_scores(f, t, yc, syy, sign * 10**lb, tt)
+        log_beta, t0 = float(lb[i]), float(tt[i])
+        step_lb, step_t0 = step_lb / 3, step_t0 / 3
+    beta = sign * 10**log_beta
+    feature = f(beta * (t - t0))
+    fc = feature - feature.mean()
+    sff = float(fc @ fc)
+    a = float(fc @ yc) / sff if sff > 0 else 0.0
+    d = y_mean - a * float(feature.mean())
+    if homogeneous:  # f(u / s) = f(u) / s for s > 0: report b = ±1, the scale moves into a
+        return NearestActivation(name, a / scale, beta, -beta * (center + scale * t0), d, 0.0)
+    return NearestActivation(name, a, beta / scale, -beta * (center / scale + t0), d, 0.0)
+
+
+def _grid_scores(
+    f: Callable[[Tensor], Tensor], t: Tensor, yc: Tensor, syy: float, beta: Tensor, t0: Tensor
+) -> tuple[float, int]:
+    """Smallest unexplained fraction over the parameter pairs, and its index."""
+    feature = f(beta[:, None] * (t[None, :] - t0[:, None]))
+    fc = feature - feature.mean(dim=1, keepdim=True)
+    sff = (fc * fc).sum(dim=1)
+    sfy = fc @ yc
+    explained = torch.where(sff > 1e-300, sfy * sfy / (sff * syy).clamp_min(1e-300), 0.0)
+    i = int(torch.argmax(explained))
+    return 1.0 - float(explained[i]), i
