@@ -9,6 +9,7 @@ import json
 import math
 import re
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_data_failed_download_says_what_to_do(tmp_path, monkeypatch):
     def offline(url, timeout):
         raise urllib.error.URLError("network unreachable")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(
         DataError, match=r"could not download train-images-idx3-ubyte.gz for mnist: .*by hand"
     ):
