@@ -38,3 +38,20 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+def trained_like(model: torch.nn.Module, n_inputs: int, seed: int = 0) -> torch.nn.Module:
+    """Give every SLAF non-trivial coefficients and running statistics, then eval()."""
+    from polynet import SLAF
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, SLAF):
+                m.weight.normal_(0, 0.3, generator=g)
+                m.bias.normal_(0, 0.3, generator=g)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(32, n_inputs, generator=g, dtype=torch.float64) * 1.5 + 0.3)
+    return model.eval()

@@ -7,10 +7,10 @@ from torch import nn
 
 import polynet
 from polynet import SLAF, approximate, from_network
-from polynet.approximate import ACTIVATIONS, GRID_POINTS
+from polynet.approximate import ACTIVATIONS, GRID_POINTS, nearest_activation
 from polynet.errors import DataError, NotExpandableError, PolynetWarning
 
-from .conftest import FLOAT64_RTOL
+from .conftest import FLOAT64_RTOL, trained_like
 
 BASES = ["chebyshev", "taylor", "legendre"]
 NAMES = sorted(ACTIVATIONS)
@@ -280,3 +280,61 @@ def test_from_network_refusals(model, kwargs, error, match):
     args = {"degree": 3, "data": _x()} | kwargs
     with pytest.raises(error, match=match):
         from_network(model, args.pop("degree"), args.pop("data"), **args)
+
+
+# --- nearest_activation: the inverse question, which standard activation a function resembles
+
+
+def test_nearest_activation_recovers_a_planted_tanh():
+    slaf = approximate("tanh", 7, interval=(-3, 3)).to_slaf()
+    fit = nearest_activation(slaf.polynomial()[0], (-3, 3))
+    assert fit.name == "tanh" and fit.r2 > 0.999
+    assert fit.a == pytest.approx(1, abs=0.05) and fit.b == pytest.approx(1, abs=0.05)
+    assert abs(fit.c) < 1e-6 and abs(fit.d) < 1e-6
+
+
+def test_nearest_activation_names_identity_for_a_degree_one_slaf():
+    slaf = trained_like(SLAF(2, degree=1, dtype=torch.float64), 2)
+    fit = nearest_activation(slaf.polynomial()[1], (-2, 5))
+    assert fit.name == "identity" and fit.r2 == pytest.approx(1, abs=1e-12)
+    alpha = slaf.polynomial()[1].numpy()
+    assert (fit.a, fit.d) == (pytest.approx(alpha[1]), pytest.approx(alpha[0]))
+
+
+def test_nearest_activation_names_square_and_recovers_its_parameters():
+    fit = nearest_activation(lambda z: 3 * (z - 0.5) ** 2 + 1, (-2, 2))
+    assert fit.name == "square" and fit.r2 == pytest.approx(1, abs=1e-12)
+    assert (fit.a, fit.b, fit.c, fit.d) == pytest.approx((3, 1, -0.5, 1), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "name, f",
+    [
+        ("relu", lambda z: 2 * np.maximum(z - 0.5, 0) + 1),
+        ("gelu", lambda z: torch.nn.functional.gelu(torch.from_numpy(1.5 * z)).numpy()),
+        ("silu", lambda z: -torch.nn.functional.silu(torch.from_numpy(z - 1)).numpy()),
+    ],
+)
+def test_nearest_activation_recovers_planted_activations(name, f):
+    fit = nearest_activation(f, (-3, 3))
+    assert fit.name == name and fit.r2 > 1 - 1e-8
+    z = np.linspace(-3, 3, 101)
+    np.testing.assert_allclose(fit(z), f(z), atol=1e-3)
+
+
+def test_sigmoid_is_named_tanh_with_converted_parameters():
+    fit = nearest_activation(lambda z: 1 / (1 + np.exp(-z)), (-4, 4))
+    assert fit.name == "tanh" and fit.r2 > 1 - 1e-10  # σ(u) = 1/2 + tanh(u/2)/2
+    assert (fit.a, fit.b, fit.d) == pytest.approx((0.5, 0.5, 0.5), abs=1e-4)
+
+
+def test_nearest_activation_on_samples_and_constants():
+    samples = np.random.default_rng(0).normal(0, 1, 500)
+    assert nearest_activation(np.tanh, (-4, 4), samples=samples).name == "tanh"
+    assert nearest_activation([2.0], (-1, 1)).name == "constant"
+    with pytest.raises(ValueError, match="interval must be finite"):
+        nearest_activation(np.tanh, (1, -1))
+    with pytest.raises(ValueError, match="at least 4 finite values"):
+        nearest_activation(np.tanh, (-1, 1), samples=[5.0, 6.0])
+    with pytest.raises(ValueError, match="1-D array"):
+        nearest_activation(np.ones((2, 2)), (-1, 1))

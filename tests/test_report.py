@@ -12,7 +12,7 @@ from polynet import SLNN, HybridNet, checkpoint, data, training
 from polynet.cli import main
 from polynet.report import report
 
-from .test_plots import trained_like
+from .conftest import trained_like
 
 SECTIONS = [
     "Model",
