@@ -28,34 +28,6 @@ __all__ = ["read_idx", "load_mnist", "load_fashion_mnist", "load_digits"]
 logger = logging.getLogger(__name__)
 
 
-def load_digits(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
-    """scikit-learn's 8x8 handwritten digits (1,797 images, pixel values 0..16), seeded split.
-
-    Inputs are flattened to 64 features. Needs scikit-learn (``pip install
-    "polynet[sklearn]"``).
-
-    Parameters
-    ----------
-    test_size : float, default=0.2
-        Fraction of samples in the test split.
-    random_state : int, default=0
-        Seed of the split.
-    """
-    raw = _sklearn_datasets().load_digits()
-    parts = _split(
-        raw.data.astype(np.float64), raw.target.astype(np.int64), test_size, random_state
-    )
-    return Dataset(
-        "digits",
-        *parts,
-        task="classification",
-        feature_names=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
-        n_classes=10,
-        description="UCI optical recognition of handwritten digits (8x8), via scikit-learn.",
-        params={"test_size": test_size, "random_state": random_state},
-    )
-
-
 _IDX_DTYPES = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
@@ -349,3 +321,31 @@ def load_fashion_mnist(
     ``~/.cache/polynet/fashion-mnist``.
     """
     return _load_idx_dataset("fashion-mnist", path, download, test_size, random_state, flatten)
+
+
+def load_digits(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, pixel values 0..16), seeded split.
+
+    Inputs are flattened to 64 features. Needs scikit-learn (``pip install
+    "polynet[sklearn]"``).
+
+    Parameters
+    ----------
+    test_size : float, default=0.2
+        Fraction of samples in the test split.
+    random_state : int, default=0
+        Seed of the split.
+    """
+    raw = _sklearn_datasets().load_digits()
+    parts = _split(
+        raw.data.astype(np.float64), raw.target.astype(np.int64), test_size, random_state
+    )
+    return Dataset(
+        "digits",
+        *parts,
+        task="classification",
+        feature_names=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
+        n_classes=10,
+        description="UCI optical recognition of handwritten digits (8x8), via scikit-learn.",
+        params={"test_size": test_size, "random_state": random_state},
+    )
