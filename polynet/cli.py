@@ -249,88 +249,18 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _raw_units_model(ckpt: Any) -> tuple[Any, list[str]]:
-    """The checkpoint's model with its standardisers folded in, and the feature names."""
-    from torch import nn
-
-    from polynet.data import Standardizer
-    from polynet.errors import DataError
-
-    info = ckpt.metadata.get("dataset") or {}
-    if not info.get("scaler") and not info.get("target_scaler"):
-        raise DataError(
-            "--raw-units needs the standardisation the model was trained with, and this "
-            "checkpoint records none (trained with --no-standardize?); drop --raw-units."
-        )
-    layers = []
-    if info.get("scaler"):
-        layers.append(Standardizer.from_dict(info["scaler"]).as_linear())
-    layers.append(ckpt.model)
-    if info.get("target_scaler"):
-        layers.append(Standardizer.from_dict(info["target_scaler"]).as_linear(inverse=True))
-    return nn.Sequential(*layers).eval(), list(info.get("feature_names") or [])
-
-
-def _write_bundle(poly: Any, out: str) -> list[str]:
-    """Write the export bundle; returns the paths written."""
-    import csv
-    from pathlib import Path
-
-    target = Path(out)
-    if target.suffix in (".npz", ".json"):
-        return [str(poly.save(target))]
-    target.mkdir(parents=True, exist_ok=True)
-    written = [str(poly.save(target / "polynomial.npz"))]
-    csv_path = target / "coefficients.csv"
-    coef = poly.coefficients.cpu().numpy()
-    keep = (coef != 0).any(0)
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([*poly.variables, *(f"coefficient_{o}" for o in range(poly.n_outputs))])
-        for row, values in zip(poly.exponents[keep], coef[:, keep].T):
-            writer.writerow([*row.tolist(), *(repr(float(v)) for v in values)])
-    written.append(str(csv_path))
-    tex = target / "polynomial.tex"
-    tex.write_text(
-        "\n".join(f"p_{{{o}}}(x) = {poly.to_latex(output=o)}" for o in range(poly.n_outputs)) + "\n"
-    )
-    written.append(str(tex))
-    summary = target / "summary.json"
-    summary.write_text(json.dumps(_summary(poly), indent=2) + "\n")
-    written.append(str(summary))
-    return written
-
-
-def _summary(poly: Any) -> dict[str, Any]:
-    return {
-        "n_vars": poly.n_vars,
-        "n_outputs": poly.n_outputs,
-        "variables": poly.variables,
-        "degree": poly.degree,
-        "degree_bound": poly.degree_bound,
-        "n_terms": poly.n_terms,
-        "max_terms": poly.max_terms,
-        "n_network_parameters": poly.n_network_parameters,
-        "exact": poly.exact,
-        **{k: v for k, v in poly.info.items() if k in ("seconds", "engine", "device")},
-    }
-
-
 def _cmd_expand(args: argparse.Namespace) -> int:
     import polynet
+    from polynet import export
     from polynet.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
-    model, names = ckpt.model, []
-    if args.raw_units:
-        model, names = _raw_units_model(ckpt)
     fixed = None
     if args.inputs is not None:
         fixed = args.fixed if args.fixed is not None else [0.0] * _n_inputs(ckpt.model)
     elif args.fixed is not None:
         raise ValueError("--fixed only applies together with --inputs.")
-    poly = polynet.expand(
-        model,
+    options = dict(
         exact=args.exact,
         inputs=args.inputs,
         fixed=fixed,
@@ -338,15 +268,14 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.raw_units:
-        poly.info["raw_units"] = True
-        poly.n_network_parameters = sum(p.numel() for p in ckpt.model.parameters())
-        if len(names) == poly.index.n_vars or (args.inputs and len(names) > max(args.inputs)):
-            poly.variables = names if args.inputs is None else [names[i] for i in args.inputs]
-    elif ckpt.metadata.get("dataset", {}).get("scaler"):
-        print(
-            "inputs       standardised: x_i = (feature_i - mean_i) / scale_i (--raw-units "
-            "for the original features)"
-        )
+        poly = export.expand_raw_units(ckpt, **options)
+    else:
+        poly = polynet.expand(ckpt.model, **options)
+        if ckpt.metadata.get("dataset", {}).get("scaler"):
+            print(
+                "inputs       standardised: x_i = (feature_i - mean_i) / scale_i (--raw-units "
+                "for the original features)"
+            )
     _print_polynomial(poly, args.top)
     print()
     print(polynet.count_terms(ckpt.model).table())
@@ -356,7 +285,7 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         Path(args.latex).write_text(poly.to_latex() + "\n")
         print(f"latex        {args.latex}")
     if args.out:
-        for path in _write_bundle(poly, args.out):
+        for path in export.write_bundle(poly, args.out):
             print(f"wrote        {path}")
     return 0
 
@@ -368,15 +297,13 @@ def _n_inputs(model: Any) -> int:
 
 
 def _print_polynomial(poly: Any, top: int) -> None:
-    info = poly.info
+    made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
     print(f"degree       {poly.degree} (bound prod k = {poly.degree_bound})")
     print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
     print(f"network      {poly.n_network_parameters:,} parameters")
-    engine = info.get("engine", "")
-    print(
-        f"time         {info.get('seconds', float('nan')):.3f} s ({engine}, {info.get('device')})"
-    )
+    seconds = float("nan") if made.seconds is None else made.seconds
+    print(f"time         {seconds:.3f} s ({made.engine or ''}, {made.device})")
     for o in range(poly.n_outputs):
         label = f" of output {o}" if poly.n_outputs > 1 else ""
         print(f"largest {min(top, poly.n_terms)} terms{label}:")
@@ -414,6 +341,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from polynet import data
     from polynet.checkpoint import load_checkpoint
     from polynet.errors import DataError
+    from polynet.export import raw_units_model
     from polynet.verify import DEFAULT_TOL
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
@@ -422,16 +350,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         path = Path(args.poly)
         poly = polynet.NetworkPolynomial.load(path / "polynomial.npz" if path.is_dir() else path)
-    raw = bool(poly.info.get("raw_units"))
-    model = _raw_units_model(ckpt)[0] if raw else ckpt.model
+    raw = poly.raw_units
+    model = raw_units_model(ckpt)[0] if raw else ckpt.model
     x = None
     try:
         ds = data.from_metadata(ckpt.metadata)
         x = np.concatenate([ds.X_train, ds.X_test]).reshape(len(ds.X_train) + len(ds.X_test), -1)
         if raw and ds.scaler is not None:
             x = ds.scaler.inverse_transform(x)
-        if "inputs" in poly.info:
-            x = x[:, poly.info["inputs"]]
+        if poly.slice is not None:
+            x = x[:, list(poly.slice.inputs)]
     except DataError as exc:
         print(f"note: {exc} Verifying on the box [-1, 1]^n only.", file=sys.stderr)
     tol = DEFAULT_TOL if args.tol is None else args.tol

@@ -62,13 +62,7 @@ class VerificationReport:
 
 def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
     """Full network inputs for polynomial points (a slice fixes the other inputs)."""
-    inputs = poly.info.get("inputs")
-    if inputs is None:
-        return points
-    fixed = torch.as_tensor(poly.info["fixed"], dtype=torch.float64, device=points.device)
-    full = fixed.repeat(points.shape[0], 1)
-    full[:, inputs] = points
-    return full
+    return points if poly.slice is None else poly.slice.embed(points)
 
 
 def verify(
@@ -140,7 +134,7 @@ def verify(
 
     net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
     full = _embed(poly, points)
-    shape = poly.info.get("input_shape")
+    shape = poly.input_shape
     with torch.no_grad():
         expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
         expected = expected.reshape(points.shape[0], -1)

@@ -62,7 +62,7 @@ def test_raw_units_polynomial_uses_feature_names_and_verifies(checkpoint, tmp_pa
     out = tmp_path / "raw"
     assert main(["expand", str(checkpoint), "--raw-units", "--out", str(out), "--no-progress"]) == 0
     poly = NetworkPolynomial.load(out / "polynomial.npz")
-    assert poly.variables[:3] == ["CRIM", "ZN", "INDUS"]
+    assert poly.variables[:3] == ("CRIM", "ZN", "INDUS")
     assert main(["verify", str(checkpoint), "--poly", str(out)]) == 0
     assert r"\mathrm{CRIM}" in (out / "polynomial.tex").read_text()
 
@@ -72,7 +72,7 @@ def test_slice_from_the_command_line(checkpoint, tmp_path, capsys):
     args = ["expand", str(checkpoint), "--inputs", "5", "12", "--out", str(out), "--no-progress"]
     assert main(args) == 0
     poly = NetworkPolynomial.load(out)
-    assert poly.variables == ["x5", "x12"] and poly.max_terms == 15
+    assert poly.variables == ("x5", "x12") and poly.max_terms == 15
     assert main(["verify", str(checkpoint), "--poly", str(out)]) == 0
 
 

@@ -269,7 +269,7 @@ def test_feature_names_become_polynomial_variables():
     frame = pd.DataFrame(ds.X_train, columns=ds.feature_names)
     reg = SLNNRegressor(**SMALL).fit(frame, ds.y_train)
     assert list(reg.feature_names_in_) == ds.feature_names
-    assert reg.polynomial_.variables == ds.feature_names
+    assert list(reg.polynomial_.variables) == ds.feature_names
 
 
 # --------------------------------------------------------------------------------------------

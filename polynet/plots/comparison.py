@@ -50,8 +50,7 @@ def _network(model: nn.Module, input_shape: Sequence[int] | None) -> Callable[[T
 
 
 def _n_inputs(poly: NetworkPolynomial) -> int:
-    fixed = poly.info.get("fixed")
-    return len(fixed) if poly.info.get("inputs") is not None and fixed else poly.n_vars
+    return poly.slice.n_network_inputs if poly.slice is not None else poly.n_vars
 
 
 def _restrict(
@@ -62,8 +61,7 @@ def _restrict(
     Exact substitution into the monomials (cheap next to evaluating every monomial on a
     grid), so the slice of a large polynomial is drawn at the cost of a small one.
     """
-    inputs = poly.info.get("inputs")
-    variables = list(inputs) if inputs is not None else list(range(poly.n_vars))
+    variables = list(poly.slice.inputs) if poly.slice is not None else list(range(poly.n_vars))
     position = {v: j for j, v in enumerate(variables)}
     missing = [d for d in dims if d not in position]
     if missing:
@@ -113,8 +111,8 @@ def _fixed_point(
     poly: NetworkPolynomial, data: np.ndarray, fixed: ArrayLike | Mapping[int, float] | None
 ) -> np.ndarray:
     n = data.shape[1]
-    if poly.info.get("inputs") is not None:
-        point = np.asarray(poly.info["fixed"], dtype=np.float64).copy()
+    if poly.slice is not None:
+        point = poly.slice.point()
     else:
         point = data.mean(axis=0)
     if fixed is None:
@@ -210,7 +208,7 @@ def plot_slice(
     grid = np.stack([m.reshape(-1) for m in mesh], axis=1)
     full = np.tile(point, (grid.shape[0], 1))
     full[:, dims] = grid
-    net_f = _network(model, poly.info.get("input_shape"))
+    net_f = _network(model, poly.input_shape)
     net_values = net_f(torch.from_numpy(full))[:, output].numpy()
     coef, exps = _restrict(poly, dims, point, output)
     poly_values = _eval_restricted(coef, exps, grid)
@@ -220,7 +218,7 @@ def plot_slice(
     held = (
         "given values"
         if fixed is not None
-        else ("the slice's values" if poly.info.get("inputs") is not None else "the data mean")
+        else ("the slice's values" if poly.slice is not None else "the data mean")
     )
     title = f"output {output} along {', '.join(names)}, other inputs at {held}"
     if len(dims) == 1:
@@ -285,12 +283,12 @@ def _full_grid(data: np.ndarray, n_points: int, pad: float = 0.05) -> tuple[list
 def _both(
     model: nn.Module, poly: NetworkPolynomial, grid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    if poly.info.get("inputs") is not None:
+    if poly.slice is not None:
         raise ValueError(
             "this plot needs the polynomial in all the network's inputs, got a slice; expand "
             "without inputs=, or use plot_slice."
         )
-    net_values = _network(model, poly.info.get("input_shape"))(torch.from_numpy(grid)).numpy()
+    net_values = _network(model, poly.input_shape)(torch.from_numpy(grid)).numpy()
     poly_values = poly.to("cpu")(grid).numpy()
     return net_values, poly_values
 

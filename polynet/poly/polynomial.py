@@ -1,11 +1,23 @@
-"""NetworkPolynomial: a network's outputs as explicit multivariate polynomials."""
+"""NetworkPolynomial: a network's outputs as explicit multivariate polynomials.
+
+A :class:`NetworkPolynomial` is an immutable value: its attributes cannot be set after
+construction (:meth:`NetworkPolynomial.replace` returns a changed copy), two polynomials are
+equal when they are the same polynomials (``p == p.to("cpu")``), and what is known about
+where it came from is typed: :class:`Slice` (the inputs it is a polynomial in, and the
+values the others were held at), ``input_shape``, :class:`Provenance` (time, engine,
+device) and ``raw_units``.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
-import tempfile
+import re
+import types
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,15 +28,21 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
 
+from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
 from polynet.poly.index import MonomialIndex, monomial_name
 
-__all__ = ["NetworkPolynomial", "Term", "ExactCoefficients"]
+__all__ = ["NetworkPolynomial", "Term", "ExactCoefficients", "Slice", "Provenance"]
 
 _FORMAT = "polynet.NetworkPolynomial"
-_FORMAT_VERSION = 1
+#: 1: free-form ``info`` dict, exact numerators as decimal strings.
+#: 2: typed ``slice`` / ``input_shape`` / ``provenance`` / ``raw_units``, exact numerators as
+#: one block of fixed-width little-endian two's-complement bytes.
+_FORMAT_VERSION = 2
 # Elements of the (batch × monomials) feature matrix built per evaluation chunk.
 _EVAL_CHUNK_ELEMENTS = 1 << 24
+# The keys of the version-1 ``info`` dict, which the constructor still accepts.
+_INFO_KEYS = ("input_shape", "inputs", "fixed", "seconds", "engine", "device", "raw_units")
 
 
 class ExactCoefficients:
@@ -32,22 +50,27 @@ class ExactCoefficients:
 
     One denominator (a power of two for a network's dyadic weights) keeps the exact path's
     arithmetic in integers; ``fractions()`` gives ``fractions.Fraction`` values on demand.
+    The arrays are read-only: an ``ExactCoefficients`` is a value.
     """
 
     __slots__ = ("numerators", "denominator", "_fractions")
 
     def __init__(self, numerators: np.ndarray, denominator: int) -> None:
+        denominator = int(denominator)
         if denominator <= 0:
             raise ValueError(f"denominator must be positive, got {denominator}.")
         nums = np.asarray(numerators, dtype=object)
+        if nums is numerators:
+            nums = nums.copy()
         # Cancel the common factor so equal values have equal representations.
-        g = math.gcd(denominator, *[int(n) for n in nums.reshape(-1) if n])
+        flat = nums.reshape(-1)
+        g = math.gcd(denominator, *flat[flat != 0].tolist()) if denominator > 1 else 1
         if g > 1:
-            nums = np.array([int(n) // g for n in nums.reshape(-1)], dtype=object)
-            nums = nums.reshape(np.shape(numerators))
+            nums = (nums // g).astype(object)
             denominator //= g
+        nums.setflags(write=False)
         self.numerators = nums
-        self.denominator = int(denominator)
+        self.denominator = denominator
         self._fractions: np.ndarray | None = None
 
     @classmethod
@@ -62,21 +85,55 @@ class ExactCoefficients:
         return self.numerators.shape
 
     def fractions(self) -> np.ndarray:
-        """Object array of ``Fraction`` (computed once)."""
+        """Object array of ``Fraction`` (computed once, read-only)."""
         if self._fractions is None:
             d = self.denominator
-            flat = [Fraction(int(n), d) for n in self.numerators.reshape(-1)]
-            self._fractions = np.array(flat, dtype=object).reshape(self.shape)
+            flat = [Fraction(n, d) for n in self.numerators.reshape(-1).tolist()]
+            fractions = np.array(flat, dtype=object).reshape(self.shape)
+            fractions.setflags(write=False)
+            self._fractions = fractions
         return self._fractions
 
     def floats(self) -> np.ndarray:
         """Correctly rounded float64 values."""
         d = self.denominator
-        flat = [int(n) / d for n in self.numerators.reshape(-1)]
+        flat = [n / d for n in self.numerators.reshape(-1).tolist()]
         return np.array(flat, dtype=np.float64).reshape(self.shape)
 
     def nonzero(self) -> np.ndarray:
         return self.numerators != 0
+
+    # -- bytes (the save format) -------------------------------------------------------------
+    def to_bytes(self) -> tuple[bytes, int]:
+        """The numerators as one block of fixed-width little-endian two's-complement integers.
+
+        Returns the block and the width in bytes (the same for every numerator).
+        """
+        flat = self.numerators.reshape(-1).tolist()
+        top = max((abs(n).bit_length() for n in flat), default=0)
+        width = top // 8 + 1  # room for the sign bit
+        return b"".join([int(n).to_bytes(width, "little", signed=True) for n in flat]), width
+
+    @classmethod
+    def from_bytes(
+        cls, block: bytes | memoryview, width: int, shape: Sequence[int], denominator: int
+    ) -> ExactCoefficients:
+        """The inverse of :meth:`to_bytes`."""
+        size = math.prod(shape)
+        if width < 1 or len(block) != size * width:
+            raise ValueError(
+                f"a numerator block of {len(block)} bytes does not hold {size} numerators "
+                f"of {width} bytes."
+            )
+        view = memoryview(block)
+        from_bytes = int.from_bytes
+        flat = [
+            from_bytes(view[i : i + width], "little", signed=True)
+            for i in range(0, size * width, width)
+        ]
+        nums = np.empty(size, dtype=object)
+        nums[:] = flat
+        return cls(nums.reshape(tuple(shape)), denominator)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExactCoefficients):
@@ -116,12 +173,103 @@ class Term:
         return f"{self.coefficient:+.6g} {self.monomial}"
 
 
+@dataclass(frozen=True)
+class Slice:
+    """Where a slice polynomial lies: the network inputs it is a polynomial in, and the values
+    all network inputs are held at (those in ``inputs`` are ignored).
+
+    Examples
+    --------
+    >>> s = Slice(inputs=(2, 0), fixed=(0.0, 5.0, 0.0))
+    >>> s.n_network_inputs
+    3
+    >>> s.embed(np.array([[1.0, 2.0]])).tolist()
+    [[2.0, 5.0, 1.0]]
+    """
+
+    inputs: tuple[int, ...]
+    fixed: tuple[float | Fraction, ...]
+
+    def __post_init__(self) -> None:
+        inputs = tuple(int(i) for i in self.inputs)
+        fixed = tuple(v if isinstance(v, Fraction) else float(v) for v in self.fixed)
+        n = len(fixed)
+        if not inputs or len(set(inputs)) != len(inputs) or min(inputs) < 0 or max(inputs) >= n:
+            raise ValueError(
+                f"a slice's inputs must be distinct input numbers in 0..{n - 1}, got "
+                f"{list(inputs)}."
+            )
+        if not all(math.isfinite(v) for v in fixed):
+            raise ValueError("a slice's fixed values must be finite.")
+        object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "fixed", fixed)
+
+    @property
+    def n_network_inputs(self) -> int:
+        """Number of inputs of the network the slice was taken from."""
+        return len(self.fixed)
+
+    def point(self) -> np.ndarray:
+        """The fixed values as a float64 array of length ``n_network_inputs``."""
+        return np.array([float(v) for v in self.fixed], dtype=np.float64)
+
+    def embed(self, x: ArrayLike | Tensor) -> np.ndarray | Tensor:
+        """Full network inputs (B, n_network_inputs) for slice points x of shape (B, len(inputs)).
+
+        A tensor gives a float64 tensor on its device; anything else a float64 array.
+        """
+        if torch.is_tensor(x):
+            full = torch.as_tensor(self.point(), device=x.device).repeat(x.shape[0], 1)
+            full[:, list(self.inputs)] = x.to(torch.float64)
+            return full
+        points = np.asarray(x, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != len(self.inputs):
+            raise ValueError(
+                f"slice points must have shape (B, {len(self.inputs)}), got {points.shape}."
+            )
+        full = np.tile(self.point(), (points.shape[0], 1))
+        full[:, list(self.inputs)] = points
+        return full
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": list(self.inputs),
+            "fixed": [str(v) if isinstance(v, Fraction) else v for v in self.fixed],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Slice:
+        fixed = [Fraction(v) if isinstance(v, str) else float(v) for v in data["fixed"]]
+        return cls(tuple(data["inputs"]), tuple(fixed))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a polynomial was made: seconds taken, engine (``"float64"``, ``"modular"``, ...)
+    and device. Fields are None when unknown."""
+
+    seconds: float | None = None
+    engine: str | None = None
+    device: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "engine": self.engine, "device": self.device}
+
+
+_NO_PROVENANCE = Provenance()
+
+
 class NetworkPolynomial:
     """Polynomials p_o(x), one per network output, stored densely over a :class:`MonomialIndex`.
 
     Coefficient ``coefficients[o, r]`` multiplies monomial ``exponents[r]``; monomials are in
     graded order (scikit-learn's ``PolynomialFeatures`` columns). On the exact path the
     coefficients are also kept as exact rationals (``exact_coefficients``).
+
+    A NetworkPolynomial is a value: its attributes are read-only (:meth:`replace` gives a
+    changed copy; the coefficient tensor is shared between copies, so do not write into it),
+    ``==`` compares the polynomials (index, variables, degree bound, exactness and
+    coefficients, wherever they live), and it is not hashable (it holds a tensor).
 
     Parameters
     ----------
@@ -132,10 +280,22 @@ class NetworkPolynomial:
         ``fractions.Fraction``).
     degree_bound : int, optional
         Theorem 2's bound ∏k (default: ``index.degree``).
-    variables : list of str, optional
+    variables : sequence of str, optional
         Variable names (default ``x0 .. x{n-1}``; a slice keeps the original input numbers).
     n_network_parameters : int, optional
         The network's own parameter count, for comparison with ``n_terms``.
+    slice : Slice, optional
+        For a slice polynomial: the inputs it is in and the values the others are held at.
+    input_shape : tuple of int, optional
+        The network's input shape, e.g. (C, H, W) for a convolutional model.
+    provenance : Provenance, optional
+        Seconds, engine and device of the expansion.
+    raw_units : bool, default=False
+        Whether the data set's standardisation was folded in (original features and units).
+    info : dict, optional
+        The version-1 description (keys ``input_shape``, ``inputs``, ``fixed``, ``seconds``,
+        ``engine``, ``device``, ``raw_units``), read into the typed fields above when they
+        are not given; kept for compatibility.
 
     Examples
     --------
@@ -145,46 +305,175 @@ class NetworkPolynomial:
     NetworkPolynomial(n_vars=2, n_outputs=1, degree=2, n_terms=3)
     >>> p(torch.tensor([[1.0, 2.0]])).tolist()
     [[11.0]]
+    >>> p.coefficient("x0 x1"), p.coefficient((0, 1))
+    (3.0, 2.0)
+    >>> p == p.to("cpu")
+    True
     """
 
     index: MonomialIndex
     degree_bound: int
-    variables: list[str]
+    variables: tuple[str, ...]
     n_network_parameters: int | None
-    info: dict[str, Any]
+    slice: Slice | None
+    input_shape: tuple[int, ...] | None
+    provenance: Provenance
+    raw_units: bool
+
+    _FIELDS = (
+        "degree_bound",
+        "variables",
+        "n_network_parameters",
+        "slice",
+        "input_shape",
+        "provenance",
+        "raw_units",
+    )
 
     def __init__(
         self,
         index: MonomialIndex,
-        coefficients: Tensor | np.ndarray,
+        coefficients: Tensor | np.ndarray | ExactCoefficients,
         *,
         degree_bound: int | None = None,
-        variables: list[str] | None = None,
+        variables: Sequence[str] | None = None,
         n_network_parameters: int | None = None,
-        info: dict[str, Any] | None = None,
+        slice: Slice | None = None,  # noqa: A002 - the attribute's name
+        input_shape: Sequence[int] | None = None,
+        provenance: Provenance | None = None,
+        raw_units: bool = False,
+        info: Mapping[str, Any] | None = None,
     ) -> None:
-        self.index = index
+        if not isinstance(index, MonomialIndex):
+            raise TypeError(f"index must be a MonomialIndex, got {type(index).__name__}.")
         if isinstance(coefficients, np.ndarray) and coefficients.dtype == object:
             coefficients = ExactCoefficients.from_fractions(coefficients)
         if isinstance(coefficients, ExactCoefficients):
-            self._exact = coefficients
-            self._coefficients = torch.from_numpy(coefficients.floats())
+            exact = coefficients
+            tensor = torch.from_numpy(coefficients.floats())
         else:
-            self._exact = None
-            self._coefficients = torch.as_tensor(coefficients, dtype=torch.float64)
-        if self._coefficients.dim() != 2 or self._coefficients.shape[1] != index.size:
+            exact = None
+            tensor = torch.as_tensor(coefficients, dtype=torch.float64)
+        if tensor.dim() != 2 or tensor.shape[1] != index.size:
             raise ValueError(
                 f"coefficients must have shape (n_outputs, {index.size}), "
-                f"got {tuple(self._coefficients.shape)}."
+                f"got {tuple(tensor.shape)}."
             )
-        self.degree_bound = index.degree if degree_bound is None else int(degree_bound)
-        self.variables = list(variables) if variables else [f"x{i}" for i in range(index.n_vars)]
-        if len(self.variables) != index.n_vars:
+        if info is not None:
+            slice, input_shape, provenance, raw_units = _from_info(
+                info, slice, input_shape, provenance, raw_units
+            )
+        fields = dict(
+            degree_bound=degree_bound,
+            variables=variables,
+            n_network_parameters=n_network_parameters,
+            slice=slice,
+            input_shape=input_shape,
+            provenance=provenance,
+            raw_units=raw_units,
+        )
+        self._set(index, tensor, exact, fields)
+
+    def _set(
+        self,
+        index: MonomialIndex,
+        tensor: Tensor,
+        exact: ExactCoefficients | None,
+        fields: dict[str, Any],
+    ) -> None:
+        """Validate the descriptive fields and set everything (the only writer)."""
+        degree_bound = fields["degree_bound"]
+        degree_bound = index.degree if degree_bound is None else int(degree_bound)
+        the_slice = fields["slice"]
+        if the_slice is not None and not isinstance(the_slice, Slice):
+            raise TypeError(f"slice must be a Slice or None, got {type(the_slice).__name__}.")
+        if the_slice is not None and len(the_slice.inputs) != index.n_vars:
             raise ValueError(
-                f"variables must have {index.n_vars} names, got {len(self.variables)}."
+                f"the slice is in {len(the_slice.inputs)} inputs but the index has "
+                f"{index.n_vars} variables."
             )
-        self.n_network_parameters = n_network_parameters
-        self.info = dict(info or {})
+        variables = fields["variables"]
+        if variables is None or len(variables) == 0:
+            numbers = the_slice.inputs if the_slice is not None else range(index.n_vars)
+            variables = tuple(f"x{i}" for i in numbers)
+        else:
+            variables = tuple(str(v) for v in variables)
+        if len(variables) != index.n_vars:
+            raise ValueError(f"variables must have {index.n_vars} names, got {len(variables)}.")
+        n_params = fields["n_network_parameters"]
+        shape = fields["input_shape"]
+        provenance = fields["provenance"]
+        if provenance is not None and not isinstance(provenance, Provenance):
+            raise TypeError(
+                f"provenance must be a Provenance or None, got {type(provenance).__name__}."
+            )
+        values = {
+            "index": index,
+            "_coefficients": tensor,
+            "_exact": exact,
+            "_nonzero_mask": None,
+            "degree_bound": degree_bound,
+            "variables": variables,
+            "n_network_parameters": None if n_params is None else int(n_params),
+            "slice": the_slice,
+            "input_shape": None if shape is None else tuple(int(s) for s in shape),
+            "provenance": provenance if provenance is not None else _NO_PROVENANCE,
+            "raw_units": bool(fields["raw_units"]),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"NetworkPolynomial is immutable: poly.replace({name}=...) returns a changed copy."
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("NetworkPolynomial is immutable.")
+
+    def _fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    def _with(
+        self, tensor: Tensor, exact: ExactCoefficients | None, **fields: Any
+    ) -> NetworkPolynomial:
+        new = object.__new__(NetworkPolynomial)
+        new._set(self.index, tensor, exact, {**self._fields(), **fields})
+        return new
+
+    def replace(self, **changes: Any) -> NetworkPolynomial:
+        """A copy with some fields changed: ``coefficients`` or any constructor keyword.
+
+        Examples
+        --------
+        >>> p = NetworkPolynomial(MonomialIndex(1, 1), torch.tensor([[1.0, 2.0]]))
+        >>> p.replace(variables=["t"]).variables
+        ('t',)
+        """
+        unknown = set(changes) - {"coefficients", *self._FIELDS}
+        if unknown:
+            raise TypeError(
+                f"replace() got unknown fields {sorted(unknown)}; it takes coefficients, "
+                f"{', '.join(self._FIELDS)}."
+            )
+        if "coefficients" in changes:
+            coefficients = changes.pop("coefficients")
+            return NetworkPolynomial(self.index, coefficients, **{**self._fields(), **changes})
+        return self._with(self._coefficients, self._exact, **changes)
+
+    @property
+    def info(self) -> Mapping[str, Any]:
+        """Read-only view in the version-1 ``info`` shape (prefer the typed fields)."""
+        out: dict[str, Any] = {}
+        if self.input_shape is not None:
+            out["input_shape"] = list(self.input_shape)
+        if self.slice is not None:
+            out["inputs"] = list(self.slice.inputs)
+            out["fixed"] = self.slice.point().tolist()
+        out.update({k: v for k, v in self.provenance.as_dict().items() if v is not None})
+        if self.raw_units:
+            out["raw_units"] = True
+        return types.MappingProxyType(out)
 
     # -- what it is -----------------------------------------------------------------------
     @property
@@ -209,7 +498,7 @@ class NetworkPolynomial:
 
     @property
     def exact_coefficients(self) -> np.ndarray | None:
-        """Object array of ``fractions.Fraction`` of shape (n_outputs, max_terms), or None."""
+        """Read-only object array of ``Fraction`` of shape (n_outputs, max_terms), or None."""
         return None if self._exact is None else self._exact.fractions()
 
     @property
@@ -222,14 +511,18 @@ class NetworkPolynomial:
         return self._coefficients.device
 
     def _nonzero(self) -> Tensor:
-        if self._exact is not None:
-            return torch.from_numpy(self._exact.nonzero())
-        return self._coefficients != 0
+        if self._nonzero_mask is None:
+            if self._exact is not None:
+                mask = torch.from_numpy(self._exact.nonzero().astype(bool))
+            else:
+                mask = (self._coefficients != 0).cpu()
+            object.__setattr__(self, "_nonzero_mask", mask)  # a cache, not a field
+        return self._nonzero_mask
 
     @property
     def degree(self) -> int:
         """True total degree: the largest degree with a non-zero coefficient (-1 if zero)."""
-        used = self._nonzero().any(0).cpu().numpy()
+        used = self._nonzero().any(0).numpy()
         return int(self.index.degrees[used].max()) if used.any() else -1
 
     @property
@@ -246,11 +539,76 @@ class NetworkPolynomial:
         """Number of non-zero coefficients of each output."""
         return [int(c) for c in self._nonzero().sum(1).tolist()]
 
+    def coefficient(
+        self, exponents: Sequence[int] | np.ndarray | str, output: int = 0
+    ) -> float | Fraction:
+        """The coefficient of one monomial: a ``Fraction`` on the exact path, else a float.
+
+        ``exponents`` is an exponent vector of length ``n_vars`` or a monomial name as
+        :meth:`terms` writes it (``"x0^2 x3"``, ``"1"`` for the constant).
+        """
+        e = self._exponent_vector(exponents)
+        if not 0 <= int(output) < self.n_outputs:
+            raise ValueError(f"output must be in 0..{self.n_outputs - 1}, got {output!r}.")
+        row = int(self.index.position(e[None])[0])
+        if self._exact is not None:
+            return Fraction(int(self._exact.numerators[int(output), row]), self._exact.denominator)
+        return float(self._coefficients[int(output), row])
+
+    def _exponent_vector(self, exponents: Sequence[int] | np.ndarray | str) -> np.ndarray:
+        if isinstance(exponents, str):
+            e = np.zeros(self.n_vars, dtype=np.int64)
+            position = {name: j for j, name in enumerate(self.variables)}
+            tokens = exponents.split()
+            if tokens != ["1"]:
+                for token in tokens:
+                    name, caret, power = token.partition("^")
+                    if name not in position or (caret and not re.fullmatch(r"[0-9]+", power)):
+                        raise ValueError(
+                            f"cannot read monomial {exponents!r}: {token!r} is not a variable "
+                            f"or variable^power of {list(self.variables[:5])}"
+                            f"{'...' if self.n_vars > 5 else ''}."
+                        )
+                    e[position[name]] += int(power) if caret else 1
+        else:
+            e = np.asarray(exponents)
+            if e.shape != (self.n_vars,) or (e.size and not np.issubdtype(e.dtype, np.integer)):
+                raise ValueError(
+                    f"exponents must be {self.n_vars} non-negative integers (one per variable), "
+                    f"got {exponents!r}."
+                )
+            e = e.astype(np.int64)
+            if (e < 0).any():
+                raise ValueError(f"exponents must be non-negative, got {exponents!r}.")
+        if int(e.sum()) > self.index.degree:
+            raise ValueError(
+                f"the monomial {monomial_name(e, list(self.variables))} has degree {int(e.sum())}, "
+                f"above this polynomial's largest degree {self.index.degree}."
+            )
+        return e
+
     def __repr__(self) -> str:
         return (
             f"NetworkPolynomial(n_vars={self.n_vars}, n_outputs={self.n_outputs}, "
             f"degree={self.degree}, n_terms={self.n_terms})"
         )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NetworkPolynomial):
+            return NotImplemented
+        if (
+            self.index != other.index
+            or self.variables != other.variables
+            or self.degree_bound != other.degree_bound
+            or self.exact != other.exact
+            or self.n_outputs != other.n_outputs
+        ):
+            return False
+        if self._exact is not None:
+            return self._exact == other._exact
+        return bool(torch.equal(self._coefficients.cpu(), other._coefficients.cpu()))
+
+    __hash__ = None  # type: ignore[assignment]
 
     # -- evaluation -----------------------------------------------------------------------
     def monomials(self, x: ArrayLike | Tensor) -> Tensor:
@@ -285,48 +643,59 @@ class NetworkPolynomial:
         return torch.cat(parts)
 
     def to(self, device: torch.device | str) -> NetworkPolynomial:
-        """A copy with the float coefficients on ``device``."""
-        return self._replace(self._coefficients.to(device), self._exact)
+        """A copy with the float coefficients on ``device`` (equal to this one)."""
+        return self._with(self._coefficients.to(device), self._exact)
 
-    def _replace(self, coefficients: Tensor, exact: ExactCoefficients | None) -> NetworkPolynomial:
-        new = object.__new__(NetworkPolynomial)
-        new.__dict__.update(self.__dict__)
-        new._coefficients = coefficients
-        new._exact = exact
-        new.info = dict(self.info)
-        return new
+    def to_float(self) -> NetworkPolynomial:
+        """The float64 polynomial of an exact one (coefficients correctly rounded); itself
+        when it is already float."""
+        if self._exact is None:
+            return self
+        return self._with(self._coefficients, None)
 
     # -- arithmetic (ring discipline) -----------------------------------------------------
-    def _check_same_ring(self, other: NetworkPolynomial) -> None:
+    def _check_same_ring(self, other: NetworkPolynomial, op: str) -> None:
         if self.index != other.index or self.variables != other.variables:
             raise TypeError(
                 f"cannot combine polynomials over different indexes: {self.index} in "
-                f"{self.variables[:3]}... and {other.index} in {other.variables[:3]}..."
+                f"{list(self.variables[:3])}... and {other.index} in "
+                f"{list(other.variables[:3])}..."
+            )
+        if self.exact != other.exact:
+            raise TypeError(
+                f"cannot {op} an exact and a float polynomial: the result would silently "
+                "lose exactness; call .to_float() on the exact one first."
             )
 
     def __add__(self, other: object) -> NetworkPolynomial:
         if not isinstance(other, NetworkPolynomial):
             return NotImplemented
-        self._check_same_ring(other)
+        self._check_same_ring(other, "add")
         exact = None
         if self._exact is not None and other._exact is not None:
             exact = self._exact.combine(other._exact)
-        return self._replace(self._coefficients + other._coefficients.to(self.device), exact)
+            tensor = torch.from_numpy(exact.floats()).to(self.device)
+        else:
+            tensor = self._coefficients + other._coefficients.to(self.device)
+        return self._with(tensor, exact, provenance=None)
 
     def __neg__(self) -> NetworkPolynomial:
         exact = None if self._exact is None else self._exact.scaled(Fraction(-1))
-        return self._replace(-self._coefficients, exact)
+        return self._with(-self._coefficients, exact, provenance=None)
 
     def __sub__(self, other: object) -> NetworkPolynomial:
         if not isinstance(other, NetworkPolynomial):
             return NotImplemented
+        self._check_same_ring(other, "subtract")
         return self + (-other)
 
     def __mul__(self, scalar: object) -> NetworkPolynomial:
-        if not isinstance(scalar, (int, float)):
+        if isinstance(scalar, bool) or not isinstance(scalar, (int, float, Fraction)):
             return NotImplemented
-        exact = None if self._exact is None else self._exact.scaled(Fraction(scalar))
-        return self._replace(self._coefficients * float(scalar), exact)
+        if self._exact is None:
+            return self._with(self._coefficients * float(scalar), None, provenance=None)
+        exact = self._exact.scaled(Fraction(scalar))
+        return self._with(torch.from_numpy(exact.floats()).to(self.device), exact, provenance=None)
 
     __rmul__ = __mul__
 
@@ -356,27 +725,31 @@ class NetworkPolynomial:
         out.index_add_(1, degrees, self._coefficients.abs())
         return out.cpu().numpy()
 
-    def to_sympy(self, symbols: list[Any] | None = None) -> list[Any]:
-        """One ``sympy.Poly`` per output: over QQ on the exact path, over RR otherwise."""
+    def to_sympy(self, symbols: Sequence[Any] | None = None) -> list[Any]:
+        """One ``sympy.Poly`` per output: over QQ on the exact path, over RR otherwise.
+
+        Built in one ``Poly.from_dict`` per output from domain elements (no expression
+        arithmetic), so a 200,000-term polynomial converts in about a second.
+        """
         import sympy
 
-        gens = symbols or sympy.symbols(self.variables)
-        exps = [tuple(int(e) for e in row) for row in self.exponents]
+        gens = tuple(symbols) if symbols else sympy.symbols(list(self.variables))
+        exps = self.exponents
         polys = []
         for o in range(self.n_outputs):
             if self._exact is not None:
-                den = self._exact.denominator
-                data = {
-                    e: sympy.Rational(int(n), den)
-                    for e, n in zip(exps, self._exact.numerators[o])
-                    if n != 0
-                }
-                domain = sympy.QQ
+                nums = self._exact.numerators[o]
+                rows = np.flatnonzero(nums != 0)
+                domain, den = sympy.QQ, self._exact.denominator
+                values = [domain(n, den) for n in nums[rows].tolist()]
             else:
-                coef = self._coefficients[o].cpu().tolist()
-                data = {e: sympy.Float(c) for e, c in zip(exps, coef) if c != 0}
+                coef = self._coefficients[o].cpu().numpy()
+                rows = np.flatnonzero(coef)
                 domain = sympy.RR
-            polys.append(sympy.Poly.from_dict(data or {exps[0]: 0}, *gens, domain=domain))
+                values = [domain(c) for c in coef[rows].tolist()]
+            keys = map(tuple, exps[rows].tolist())
+            data = dict(zip(keys, values)) or {(0,) * self.n_vars: domain(0)}
+            polys.append(sympy.Poly.from_dict(data, *gens, domain=domain))
         return polys
 
     def to_latex(self, output: int = 0, top: int | None = None, digits: int = 6) -> str:
@@ -412,97 +785,167 @@ class NetworkPolynomial:
         return text
 
     # -- persistence ------------------------------------------------------------------------
-    def _payload(self) -> dict[str, Any]:
+    def _meta(self) -> dict[str, Any]:
         return {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "n_vars": self.n_vars,
+            "n_outputs": self.n_outputs,
             "index_degree": self.index.degree,
             "degree_bound": self.degree_bound,
-            "variables": self.variables,
+            "variables": list(self.variables),
             "n_network_parameters": self.n_network_parameters,
-            "info": self.info,
+            "slice": None if self.slice is None else self.slice.as_dict(),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "provenance": self.provenance.as_dict(),
+            "raw_units": self.raw_units,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write to ``.npz`` (default) or ``.json``, atomically, without pickle."""
+        """Write to ``.npz`` (default) or ``.json``, atomically, without pickle.
+
+        Exact numerators are written as one block of fixed-width two's-complement bytes
+        (uncompressed in ``.npz``, base64 in ``.json``), not as decimal strings.
+        """
         path = Path(path)
         if path.suffix not in (".npz", ".json"):
             path = path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = self._payload()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                if path.suffix == ".json":
-                    payload["coefficients"] = self._coefficients.cpu().tolist()
-                    if self._exact is not None:
-                        payload["exact_numerators"] = _strings(self._exact.numerators)
-                        payload["exact_denominator"] = str(self._exact.denominator)
-                    fh.write(json.dumps(payload).encode())
-                else:
-                    arrays = {"coefficients": self._coefficients.cpu().numpy()}
-                    if self._exact is not None:
-                        arrays["exact_numerators"] = np.array(
-                            _strings(self._exact.numerators), dtype=np.str_
-                        )
-                        payload["exact_denominator"] = str(self._exact.denominator)
-                    np.savez_compressed(fh, meta=np.array(json.dumps(payload)), **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        meta = self._meta()
+        block = None
+        if self._exact is not None:
+            block, width = self._exact.to_bytes()
+            meta["exact"] = {"denominator": str(self._exact.denominator), "width": width}
+        coef = self._coefficients.cpu().numpy()
+        with atomic_write(path) as fh:
+            if path.suffix == ".json":
+                meta["coefficients"] = coef.tolist()
+                if block is not None:
+                    meta["exact"]["numerators_base64"] = base64.b64encode(block).decode()
+                fh.write(json.dumps(meta).encode())
+            else:
+                with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+                    _write_npy(zf, "meta", np.array(json.dumps(meta)), compress=True)
+                    _write_npy(zf, "coefficients", coef, compress=True)
+                    if block is not None:
+                        raw = np.frombuffer(block, dtype=np.uint8)
+                        _write_npy(zf, "exact_numerators", raw, compress=False)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> NetworkPolynomial:
-        """Read a polynomial written by :meth:`save`."""
+        """Read a polynomial written by :meth:`save` (format version 1 or 2)."""
         path = Path(path)
         if not path.exists():
             raise PolynetError(f"no polynomial file at {path}; write one with poly.save(path).")
         try:
             if path.suffix == ".json":
                 payload = json.loads(path.read_text())
-                coef = np.asarray(payload["coefficients"], dtype=np.float64)
+                coef = np.asarray(payload.get("coefficients"), dtype=np.float64)
                 numerators = payload.get("exact_numerators")
+                exact = payload.get("exact")
+                block = None
+                if exact is not None:
+                    block = base64.b64decode(exact["numerators_base64"])
             else:
                 with np.load(path, allow_pickle=False) as data:
                     payload = json.loads(str(data["meta"]))
                     coef = data["coefficients"]
-                    numerators = data["exact_numerators"] if "exact_numerators" in data else None
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+                    stored = data["exact_numerators"] if "exact_numerators" in data else None
+                numerators = stored if stored is not None and stored.dtype.kind == "U" else None
+                block = stored.tobytes() if stored is not None and numerators is None else None
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise PolynetError(
                 f"{path} is not a readable polynomial file ({exc}); write it with poly.save()."
             ) from exc
-        if payload.get("format") != _FORMAT:
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise PolynetError(f"{path} is not a polynet polynomial file.")
-        if payload.get("version", 0) > _FORMAT_VERSION:
+        version = payload.get("version", 0)
+        if version > _FORMAT_VERSION:
             raise PolynetError(
-                f"{path} has format version {payload['version']}, newer than this polynet's "
+                f"{path} has format version {version}, newer than this polynet's "
                 f"{_FORMAT_VERSION}; upgrade polynet to read it."
             )
-        index = MonomialIndex(payload["n_vars"], payload["index_degree"])
-        if numerators is not None:
-            nums = np.array([[int(n) for n in row] for row in numerators], dtype=object)
-            coef = ExactCoefficients(nums, int(payload["exact_denominator"]))
-        return cls(
-            index,
-            coef,
-            degree_bound=payload["degree_bound"],
-            variables=payload["variables"],
-            n_network_parameters=payload.get("n_network_parameters"),
-            info=payload.get("info"),
+        try:
+            index = MonomialIndex(payload["n_vars"], payload["index_degree"])
+            if version >= 2:
+                coefficients = coef
+                if block is not None:
+                    exact = payload["exact"]
+                    coefficients = ExactCoefficients.from_bytes(
+                        block, exact["width"], coef.shape, int(exact["denominator"])
+                    )
+                return cls(
+                    index,
+                    coefficients,
+                    degree_bound=payload["degree_bound"],
+                    variables=payload["variables"],
+                    n_network_parameters=payload.get("n_network_parameters"),
+                    slice=None
+                    if payload.get("slice") is None
+                    else Slice.from_dict(payload["slice"]),
+                    input_shape=payload.get("input_shape"),
+                    provenance=Provenance(**(payload.get("provenance") or {})),
+                    raw_units=bool(payload.get("raw_units")),
+                )
+            # Version 1: a free-form info dict, numerators as decimal strings.
+            coefficients = coef
+            if numerators is not None:
+                nums = np.array([[int(n) for n in row] for row in numerators], dtype=object)
+                coefficients = ExactCoefficients(nums, int(payload["exact_denominator"]))
+            return cls(
+                index,
+                coefficients,
+                degree_bound=payload["degree_bound"],
+                variables=payload["variables"],
+                n_network_parameters=payload.get("n_network_parameters"),
+                info={k: v for k, v in (payload.get("info") or {}).items() if k in _INFO_KEYS},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PolynetError(
+                f"{path} is a damaged polynomial file ({type(exc).__name__}: {exc}); write it "
+                "again with poly.save()."
+            ) from exc
+
+
+def _write_npy(zf: zipfile.ZipFile, name: str, array: np.ndarray, compress: bool) -> None:
+    """One ``.npy`` member of an ``.npz`` (what ``np.load`` reads), compressed or stored."""
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    if compress:
+        info._compresslevel = 1  # fast: float coefficients hardly compress further
+    with zf.open(info, "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asarray(array, order="C"), allow_pickle=False)
+
+
+def _from_info(
+    info: Mapping[str, Any],
+    the_slice: Slice | None,
+    input_shape: Sequence[int] | None,
+    provenance: Provenance | None,
+    raw_units: bool,
+) -> tuple[Slice | None, Sequence[int] | None, Provenance | None, bool]:
+    """The typed fields from a version-1 ``info`` dict; explicit arguments win."""
+    unknown = set(info) - set(_INFO_KEYS)
+    if unknown:
+        raise ValueError(
+            f"info= has unknown keys {sorted(unknown)}; it takes {', '.join(_INFO_KEYS)} "
+            "(better: the typed slice=, input_shape=, provenance=, raw_units= arguments)."
         )
+    if the_slice is None and info.get("inputs") is not None:
+        the_slice = Slice(tuple(info["inputs"]), tuple(info["fixed"]))
+    if input_shape is None and info.get("input_shape") is not None:
+        input_shape = info["input_shape"]
+    if provenance is None and any(info.get(k) is not None for k in ("seconds", "engine", "device")):
+        seconds = info.get("seconds")
+        provenance = Provenance(
+            None if seconds is None else float(seconds),
+            info.get("engine"),
+            None if info.get("device") is None else str(info["device"]),
+        )
+    return the_slice, input_shape, provenance, bool(raw_units or info.get("raw_units"))
 
 
-def _strings(values: np.ndarray) -> list[list[str]]:
-    return [[str(v) for v in row] for row in values]
-
-
-def _latex_vars(names: list[str]) -> list[str]:
+def _latex_vars(names: Sequence[str]) -> list[str]:
     out = []
     for name in names:
         head = name.rstrip("0123456789")

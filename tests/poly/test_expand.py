@@ -166,7 +166,7 @@ def test_slice_equals_the_network_with_other_inputs_fixed():
     net = with_running_stats(SLNN(5, [6, 4], [3, 2], out_features=2), 5, 3)
     fixed = torch.randn(5, dtype=torch.float64)
     poly = expand(net, inputs=[3, 1], fixed=fixed)
-    assert poly.variables == ["x3", "x1"] and poly.n_vars == 2
+    assert poly.variables == ("x3", "x1") and poly.n_vars == 2
     pts = torch.randn(40, 2, dtype=torch.float64)
     full = fixed.repeat(40, 1)
     full[:, [3, 1]] = pts

@@ -1,3 +1,4 @@
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 
 from polynet import SLNN, MonomialIndex, NetworkPolynomial, expand
 from polynet.errors import PolynetError
-from polynet.poly.polynomial import ExactCoefficients
+from polynet.poly.polynomial import ExactCoefficients, Provenance, Slice
 
 from .test_expand import with_running_stats
 
@@ -116,3 +117,144 @@ def test_exact_coefficients_reduce_to_lowest_terms():
     assert c.denominator == 4
     assert list(c.fractions()[0]) == [Fraction(1, 4), Fraction(1, 2), Fraction(0)]
     assert ExactCoefficients.from_fractions(c.fractions()) == c
+
+
+# -- value semantics ------------------------------------------------------------------------
+def test_attributes_are_read_only_and_replace_returns_a_changed_copy(poly):
+    with pytest.raises(AttributeError, match="immutable.*replace"):
+        poly.variables = ("a", "b", "c")
+    with pytest.raises(AttributeError, match="immutable"):
+        poly.degree_bound = 9
+    with pytest.raises(TypeError, match="unknown fields"):
+        poly.replace(colour="red")
+    named = poly.replace(variables=["a", "b", "c"])
+    assert named.variables == ("a", "b", "c") and poly.variables == ("x0", "x1", "x2")
+    assert named != poly  # other variables: another polynomial ring
+    doubled = poly.replace(coefficients=2 * poly.coefficients)
+    torch.testing.assert_close(doubled.coefficients, 2 * poly.coefficients)
+    assert poly.info["engine"] == "float64"
+    with pytest.raises(TypeError):
+        poly.info["raw_units"] = True  # the compat view is read-only too
+
+
+def test_equality_is_by_value_across_copies_devices_and_files(tmp_path, poly, exact):
+    assert poly == poly.to("cpu") and exact == exact.to("cpu")
+    assert poly == NetworkPolynomial.load(poly.save(tmp_path / "p.npz"))
+    assert exact == NetworkPolynomial.load(exact.save(tmp_path / "e.json"))
+    assert poly != exact  # same values as floats, but one is exact
+    assert exact.to_float() == poly.replace(coefficients=exact.coefficients)
+    assert poly != poly * 2.0 and poly != "a polynomial"
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(poly)
+
+
+def test_coefficient_by_exponents_or_by_name(poly, exact):
+    row = 7
+    exps = tuple(int(e) for e in poly.exponents[row])
+    name = MonomialIndex(3, 4).names()[row]
+    assert poly.coefficient(exps, output=1) == poly.coefficients[1, row].item()
+    assert poly.coefficient(name, output=1) == poly.coefficient(np.array(exps), output=1)
+    assert poly.coefficient("1") == poly.coefficients[0, 0].item()
+    assert (
+        exact.coefficient("x0^2 x2")
+        == exact.exact_coefficients[0, poly.index.position([[2, 0, 1]])[0]]
+    )
+    assert isinstance(exact.coefficient("x1"), Fraction)
+    with pytest.raises(ValueError, match="3 non-negative integers"):
+        poly.coefficient((1, 0))
+    with pytest.raises(ValueError, match="degree 5, above this polynomial's largest degree 4"):
+        poly.coefficient("x0^5")
+    with pytest.raises(ValueError, match="not a variable"):
+        poly.coefficient("y^2")
+    with pytest.raises(ValueError, match="output must be in 0..1"):
+        poly.coefficient("1", output=2)
+
+
+def test_mixing_exact_and_float_is_refused(poly, exact):
+    with pytest.raises(TypeError, match="to_float"):
+        poly + exact
+    with pytest.raises(TypeError, match="to_float"):
+        exact - poly
+    total = exact.to_float() + poly
+    torch.testing.assert_close(total.coefficients, 2 * poly.coefficients, rtol=1e-12, atol=0)
+    assert (exact + exact).exact and (exact * 3).coefficient("1") == 3 * exact.coefficient("1")
+
+
+def test_slice_is_typed_and_round_trips(tmp_path, net):
+    sliced = expand(net, inputs=[2, 0], fixed=[0.0, 0.5, 0.0], exact=True)
+    assert sliced.slice == Slice((2, 0), (0.0, 0.5, 0.0))
+    assert sliced.slice.n_network_inputs == 3 and sliced.variables == ("x2", "x0")
+    assert sliced.input_shape == (3,) and sliced.provenance.engine in ("flint", "sympy")
+    t = torch.randn(5, 2, dtype=torch.float64)
+    full = sliced.slice.embed(t)
+    assert full[:, 1].eq(0.5).all() and torch.equal(full[:, [2, 0]], t)
+    torch.testing.assert_close(sliced(t), net.double()(full))
+    for suffix in (".npz", ".json"):
+        back = NetworkPolynomial.load(sliced.save(tmp_path / f"s{suffix}"))
+        assert back == sliced and back.slice == sliced.slice
+        assert back.provenance == sliced.provenance and back.input_shape == (3,)
+    with pytest.raises(ValueError, match="distinct input numbers"):
+        Slice((0, 0), (1.0, 2.0))
+
+
+def test_info_keyword_still_builds_the_typed_fields(poly):
+    old = {
+        "inputs": [1],
+        "fixed": [0.0, 0.0, 2.0],
+        "seconds": 1.5,
+        "engine": "x",
+        "raw_units": True,
+    }
+    p = NetworkPolynomial(MonomialIndex(1, 2), torch.zeros(1, 3), info=old)
+    assert p.slice == Slice((1,), (0.0, 0.0, 2.0)) and p.variables == ("x1",)
+    assert p.provenance == Provenance(1.5, "x", None) and p.raw_units
+    assert dict(p.info) == {**old, "fixed": [0.0, 0.0, 2.0]}
+    with pytest.raises(ValueError, match="unknown keys"):
+        NetworkPolynomial(MonomialIndex(1, 2), torch.zeros(1, 3), info={"colour": 1})
+
+
+def _write_v1(path, p):
+    """A version-1 file, as polynet wrote them before the typed fields."""
+    meta = {
+        "format": "polynet.NetworkPolynomial",
+        "version": 1,
+        "n_vars": p.n_vars,
+        "index_degree": p.index.degree,
+        "degree_bound": p.degree_bound,
+        "variables": list(p.variables),
+        "n_network_parameters": p.n_network_parameters,
+        "info": {
+            "input_shape": [3],
+            "inputs": None,
+            "seconds": 0.25,
+            "engine": "modular",
+            "device": "cpu",
+            "raw_units": True,
+        },
+    }
+    arrays = {"coefficients": p.coefficients.numpy()}
+    if p.exact:
+        nums = p._exact.numerators
+        arrays["exact_numerators"] = np.array([[str(n) for n in r] for r in nums], dtype=np.str_)
+        meta["exact_denominator"] = str(p._exact.denominator)
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def test_version_1_files_still_load(tmp_path, poly, exact):
+    for p in (poly, exact):
+        path = tmp_path / f"v1_{p.exact}.npz"
+        _write_v1(path, p)
+        back = NetworkPolynomial.load(path)
+        assert back == p and back.exact == p.exact
+        assert back.raw_units and back.provenance == Provenance(0.25, "modular", "cpu")
+        assert back.slice is None and back.input_shape == (3,)
+
+
+def test_exact_numerators_round_trip_through_bytes():
+    nums = np.array([[0, -1, 2**300 + 7, -(2**64)], [1, 127, -128, 255]], dtype=object)
+    c = ExactCoefficients(nums, 2**10 * 3)
+    block, width = c.to_bytes()
+    assert width == 38 and len(block) == 8 * width
+    assert ExactCoefficients.from_bytes(block, width, c.shape, c.denominator) == c
+    with pytest.raises(ValueError, match="does not hold"):
+        ExactCoefficients.from_bytes(block[:-1], width, c.shape, c.denominator)

@@ -1,0 +1,164 @@
+"""Export: a checkpoint's polynomial in the data's original units, and the files that carry it.
+
+:func:`raw_units_model` folds the standardisers a checkpoint was trained with into its
+network (inputs, and regression targets, in their original units); :func:`expand_raw_units`
+expands that network and names the variables after the data set's features.
+:func:`write_bundle` writes a polynomial with its coefficient table, LaTeX and
+:func:`summary`. The ``polynet expand`` command is these functions and printing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from numpy.typing import ArrayLike
+
+from polynet.atomic import atomic_write, write_bytes_atomic
+from polynet.errors import DataError
+from polynet.poly.polynomial import NetworkPolynomial
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from polynet.checkpoint import Checkpoint
+
+__all__ = ["raw_units_model", "expand_raw_units", "write_bundle", "summary", "BUNDLE_FILES"]
+
+#: The files of an export bundle directory.
+BUNDLE_FILES = ("polynomial.npz", "coefficients.csv", "polynomial.tex", "summary.json")
+
+
+def _checkpoint(checkpoint: Checkpoint | str | os.PathLike[str]) -> Checkpoint:
+    from polynet.checkpoint import Checkpoint, load_checkpoint
+
+    return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+
+
+def raw_units_model(
+    checkpoint: Checkpoint | str | os.PathLike[str],
+) -> tuple[nn.Module, list[str]]:
+    """The checkpoint's network with its standardisers folded in, and the feature names.
+
+    The returned model takes the original features and, for a regression model trained on
+    standardised targets, returns the target in its original units. The checkpoint's model
+    is not changed (it is wrapped, not copied).
+
+    Raises
+    ------
+    DataError
+        The checkpoint records no standardisation.
+    """
+    from torch import nn
+
+    from polynet.data import Standardizer
+
+    ckpt = _checkpoint(checkpoint)
+    info = ckpt.metadata.get("dataset") or {}
+    if not info.get("scaler") and not info.get("target_scaler"):
+        raise DataError(
+            "raw units need the standardisation the model was trained with, and this "
+            "checkpoint records none (trained with --no-standardize?); expand the model in "
+            "its own inputs instead."
+        )
+    layers = []
+    if info.get("scaler"):
+        layers.append(Standardizer.from_dict(info["scaler"]).as_linear())
+    layers.append(ckpt.model)
+    if info.get("target_scaler"):
+        layers.append(Standardizer.from_dict(info["target_scaler"]).as_linear(inverse=True))
+    return nn.Sequential(*layers).eval(), list(info.get("feature_names") or [])
+
+
+def expand_raw_units(
+    checkpoint: Checkpoint | str | os.PathLike[str],
+    *,
+    exact: Any = False,
+    inputs: Sequence[int] | None = None,
+    fixed: ArrayLike | Mapping[int, float] | None = None,
+    **expand_options: Any,
+) -> NetworkPolynomial:
+    """:func:`polynet.expand` of :func:`raw_units_model`: the polynomial in the original
+    features (named after them when the checkpoint records their names) and target units.
+
+    ``exact``, ``inputs``, ``fixed`` and ``expand_options`` (``max_memory``, ``progress``,
+    ``device``) are passed to :func:`polynet.expand`; ``fixed`` is in raw units too. The
+    result has ``raw_units=True`` and the network's own parameter count.
+    """
+    from polynet.poly.expand import expand
+
+    ckpt = _checkpoint(checkpoint)
+    model, names = raw_units_model(ckpt)
+    poly = expand(model, exact=exact, inputs=inputs, fixed=fixed, **expand_options)
+    changes: dict[str, Any] = {
+        "raw_units": True,
+        "n_network_parameters": sum(p.numel() for p in ckpt.model.parameters()),
+    }
+    if inputs is None and len(names) == poly.n_vars:
+        changes["variables"] = names
+    elif inputs is not None and len(names) > max(inputs):
+        changes["variables"] = [names[i] for i in inputs]
+    return poly.replace(**changes)
+
+
+def summary(poly: NetworkPolynomial) -> dict[str, Any]:
+    """The facts of a polynomial as a JSON-ready dict (what ``summary.json`` holds)."""
+    out: dict[str, Any] = {
+        "n_vars": poly.n_vars,
+        "n_outputs": poly.n_outputs,
+        "variables": list(poly.variables),
+        "degree": poly.degree,
+        "degree_bound": poly.degree_bound,
+        "n_terms": poly.n_terms,
+        "max_terms": poly.max_terms,
+        "n_network_parameters": poly.n_network_parameters,
+        "exact": poly.exact,
+        "raw_units": poly.raw_units,
+    }
+    if poly.slice is not None:
+        out["slice"] = poly.slice.as_dict()
+    out.update({k: v for k, v in poly.provenance.as_dict().items() if v is not None})
+    return out
+
+
+def write_bundle(poly: NetworkPolynomial, out: str | os.PathLike[str]) -> list[Path]:
+    """Write ``poly`` to ``out`` and return the paths written.
+
+    A ``.npz`` or ``.json`` path gets the polynomial alone (:meth:`NetworkPolynomial.save`);
+    any other path is a directory that gets :data:`BUNDLE_FILES`: the polynomial, the
+    non-zero coefficients as CSV (one exponent column per variable, one coefficient column
+    per output), the LaTeX of every output, and :func:`summary`. Each file is written
+    atomically.
+    """
+    target = Path(out)
+    if target.suffix in (".npz", ".json"):
+        return [poly.save(target)]
+    if target.exists() and not target.is_dir():
+        raise DataError(f"{target} is a file; give a directory or a .npz/.json path.")
+    target.mkdir(parents=True, exist_ok=True)
+    written = [poly.save(target / "polynomial.npz")]
+    written.append(_write_csv(poly, target / "coefficients.csv"))
+    tex = "\n".join(f"p_{{{o}}}(x) = {poly.to_latex(output=o)}" for o in range(poly.n_outputs))
+    written.append(write_bytes_atomic(target / "polynomial.tex", (tex + "\n").encode()))
+    text = json.dumps(summary(poly), indent=2) + "\n"
+    written.append(write_bytes_atomic(target / "summary.json", text.encode()))
+    return written
+
+
+def _write_csv(poly: NetworkPolynomial, path: Path) -> Path:
+    coef = poly.coefficients.cpu().numpy()
+    keep = (coef != 0).any(0)
+    with atomic_write(path) as fh:
+        text = io.TextIOWrapper(fh, newline="", encoding="utf-8")
+        writer = csv.writer(text)
+        writer.writerow([*poly.variables, *(f"coefficient_{o}" for o in range(poly.n_outputs))])
+        for row, values in zip(poly.exponents[keep], coef[:, keep].T):
+            writer.writerow([*row.tolist(), *(repr(float(v)) for v in values)])
+        text.flush()
+        text.detach()  # leave fh open for atomic_write to sync and close
+    return path
