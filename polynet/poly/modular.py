@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import sympy
 import torch
 from torch import Tensor
 
@@ -54,6 +53,8 @@ class ModOps:
         self._pow2 = np.ones(1, dtype=np.int64)
         # Dyadic decompositions do not depend on p: shared by the walks of all primes.
         self._cache = {} if cache is None else cache
+        # One scratch buffer for the quotients of every reduction (no allocation per op).
+        self._scratch = torch.empty(0, dtype=torch.float64, device=device)
 
     # -- conversions ------------------------------------------------------------------------
     def pow2(self, k: int) -> int:
@@ -85,14 +86,18 @@ class ModOps:
         return self._mod(r.t * self.pow2(e - r.e))
 
     def _mod(self, t: Tensor) -> Tensor:
-        """t reduced to (-p, 2p), in place when t is a temporary.
+        """t reduced to (-p, 2p), in place: every caller passes a temporary it owns.
 
         floor(t / p) computed as floor(t · (1/p)) may be off by one; the walk's bounds allow
         for residues in (-p, 2p), and the final reconstruction reduces exactly.
         """
-        q = torch.mul(t, self._inv)
+        n = t.numel()
+        if self._scratch.numel() < n:
+            self._scratch = torch.empty(n, dtype=torch.float64, device=self.device)
+        q = self._scratch[:n].view(t.shape)
+        torch.mul(t, self._inv, out=q)
         q.floor_()
-        return torch.add(t, q, alpha=-self.p)
+        return t.add_(q, alpha=-self.p)
 
     # -- structure --------------------------------------------------------------------------
     def zeros(self, rows: int, cols: int) -> Residues:
@@ -202,12 +207,27 @@ def _dyadic(x: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
 
 @lru_cache(maxsize=8)
 def primes_for(bits: int, count: int) -> list[int]:
-    """The ``count`` largest primes below 2^bits."""
-    out, p = [], 1 << bits
-    while len(out) < count:
-        p = sympy.prevprime(p)
-        out.append(int(p))
+    """The ``count`` largest primes below 2^bits (bits ≤ 31), by trial division."""
+    if not 2 <= bits <= 31:
+        raise ValueError(f"bits must be in 2..31, got {bits}.")
+    small = _small_primes(math.isqrt(1 << bits) + 1)
+    out, candidate = [], (1 << bits) - 1
+    while len(out) < count and candidate > 1:
+        if all(candidate % q for q in small if q * q <= candidate):
+            out.append(candidate)
+        candidate -= 1
+    if len(out) < count:
+        raise ValueError(f"there are fewer than {count} primes below 2^{bits}.")
     return out
+
+
+def _small_primes(limit: int) -> list[int]:
+    sieve = np.ones(limit + 1, dtype=bool)
+    sieve[:2] = False
+    for i in range(2, math.isqrt(limit) + 1):
+        if sieve[i]:
+            sieve[i * i :: i] = False
+    return np.flatnonzero(sieve).tolist()
 
 
 def _max_inner(lowered: LoweredNetwork) -> int:
@@ -229,38 +249,52 @@ def _absolute(lowered: LoweredNetwork) -> LoweredNetwork:
     return LoweredNetwork(tuple(stages), lowered.n_inputs, lowered.input_shape)
 
 
-def _reconstruct(residues: list[np.ndarray], primes: list[int]) -> np.ndarray:
-    """Symmetric CRT (Garner): integers N with N ≡ r_i (mod p_i), |N| < ∏p / 2."""
+#: Bits per limb of the CRT's multi-precision arithmetic: a sum of k products of a residue
+#: (< 2^25) and a limb stays exact in float64 for k < 2^12.
+_LIMB_BITS = 16
+
+
+def _reconstruct(
+    residues: list[np.ndarray], primes: list[int], shape: tuple[int, ...], denominator: int
+) -> ExactCoefficients:
+    """Symmetric CRT: the integers N with N ≡ r_i (mod p_i), |N| < ∏p / 2, over ``denominator``.
+
+    Explicit CRT, vectorised: with M = ∏p and u_i = r_i · (M/p_i)^-1 mod p_i, N = S − m·M for
+    S = Σ u_i · (M/p_i) and m = round(Σ u_i / p_i) (|N| is far below M/2, so the rounding is
+    never in doubt). S is one float64 GEMM of the u_i against the 16-bit limbs of the M/p_i
+    (exact: every sum stays below 2^53); the limbs are then carried, as two's complement, and
+    turned into Python integers through one byte block.
+    """
     k = len(primes)
-    digits = [residues[0].astype(np.int64)]
-    for i in range(1, k):
-        p = primes[i]
-        acc = digits[i - 1] % p
-        for j in range(i - 2, -1, -1):
-            acc = (acc * (primes[j] % p) + digits[j]) % p
-        inv = pow(math.prod(primes[:i]) % p, -1, p)
-        digits.append(((residues[i].astype(np.int64) - acc) % p) * inv % p)
-    # Group digits into int64 limbs (three primes below 2^21 fit in 63 bits), then Horner in
-    # Python integers over the limbs.
-    limbs, bases = [], []
-    i = 0
-    while i < k:
-        limb = np.zeros_like(digits[0])
-        base = 1
-        while i < k and base * primes[i] < (1 << 62):
-            limb = limb + digits[i] * base
-            base *= primes[i]
-            i += 1
-        if base == 1:  # a prime too large to group: take it alone
-            limb, base = digits[i], primes[i]
-            i += 1
-        limbs.append(limb)
-        bases.append(base)
-    total = limbs[-1].astype(object)
-    for limb, base in zip(limbs[-2::-1], bases[-2::-1]):
-        total = total * base + limb.astype(object)
     modulus = math.prod(primes)
-    return np.where(total > modulus // 2, total - modulus, total)
+    n_limbs = (modulus.bit_length() + 1) // _LIMB_BITS + 2  # room for the sign
+    base = 1 << _LIMB_BITS
+    cofactors = [modulus // p for p in primes]
+    inverses = np.array([pow(c % p, -1, p) for c, p in zip(cofactors, primes)], dtype=np.int64)
+    limbs = np.array(
+        [[(c >> (_LIMB_BITS * j)) & (base - 1) for j in range(n_limbs)] for c in cofactors],
+        dtype=np.float64,
+    )
+    m_limbs = np.array([(modulus >> (_LIMB_BITS * j)) & (base - 1) for j in range(n_limbs)])
+    p_arr = np.array(primes, dtype=np.int64)[:, None]
+    u = np.stack([np.asarray(r, dtype=np.int64).reshape(-1) for r in residues])
+    u %= p_arr
+    u *= inverses[:, None]
+    u %= p_arr  # (k, N), each < p < 2^25
+    u_float = u.astype(np.float64)
+    m = np.rint((1.0 / p_arr[:, 0].astype(np.float64)) @ u_float).astype(np.int64)
+    # Limb-major (n_limbs, N): the carry loop below walks contiguous rows.
+    acc = (limbs.T @ u_float).astype(np.int64)  # S in limbs, each < k · 2^41
+    acc -= m_limbs[:, None] * m[None, :]
+    carry = np.zeros(acc.shape[1], dtype=np.int64)
+    for row in acc:  # carry into [0, 2^16); the last carry is the sign (0 or -1)
+        row += carry
+        np.right_shift(row, _LIMB_BITS, out=carry)
+        row &= base - 1
+    if k and ((carry != 0) & (carry != -1)).any():  # pragma: no cover - bounds guarantee it
+        raise RuntimeError("internal error: the CRT carry left its range.")
+    block = acc.T.astype("<u2").tobytes()
+    return ExactCoefficients.from_bytes(block, 2 * n_limbs, shape, denominator)
 
 
 def expand_modular(
@@ -281,7 +315,10 @@ def expand_modular(
     out = walk(lowered, ops, the_plan, device)
     scale = out.e
     needed_bits = math.log2(max(bound, 1e-300) * 1.001 + 2.0**-scale) + scale + 2
-    count = max(1, math.ceil(needed_bits / (bits - 1)))
+    # As few primes as the bound needs: each gives log2(p) bits, just under ``bits``.
+    count = max(1, math.ceil(needed_bits / math.log2(first[0])))
+    while sum(math.log2(p) for p in primes_for(bits, count)) < needed_bits:
+        count += 1
     primes = primes_for(bits, count)
     residues.append(np.mod(out.t.cpu().numpy().astype(np.int64), first[0]))
     for p in primes[1:]:
@@ -291,4 +328,4 @@ def expand_modular(
         residues.append(np.mod(r.t.cpu().numpy().astype(np.int64), p))
         if progress is not None:
             progress.set_postfix_str(f"prime {len(residues)}/{count}")
-    return ExactCoefficients(_reconstruct(residues, primes), 1 << scale)
+    return _reconstruct(residues, primes, tuple(out.t.shape), 1 << scale)
