@@ -728,13 +728,16 @@ class NetworkPolynomial:
     def to_sympy(self, symbols: Sequence[Any] | None = None) -> list[Any]:
         """One ``sympy.Poly`` per output: over QQ on the exact path, over RR otherwise.
 
-        Built in one ``Poly.from_dict`` per output from domain elements (no expression
-        arithmetic), so a 200,000-term polynomial converts in about a second.
+        The Poly's dense recursive representation is built directly from the exponent table
+        (no expression arithmetic, no per-term dict conversion), so a 200,000-term
+        polynomial converts in well under a second.
         """
         import sympy
+        from sympy.polys.polyclasses import DMP
 
         gens = tuple(symbols) if symbols else sympy.symbols(list(self.variables))
-        exps = self.exponents
+        if len(gens) != self.n_vars:
+            raise ValueError(f"symbols must be {self.n_vars} symbols, got {len(gens)}.")
         polys = []
         for o in range(self.n_outputs):
             if self._exact is not None:
@@ -747,9 +750,14 @@ class NetworkPolynomial:
                 rows = np.flatnonzero(coef)
                 domain = sympy.RR
                 values = [domain(c) for c in coef[rows].tolist()]
-            keys = map(tuple, exps[rows].tolist())
-            data = dict(zip(keys, values)) or {(0,) * self.n_vars: domain(0)}
-            polys.append(sympy.Poly.from_dict(data, *gens, domain=domain))
+            exps = self.exponents[rows]
+            if self.n_vars == 1 or not len(rows):
+                keys = map(tuple, exps.tolist())
+                data = dict(zip(keys, values)) or {(0,) * self.n_vars: domain(0)}
+                polys.append(sympy.Poly.from_dict(data, *gens, domain=domain))
+            else:
+                rep = _dense_recursive(exps, values, domain.zero)
+                polys.append(sympy.Poly.new(DMP(rep, domain, self.n_vars - 1), *gens))
         return polys
 
     def to_latex(self, output: int = 0, top: int | None = None, digits: int = 6) -> str:
@@ -943,6 +951,59 @@ def _from_info(
             None if info.get("device") is None else str(info["device"]),
         )
     return the_slice, input_shape, provenance, bool(raw_units or info.get("raw_units"))
+
+
+def _dense_recursive(exps: np.ndarray, values: list[Any], zero_value: Any) -> list:
+    """SymPy's dense recursive polynomial (``dmp``) of the terms ``values[r] · x^exps[r]``.
+
+    A level-v polynomial is the list of its coefficients in the first of its v + 1 variables,
+    highest degree first, each a level-(v - 1) polynomial; level 0 holds domain elements.
+    With the terms sorted lexicographically, highest first, the nodes of each level are
+    contiguous runs, so the tree is built bottom-up, one flat loop per level (no recursion,
+    no tuple slicing per term).
+    """
+    n_rows, n = exps.shape
+    order = np.lexsort(tuple(-exps[:, c] for c in range(n - 1, -1, -1)))
+    exps = exps[order]
+    items: list[Any] = [values[i] for i in order.tolist()]
+    # new_run[c][r]: row r starts a new run of equal exponents in variables 0..c-1.
+    changed = np.zeros(n_rows, dtype=bool)
+    changed[0] = True
+    new_run = [changed.copy()]
+    for c in range(n - 1):
+        changed[1:] |= exps[1:, c] != exps[:-1, c]
+        new_run.append(changed.copy())
+    starts = np.arange(n_rows)  # the first row of each item at the current level
+    for c in range(n - 1, -1, -1):
+        level = n - 1 - c  # the level of the nodes built now
+        degrees = exps[starts, c].tolist()
+        flags = new_run[c][starts]
+        nodes: list[list] = []
+        node: list = []
+        top = 0
+        for item, e, new in zip(items, degrees, flags.tolist()):
+            if new:
+                top = e
+                node = [None] * (top + 1)
+                nodes.append(node)
+            node[top - e] = item
+        if level == 0:
+            nodes = [[zero_value if v is None else v for v in x] if None in x else x for x in nodes]
+        else:
+            nodes = [
+                [_zero(level - 1) if v is None else v for v in x] if None in x else x for x in nodes
+            ]
+        items = nodes
+        starts = starts[flags]
+    return items[0]
+
+
+def _zero(level: int) -> list:
+    """SymPy's zero polynomial of ``level`` (``dmp_zero``): [] nested ``level`` times."""
+    out: list = []
+    for _ in range(level):
+        out = [out]
+    return out
 
 
 def _latex_vars(names: Sequence[str]) -> list[str]:

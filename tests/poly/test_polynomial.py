@@ -258,3 +258,32 @@ def test_exact_numerators_round_trip_through_bytes():
     assert ExactCoefficients.from_bytes(block, width, c.shape, c.denominator) == c
     with pytest.raises(ValueError, match="does not hold"):
         ExactCoefficients.from_bytes(block[:-1], width, c.shape, c.denominator)
+
+
+@pytest.mark.parametrize("n, degree, density", [(2, 3, 0.3), (3, 4, 1.0), (5, 3, 0.1)])
+def test_to_sympy_builds_the_same_poly_as_from_dict(n, degree, density):
+    rng = np.random.default_rng(n)
+    idx = MonomialIndex(n, degree)
+    coef = rng.normal(size=(1, idx.size)) * (rng.random((1, idx.size)) < density)
+    p = NetworkPolynomial(idx, torch.tensor(coef))
+    gens = sympy.symbols(list(p.variables))
+    for q in (
+        p,
+        NetworkPolynomial(
+            idx,
+            ExactCoefficients.from_fractions(
+                np.array([[Fraction(float(c)) for c in coef[0]]], dtype=object)
+            ),
+        ),
+    ):
+        domain = sympy.QQ if q.exact else sympy.RR
+        terms = {
+            tuple(int(v) for v in e): domain(*Fraction(float(c)).as_integer_ratio())
+            if q.exact
+            else domain(float(c))
+            for e, c in zip(q.exponents, coef[0])
+            if c
+        }
+        expected = sympy.Poly.from_dict(terms or {(0,) * n: 0}, *gens, domain=domain)
+        got = q.to_sympy()[0]
+        assert got == expected and got.rep == expected.rep
