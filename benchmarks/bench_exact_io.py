@@ -7,7 +7,7 @@ SLAF degrees [4, 2], D = 8, 203,490 monomials, seeded random weights):
   compressed ``.npz``, what polynet wrote before) against version 2 (one block of
   fixed-width two's-complement bytes, stored uncompressed);
 - ``to_sympy()``: before (``sympy.Rational`` per coefficient, converted by ``Poly.from_dict``)
-  against after (QQ domain elements straight into ``Poly.from_dict``);
+  against after (QQ elements, the dense recursive representation built level by level);
 - exact expansion: ``expand(exact="modular")`` now, the modular engine as it was at
   ``--before`` (loaded from git), and python-flint's ``fmpq_mpoly`` direct walk
   (bench_expand's ``flint-direct``).
@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/bench_exact_io.py            # writes results/bench_exact_io.{json,md}
     python benchmarks/bench_exact_io.py --no-flint # skip the slow python-flint walk
+    python benchmarks/bench_exact_io.py --threads 2
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def run(flint: bool, before: str, repeat: int) -> dict:
     new, t_sym = _median(poly.to_sympy, repeat)
     old_sym, t_sym_old = _median(lambda: _to_sympy_before(poly), 1)
     row("to_sympy", "before (sympy.Rational per term)", t_sym_old, f"{len(old_sym[0].terms()):,}")
-    row("to_sympy", "now (QQ elements, one from_dict)", t_sym, _ok(new == old_sym))
+    row("to_sympy", "now (dense recursive rep built directly)", t_sym, _ok(new == old_sym))
 
     by = {(r["task"], r["variant"]): r["seconds"] for r in rows}
     save_load_v1 = t_save1 + t_load1
@@ -257,9 +258,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-flint", action="store_true", help="skip python-flint's walk")
     parser.add_argument("--before", default=BEFORE, help="commit of the 'before' modular engine")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each fast row (median)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: python-flint's walk is single-threaded, and on a "
+        "shared machine a team of threads waits for its descheduled member)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_exact_io.json")
     args = parser.parse_args(argv)
     import torch
+
+    torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
     print("bench_exact_io: Boston network, exact path", flush=True)

@@ -14,6 +14,6 @@ stages), ``dense`` (the dense walk), ``modular`` (its exact twin, prime by prime
 
 from polynet.poly.expand import expand
 from polynet.poly.index import MonomialIndex
-from polynet.poly.polynomial import NetworkPolynomial, Term
+from polynet.poly.polynomial import NetworkPolynomial, Provenance, Slice, Term
 
-__all__ = ["expand", "MonomialIndex", "NetworkPolynomial", "Term"]
+__all__ = ["expand", "MonomialIndex", "NetworkPolynomial", "Term", "Slice", "Provenance"]

@@ -218,15 +218,15 @@ class Slice:
 
         A tensor gives a float64 tensor on its device; anything else a float64 array.
         """
-        if torch.is_tensor(x):
-            full = torch.as_tensor(self.point(), device=x.device).repeat(x.shape[0], 1)
-            full[:, list(self.inputs)] = x.to(torch.float64)
-            return full
-        points = np.asarray(x, dtype=np.float64)
+        points = x if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != len(self.inputs):
             raise ValueError(
-                f"slice points must have shape (B, {len(self.inputs)}), got {points.shape}."
+                f"slice points must have shape (B, {len(self.inputs)}), got {tuple(points.shape)}."
             )
+        if torch.is_tensor(points):
+            full = torch.as_tensor(self.point(), device=points.device).repeat(points.shape[0], 1)
+            full[:, list(self.inputs)] = points.to(torch.float64)
+            return full
         full = np.tile(self.point(), (points.shape[0], 1))
         full[:, list(self.inputs)] = points
         return full
