@@ -1,4 +1,6 @@
+import copy
 import json
+import pickle
 from fractions import Fraction
 
 import numpy as np
@@ -144,6 +146,7 @@ def test_equality_is_by_value_across_copies_devices_and_files(tmp_path, poly, ex
     assert poly != exact  # same values as floats, but one is exact
     assert exact.to_float() == poly.replace(coefficients=exact.coefficients)
     assert poly != poly * 2.0 and poly != "a polynomial"
+    assert pickle.loads(pickle.dumps(exact)) == exact == copy.deepcopy(exact)
     with pytest.raises(TypeError, match="unhashable"):
         hash(poly)
 
