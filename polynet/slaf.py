@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from polynet.bases import Basis, BasisName, get_basis
 from polynet.errors import NotExpandableError
+from polynet.validation import check_int
 
 __all__ = ["SLAF", "slaf"]
 
@@ -147,12 +148,8 @@ class SLAF(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be an integer >= 1, got {num_features!r}.")
-        if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
-            raise ValueError(
-                f"degree must be an integer >= 1, got {degree!r}; use degree=1 for a linear SLAF."
-            )
+        num_features = check_int(num_features, "num_features")
+        degree = check_int(degree, "degree", hint="use degree=1 for a linear SLAF")
         if share not in ("layer", "channel"):
             raise ValueError(f"share must be 'layer' or 'channel', got {share!r}.")
         if not eps > 0:
