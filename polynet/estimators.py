@@ -8,7 +8,7 @@ input variables: input standardisation and target scaling are folded in, so
 ``polynomial_(X)`` equals ``predict(X)`` (the regressor) or ``decision_function(X)`` (the
 classifier).
 
-This module needs scikit-learn (``pip install "polynet[sklearn]"``); ``import polynet`` does
+This module needs scikit-learn (``pip install "polynet-slaf[sklearn]"``); ``import polynet`` does
 not load it, ``polynet.SLNNRegressor`` does.
 """
 
@@ -34,7 +34,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "polynet.SLNNRegressor and polynet.SLNNClassifier need scikit-learn; install it with: "
-        'pip install "polynet[sklearn]"'
+        'pip install "polynet-slaf[sklearn]"'
     ) from exc
 
 try:

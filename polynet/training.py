@@ -6,7 +6,8 @@ parameters, L1/L2 penalties on the SLAF coefficients, gradient clipping, learnin
 schedules, early stopping on a validation split with the best weights restored, and a
 divergence guard that stops on a non-finite loss, restores the last finite weights and says
 what to try. It logs through :mod:`logging` and shows a progress bar only with
-``progress=True``.
+``progress=True``. Its options are one validated value, :class:`FitOptions`
+(:mod:`polynet.fit_options`); keyword arguments to :func:`fit` override its fields.
 
 Examples
 --------
