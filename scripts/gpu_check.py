@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate_network": {"device": t_net_dev, "cpu": t_net_cpu},
     }
     numbers["eval_points"] = args.eval_points
+    numbers["repeats"] = args.repeats
     numbers["checks"] = [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks]
 
     table = markdown(numbers, checks, device)
@@ -219,8 +220,9 @@ def markdown(numbers: dict[str, Any], checks: list[tuple[str, bool, str]], devic
     poly = numbers["polynomial"]
     lines += [
         "",
-        f"Timings (median of repeats; polynomial with {poly['n_terms']} terms, degree "
-        f"{poly['degree']}; evaluation at {numbers['eval_points']} points, float64):",
+        f"Timings (warm: median of {numbers['repeats']} calls after one warm-up; polynomial "
+        f"with {poly['n_terms']} terms, degree {poly['degree']}; evaluation at "
+        f"{numbers['eval_points']} points, float64):",
         "",
         f"| step | {device} (s) | cpu (s) | cpu / {device} |",
         "|---|---|---|---|",
