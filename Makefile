@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 RUN ?= runs/demo
 
-.PHONY: setup setup-test demo test lint bench clean
+.PHONY: setup setup-test demo test gpu-check lint bench clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -34,6 +34,12 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q
+
+# CUDA check: gpu-marked tests, a Boston SLNN trained and expanded on CUDA, the CUDA checkpoint
+# expanded on CPU, GPU-vs-CPU timings (a markdown table, also in runs/gpu_check.md). Without
+# CUDA it says so and exits 0; CI never depends on it.
+gpu-check: $(VENV)/.test
+	$(PY) scripts/gpu_check.py $(GPU_CHECK_FLAGS)
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check polynet tests benchmarks examples proofs

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from polynet.errors import DataError, NotExpandableError, PolynetWarning
 from polynet.slaf import SLAF
+from polynet.validation import check_int, check_number
 
 __all__ = [
     "ApproximationResult",
@@ -316,10 +317,7 @@ def from_network(
     layers = _flatten_sequential(model)
     if basis not in _SERIES:
         raise ValueError(f"basis must be one of {sorted(_SERIES)}, got {basis!r}.")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
-        raise ValueError(f"margin must be a number >= 0, got {margin!r}; the default is 0.1.")
-    if not math.isfinite(margin):
-        raise ValueError(f"margin must be finite, got {margin!r}.")
+    margin = check_number(margin, "margin", low=0.0, hint="the default is 0.1")
     n_activations = sum(isinstance(m, _ELEMENTWISE) for m in layers)
     degrees = _degrees(degree, n_activations)
     if basis == "taylor" and max(degrees, default=0) > TAYLOR_STABLE_DEGREE:
@@ -411,11 +409,7 @@ def _activation_function(
 
 
 def _degree(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"{name} must be an integer >= 1, got {value!r}; use {name}=1 for a linear polynomial."
-        )
-    return int(value)
+    return check_int(value, name, hint=f"use {name}=1 for a linear polynomial")
 
 
 def _degrees(degree: int | Sequence[int], n_layers: int) -> list[int]:

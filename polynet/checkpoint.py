@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from polynet.atomic import write_bytes_atomic
 from polynet.errors import CheckpointError
 from polynet.nets import ARCHITECTURES, build
 
@@ -236,30 +236,13 @@ def save(
 
 def _write_atomic(path: Path, blob: bytes) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        write_bytes_atomic(path, blob)
     except OSError as exc:
         raise CheckpointError(
-            f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}; check that the "
-            "directory is writable."
+            f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}; nothing was "
+            "written (any earlier file there is unchanged). Check that the directory is "
+            "writable and has space."
         ) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise CheckpointError(
-                f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}; nothing was "
-                "written (any earlier file there is unchanged)."
-            ) from exc
-        raise
     # Make the rename itself durable (POSIX); not possible everywhere, and not essential.
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -155,9 +155,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"degrees {model.config['degrees']}, {args.basis} basis, {n_params} parameters"
     )
     sys.stdout.flush()
-    result = training.fit(
-        model,
-        ds,
+    options = training.FitOptions(
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -182,6 +180,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         metadata={"command": "polynet " + shlex.join(args.argv)},
     )
+    result = training.fit(model, ds, options)
     print(
         f"stopped      {result.stopped} after {len(result.history)} epochs "
         f"(weights of epoch {result.best_epoch}), {result.seconds:.1f} s on {result.device}"

@@ -8,14 +8,13 @@ input variables: input standardisation and target scaling are folded in, so
 ``polynomial_(X)`` equals ``predict(X)`` (the regressor) or ``decision_function(X)`` (the
 classifier).
 
-This module needs scikit-learn (``pip install "polynet[sklearn]"``); ``import polynet`` does
+This module needs scikit-learn (``pip install "polynet-slaf[sklearn]"``); ``import polynet`` does
 not load it, ``polynet.SLNNRegressor`` does.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "polynet.SLNNRegressor and polynet.SLNNClassifier need scikit-learn; install it with: "
-        'pip install "polynet[sklearn]"'
+        'pip install "polynet-slaf[sklearn]"'
     ) from exc
 
 try:
@@ -51,6 +50,7 @@ from polynet.data import Standardizer
 from polynet.nets import SLNN
 from polynet.poly.expand import expand
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.validation import is_int, is_number
 
 __all__ = ["SLNNRegressor", "SLNNClassifier", "NotFittedError"]
 
@@ -74,47 +74,38 @@ class NotFittedError(errors.NotFittedError, _SklearnNotFittedError):
 # --------------------------------------------------------------------------------------------
 
 
-def _is_int(v: Any, low: int) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
-
-
-def _is_number(v: Any, low: float, strict: bool = False) -> bool:
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    return ok and math.isfinite(v) and (v > low if strict else v >= low)
-
-
 def _is_int_or_ints(v: Any) -> bool:
-    if _is_int(v, 1):
+    if is_int(v, 1):
         return True
-    return isinstance(v, Sequence) and not isinstance(v, str) and all(_is_int(x, 1) for x in v)
+    return isinstance(v, Sequence) and not isinstance(v, str) and all(is_int(x, 1) for x in v)
 
 
 #: name -> (test, what the value must be); nets.SLNN and training.fit check the rest again.
 _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "hidden": (
-        lambda v: _is_int_or_ints(v) and (_is_int(v, 1) or len(v) >= 1),
+        lambda v: _is_int_or_ints(v) and (is_int(v, 1) or len(v) >= 1),
         "an integer >= 1 or a non-empty list of them",
     ),
     "degrees": (_is_int_or_ints, "an integer >= 1 or a list of them (one per hidden layer)"),
     "basis": (lambda v: isinstance(v, str), "a basis name such as 'taylor' or 'chebyshev'"),
-    "max_epochs": (lambda v: _is_int(v, 1), "an integer >= 1"),
-    "batch_size": (lambda v: _is_int(v, 2), "an integer >= 2 (SLAF takes batch statistics)"),
-    "lr": (lambda v: _is_number(v, 0, strict=True), "a finite number > 0"),
+    "max_epochs": (lambda v: is_int(v, 1), "an integer >= 1"),
+    "batch_size": (lambda v: is_int(v, 2), "an integer >= 2 (SLAF takes batch statistics)"),
+    "lr": (lambda v: is_number(v, 0, strict=True), "a finite number > 0"),
     "activation_lr": (
-        lambda v: v is None or _is_number(v, 0, strict=True),
+        lambda v: v is None or is_number(v, 0, strict=True),
         "None or a finite number > 0",
     ),
     "optimizer": (lambda v: v in ("adam", "sgd"), "'adam' or 'sgd'"),
-    "clip_norm": (lambda v: v is None or _is_number(v, 0, strict=True), "None or a number > 0"),
-    "l1": (lambda v: _is_number(v, 0), "a finite number >= 0"),
-    "l2": (lambda v: _is_number(v, 0), "a finite number >= 0"),
+    "clip_norm": (lambda v: v is None or is_number(v, 0, strict=True), "None or a number > 0"),
+    "l1": (lambda v: is_number(v, 0), "a finite number >= 0"),
+    "l2": (lambda v: is_number(v, 0), "a finite number >= 0"),
     "share": (lambda v: v in ("layer", "channel"), "'layer' or 'channel'"),
     "gate": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "standardize": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "early_stopping": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
-    "patience": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "patience": (lambda v: is_int(v, 1), "an integer >= 1"),
     "validation_fraction": (
-        lambda v: _is_number(v, 0, strict=True) and v < 1,
+        lambda v: is_number(v, 0, strict=True) and v < 1,
         "a number in (0, 1)",
     ),
     "dtype": (lambda v: v in _DTYPES, "'float32' or 'float64'"),
@@ -227,8 +218,8 @@ class _SLNNEstimator(BaseEstimator):
         scaler = Standardizer.fit(X) if self.standardize else None
         Xs = X if scaler is None else scaler.transform(X)
         dtype = _DTYPES[self.dtype]
-        hidden = [int(self.hidden)] if _is_int(self.hidden, 1) else [int(h) for h in self.hidden]
-        degrees = int(self.degrees) if _is_int(self.degrees, 1) else [int(k) for k in self.degrees]
+        hidden = [int(self.hidden)] if is_int(self.hidden, 1) else [int(h) for h in self.hidden]
+        degrees = int(self.degrees) if is_int(self.degrees, 1) else [int(k) for k in self.degrees]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             model = SLNN(
@@ -242,9 +233,7 @@ class _SLNNEstimator(BaseEstimator):
                 dtype=dtype,
             )
         early = bool(self.early_stopping)
-        result = training.fit(
-            model,
-            (Xs, targets),
+        options = training.FitOptions(
             task=self._task,
             epochs=int(self.max_epochs),
             batch_size=int(self.batch_size),
@@ -261,6 +250,7 @@ class _SLNNEstimator(BaseEstimator):
             seed=fit_seed,
             progress=bool(self.verbose),
         )
+        result = training.fit(model, (Xs, targets), options)
         # A failed refit must not leave a new scaler next to the old model: assign at the end.
         for name, value in {**fitted, "scaler_": scaler}.items():
             setattr(self, name, value)

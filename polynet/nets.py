@@ -23,30 +23,25 @@ import torch
 from torch import nn
 
 from polynet.slaf import SLAF
+from polynet.validation import check_int, is_int
 
 __all__ = ["SLNN", "HybridNet", "ConvSLNN", "ARCHITECTURES", "build"]
 
 _SLAF_OPTIONS = ("share", "gate", "eps", "momentum", "init_std")
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-    return value
-
-
 def _int_list(values: Any, name: str) -> list[int]:
-    if isinstance(values, int) and not isinstance(values, bool):
+    if is_int(values):
         values = [values]
     if not isinstance(values, Sequence) or isinstance(values, str):
         raise ValueError(f"{name} must be a list of integers, got {values!r}.")
-    return [_positive_int(v, f"{name}[{i}]") for i, v in enumerate(values)]
+    return [check_int(v, f"{name}[{i}]") for i, v in enumerate(values)]
 
 
 def _per_layer(values: Any, n_layers: int, name: str) -> list[int]:
     """Broadcast one integer to every layer, or check a list has one entry per layer."""
-    if isinstance(values, int) and not isinstance(values, bool):
-        return [_positive_int(values, name)] * n_layers
+    if is_int(values):
+        return [check_int(values, name)] * n_layers
     out = _int_list(values, name)
     if len(out) != n_layers:
         raise ValueError(
@@ -124,8 +119,8 @@ class SLNN(_Builder):
         dtype: torch.dtype | None = None,
         **slaf_options: Any,
     ) -> None:
-        _positive_int(in_features, "in_features")
-        _positive_int(out_features, "out_features")
+        in_features = check_int(in_features, "in_features")
+        out_features = check_int(out_features, "out_features")
         hidden = _int_list(hidden, "hidden")
         degrees = _per_layer(degrees, len(hidden), "degrees")
         _check_slaf_options(slaf_options)
@@ -213,8 +208,8 @@ class HybridNet(_Builder):
         dtype: torch.dtype | None = None,
         **slaf_options: Any,
     ) -> None:
-        _positive_int(in_features, "in_features")
-        _positive_int(out_features, "out_features")
+        in_features = check_int(in_features, "in_features")
+        out_features = check_int(out_features, "out_features")
         hidden = _int_list(hidden, "hidden")
         activations = _activation_list(activations, len(hidden))
         degrees = _per_layer(degrees, len(hidden), "degrees")
@@ -300,7 +295,7 @@ class ConvSLNN(_Builder):
         dtype: torch.dtype | None = None,
         **slaf_options: Any,
     ) -> None:
-        _positive_int(in_channels, "in_channels")
+        in_channels = check_int(in_channels, "in_channels")
         size = _int_list(image_size, "image_size")
         if len(size) == 1:
             size = size * 2
@@ -309,8 +304,8 @@ class ConvSLNN(_Builder):
         channels = _int_list(channels, "channels")
         degrees = _per_layer(degrees, len(channels), "degrees")
         activations = _activation_list(activations, len(channels))
-        _positive_int(kernel_size, "kernel_size")
-        _positive_int(pool, "pool")
+        kernel_size = check_int(kernel_size, "kernel_size")
+        pool = check_int(pool, "pool")
         _check_slaf_options(slaf_options)
         factory = {"device": device, "dtype": dtype}
         layers: list[nn.Module] = []
@@ -337,7 +332,7 @@ class ConvSLNN(_Builder):
             "image_size": size,
             "channels": channels,
             "degrees": degrees,
-            "out_features": _positive_int(out_features, "out_features"),
+            "out_features": check_int(out_features, "out_features"),
             "activations": activations,
             "kernel_size": kernel_size,
             "pool": pool,

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from polynet.bases import Basis, BasisName, get_basis
 from polynet.errors import NotExpandableError
+from polynet.validation import check_int, check_number, is_number
 
 __all__ = ["SLAF", "slaf"]
 
@@ -147,17 +148,13 @@ class SLAF(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be an integer >= 1, got {num_features!r}.")
-        if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
-            raise ValueError(
-                f"degree must be an integer >= 1, got {degree!r}; use degree=1 for a linear SLAF."
-            )
+        num_features = check_int(num_features, "num_features")
+        degree = check_int(degree, "degree", hint="use degree=1 for a linear SLAF")
         if share not in ("layer", "channel"):
             raise ValueError(f"share must be 'layer' or 'channel', got {share!r}.")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}.")
-        if momentum is not None and not 0 <= momentum <= 1:
+        eps = check_number(eps, "eps", low=0.0, strict=True)
+        init_std = check_number(init_std, "init_std", low=0.0)
+        if momentum is not None and not (is_number(momentum, 0.0) and momentum <= 1):
             raise ValueError(f"momentum must be in [0, 1] or None, got {momentum!r}.")
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features

@@ -6,7 +6,8 @@ parameters, L1/L2 penalties on the SLAF coefficients, gradient clipping, learnin
 schedules, early stopping on a validation split with the best weights restored, and a
 divergence guard that stops on a non-finite loss, restores the last finite weights and says
 what to try. It logs through :mod:`logging` and shows a progress bar only with
-``progress=True``.
+``progress=True``. Its options are one validated value, :class:`FitOptions`
+(:mod:`polynet.fit_options`); keyword arguments to :func:`fit` override its fields.
 
 Examples
 --------
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 import warnings
@@ -41,15 +41,13 @@ from torch import Tensor, nn
 from polynet import checkpoint as _checkpoint
 from polynet.data import Dataset
 from polynet.errors import DataError, PolynetWarning, TrainingDivergedError
+from polynet.fit_options import FitOptions, OptimizerName, Schedule, Task, fit_options
 from polynet.slaf import SLAF
 
-__all__ = ["fit", "FitResult", "make_optimizer", "resolve_device", "slaf_parameters"]
+__all__ = ["fit", "FitOptions", "FitResult", "make_optimizer", "resolve_device", "slaf_parameters"]
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["regression", "classification"]
-OptimizerName = Literal["adam", "sgd"]
-Schedule = Literal["constant", "step", "cosine"]
 #: Why training ended; "in_progress" only appears in checkpoints written during a run.
 Stopped = Literal["completed", "early_stopping", "diverged", "in_progress"]
 
@@ -429,20 +427,6 @@ def _evaluate_all(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_number(value: Any, name: str, *, low: float = 0.0, strict: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        sign = ">" if strict else ">="
-        raise ValueError(f"{name} must be a finite number {sign} {low}, got {value!r}.")
-    return float(value)
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _state_copy(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -460,32 +444,8 @@ def _make_scheduler(
 def fit(
     model: nn.Module,
     data: Dataset | tuple[ArrayLike, ArrayLike],
-    *,
-    task: Task | None = None,
-    epochs: int = 100,
-    batch_size: int = 64,
-    optimizer: OptimizerName = "adam",
-    lr: float = 1e-3,
-    activation_lr: float | None = None,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    clip_norm: float | None = None,
-    schedule: Schedule = "constant",
-    step_size: int | None = None,
-    gamma: float = 0.1,
-    patience: int | None = None,
-    val_fraction: float | None = None,
-    monitor: Literal["val", "test"] = "val",
-    device: str | torch.device | None = "auto",
-    dtype: torch.dtype | None = None,
-    seed: int = 0,
-    threads: int | None = None,
-    progress: bool = True,
-    out: str | os.PathLike[str] | None = None,
-    metadata: dict[str, Any] | None = None,
-    history: bool = True,
+    options: FitOptions | None = None,
+    **overrides: Any,
 ) -> FitResult:
     """Train ``model`` on ``data`` and return the trained model with its history and metrics.
 
@@ -502,63 +462,12 @@ def fit(
         A :class:`~polynet.data.Dataset` (its test split is evaluated, never trained on), or
         training arrays/tensors ``X`` of shape (n, n_features) and ``y`` of shape (n,) or
         (n, n_outputs).
-    task : {"regression", "classification"} or None, default=None
-        None takes the data set's task, or for arrays: integer ``y`` means classification.
-    epochs : int, default=100
-        Passes over the training data.
-    batch_size : int, default=64
-        Samples per step (a leftover batch of one sample is skipped that epoch).
-    optimizer : {"adam", "sgd"}, default="adam"
-        The optimizer (see :func:`make_optimizer`).
-    lr : float, default=1e-3
-        Learning rate (of the non-SLAF parameters when ``activation_lr`` is set).
-    activation_lr : float or None, default=None
-        A separate learning rate for the SLAF parameters (a second parameter group).
-    momentum : float, default=0.9
-        SGD momentum.
-    weight_decay : float, default=0.0
-        The optimizer's weight decay, on all parameters.
-    l1, l2 : float, default=0.0
-        Penalties ``l1·Σ|c| + l2·Σc²`` on every SLAF's coefficients ``SLAF.coefficient()``.
-    clip_norm : float or None, default=None
-        Clip the global gradient norm to this value.
-    schedule : {"constant", "step", "cosine"}, default="constant"
-        Learning-rate schedule, stepped once per epoch; ``"step"`` multiplies by ``gamma``
-        every ``step_size`` epochs, ``"cosine"`` anneals to 0 over ``epochs``.
-    step_size : int or None, default=None
-        For ``"step"``; None means ``max(1, epochs // 3)``.
-    gamma : float, default=0.1
-        For ``"step"``.
-    patience : int or None, default=None
-        Early stopping: stop after this many epochs without a lower validation loss and
-        restore the best epoch's weights. None trains all epochs and keeps the last weights.
-    val_fraction : float or None, default=None
-        Fraction of the training data held out (seeded) for validation; None means 0.1 when
-        ``patience`` is set, else 0 (no validation split).
-    monitor : {"val", "test"}, default="val"
-        The split early stopping watches. ``"test"`` selects the model on the test set, which
-        makes its test score optimistic; it warns, and is there to reproduce papers that did it.
-    device : str or torch.device or None, default="auto"
-        Where to train (:func:`resolve_device`): ``"auto"`` is CUDA when available.
-    dtype : torch.dtype or None, default=None
-        Training precision; None keeps the model's (float32 for a default-built model).
-    seed : int, default=0
-        Seeds the validation split, the batch order and torch's global RNG during the call
-        (restored afterwards): the same seed and initial model give the same weights on CPU.
-    threads : int or None, default=None
-        torch's CPU threads during the call (restored afterwards); None leaves torch's
-        setting. Small models train fastest with 1: their operations are too small to split,
-        and on a busy machine idle threads busy-wait.
-    progress : bool, default=True
-        Show a progress bar (tqdm, on stderr).
-    out : str or path-like or None, default=None
-        Directory for ``model.safetensors``: written at the end and, with early stopping, at
-        new best epochs (at most every 30 s); with the data set, history and metrics in its
-        metadata (see :func:`polynet.data.from_metadata`).
-    metadata : dict or None, default=None
-        Extra JSON metadata for the checkpoint.
-    history : bool, default=True
-        Keep the per-epoch history in the result and the checkpoint.
+    options : FitOptions or None, default=None
+        How to train (:class:`FitOptions`, every field documented there); None is the
+        defaults.
+    **overrides
+        Any :class:`FitOptions` field by name (``epochs=20, lr=0.01, patience=10, out=...``),
+        applied over ``options``. An unknown name is a TypeError that suggests close matches.
 
     Returns
     -------
@@ -572,58 +481,34 @@ def fit(
         is the :class:`FitResult` up to there.
     DataError
         For data that does not fit the model or the task.
+    ValueError
+        For an option out of range (raised by :class:`FitOptions`).
+
+    Examples
+    --------
+    >>> from polynet import SLNN, data
+    >>> opts = FitOptions(epochs=5, batch_size=40, lr=0.05, threads=1, progress=False)
+    >>> _ = torch.manual_seed(0)
+    >>> fit(SLNN(2, [4], 2), data.xor(100, random_state=0), opts, seed=1).stopped
+    'completed'
     """
     started = time.perf_counter()
-    epochs = _check_int(epochs, "epochs")
-    batch_size = _check_int(batch_size, "batch_size")
-    lr = _check_number(lr, "lr")
-    if activation_lr is not None:
-        activation_lr = _check_number(activation_lr, "activation_lr")
-    momentum = _check_number(momentum, "momentum")
-    weight_decay = _check_number(weight_decay, "weight_decay")
-    l1, l2 = _check_number(l1, "l1"), _check_number(l2, "l2")
-    if clip_norm is not None:
-        clip_norm = _check_number(clip_norm, "clip_norm", strict=True)
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
-    if schedule not in ("constant", "step", "cosine"):
-        raise ValueError(f"schedule must be 'constant', 'step' or 'cosine', got {schedule!r}.")
-    step_size = max(1, epochs // 3) if step_size is None else _check_int(step_size, "step_size")
-    gamma = _check_number(gamma, "gamma", strict=True)
-    if patience is not None:
-        patience = _check_int(patience, "patience")
-    if monitor not in ("val", "test"):
-        raise ValueError(f"monitor must be 'val' or 'test', got {monitor!r}.")
-    if val_fraction is None:
-        val_fraction = 0.1 if patience is not None and monitor == "val" else 0.0
-    val_fraction = _check_number(val_fraction, "val_fraction")
-    if val_fraction >= 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}.")
-    if patience is not None and monitor == "val" and val_fraction == 0:
-        raise ValueError(
-            "patience needs a validation split to watch, but val_fraction=0; set val_fraction "
-            "> 0 (e.g. 0.1), or drop patience."
-        )
-    if threads is not None:
-        threads = _check_int(threads, "threads")
-    if out is not None:
+    opts = fit_options(options, overrides)
+    epochs, patience, monitor, dtype = opts.epochs, opts.patience, opts.monitor, opts.dtype
+    val_fraction = opts.resolved_val_fraction()
+    if opts.out is not None:
         _checkpoint.check_saveable(model)
-    reserved = {"dataset", "training", "history", "metrics"}
-    if metadata and reserved & set(metadata):
-        raise ValueError(
-            f"metadata keys {sorted(reserved & set(metadata))} are written by fit itself; "
-            "rename them."
-        )
+    metadata = None if opts.metadata is None else dict(opts.metadata)
     threads_before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
     try:
-        target = resolve_device(device)
+        target = resolve_device(opts.device)
         if dtype is None:
             floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
             dtype = floats[0] if floats else torch.get_default_dtype()
         model.to(device=target, dtype=dtype)
-        prep = _prepare(model, data, task, val_fraction, seed, target, dtype)
+        prep = _prepare(model, data, opts.task, val_fraction, opts.seed, target, dtype)
         if monitor == "test":
             if "test" not in prep.splits:
                 raise ValueError("monitor='test' needs data with a test split (a Dataset).")
@@ -639,29 +524,35 @@ def fit(
         if patience is not None and watched is None:
             raise ValueError("patience needs a validation or test split to watch.")
         eval_names = [s for s in ("val", "test") if s in prep.splits]
+        # The options as run (defaults resolved), JSON-ready for the checkpoint's metadata.
         options = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "optimizer": optimizer,
-            "lr": lr,
-            "activation_lr": activation_lr,
-            "momentum": momentum,
-            "weight_decay": weight_decay,
-            "l1": l1,
-            "l2": l2,
-            "clip_norm": clip_norm,
-            "schedule": schedule,
-            "step_size": step_size,
-            "gamma": gamma,
-            "patience": patience,
-            "val_fraction": val_fraction,
-            "monitor": monitor,
-            "seed": seed,
-            "threads": threads,
-            "dtype": str(dtype).removeprefix("torch."),
-            "task": prep.task,
+            name: getattr(opts, name)
+            for name in (
+                "epochs",
+                "batch_size",
+                "optimizer",
+                "lr",
+                "activation_lr",
+                "momentum",
+                "weight_decay",
+                "l1",
+                "l2",
+                "clip_norm",
+                "schedule",
+            )
         }
-        out_path = None if out is None else Path(out) / _checkpoint.DEFAULT_NAME
+        options.update(
+            step_size=opts.resolved_step_size(),
+            gamma=opts.gamma,
+            patience=patience,
+            val_fraction=val_fraction,
+            monitor=monitor,
+            seed=opts.seed,
+            threads=opts.threads,
+            dtype=str(dtype).removeprefix("torch."),
+            task=prep.task,
+        )
+        out_path = None if opts.out is None else Path(opts.out) / _checkpoint.DEFAULT_NAME
         logger.info(
             "fit: %s on %s (%d train samples), %d epochs, device %s",
             type(model).__name__,
@@ -678,7 +569,7 @@ def fit(
             metrics = _evaluate_all(model, prep, ["train", *eval_names], metric)
             result = FitResult(
                 model=model,
-                history=log if history else [],
+                history=log if opts.history else [],
                 best_epoch=best_epoch,
                 stopped=stopped,
                 metrics=metrics,
@@ -713,7 +604,7 @@ def fit(
 
         fork_devices = [target.index or 0] if target.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
+            torch.manual_seed(opts.seed)
             result = _train_loop(
                 model,
                 prep,
@@ -722,7 +613,7 @@ def fit(
                 watched,
                 eval_names,
                 metric,
-                progress,
+                opts.progress,
                 record,
                 write,
                 out_path,

@@ -12,13 +12,24 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_number", "is_int"]
+__all__ = ["check_int", "check_number", "is_int", "is_number"]
 
 
 def is_int(value: Any, minimum: int | None = None) -> bool:
     """Whether ``value`` is an integer (Python or numpy, not bool) >= ``minimum``."""
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     return ok and (minimum is None or value >= minimum)
+
+
+def is_number(value: Any, low: float | None = None, *, strict: bool = False) -> bool:
+    """Whether ``value`` is a finite real number (not bool), > or >= ``low`` when given."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    ok = ok and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if strict else value >= low
+    return bool(ok)
 
 
 def check_int(
@@ -41,7 +52,7 @@ def check_int(
     ValueError: top must be an integer >= 1, got True.
     """
     if not is_int(value, minimum):
-        raise error(f"{name} must be an integer >= {minimum}, got {value!r}{_hint(hint)}.")
+        raise error(f"{name} must be an integer >= {minimum}, got {_shown(value)}{_hint(hint)}.")
     return int(value)
 
 
@@ -65,18 +76,17 @@ def check_number(
     ...
     ValueError: lr must be a finite number > 0.0, got nan.
     """
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-    ok = ok and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if strict else value >= low
-    if not ok:
+    if not is_number(value, low, strict=strict):
         rule = (
             "a finite number" if low is None else f"a finite number {'>' if strict else '>='} {low}"
         )
-        raise error(f"{name} must be {rule}, got {value!r}{_hint(hint)}.")
+        raise error(f"{name} must be {rule}, got {_shown(value)}{_hint(hint)}.")
     return float(value)
+
+
+def _shown(value: Any) -> str:
+    # np.int64(0) reads as 0 in a message; the type is not what went wrong.
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _hint(hint: str) -> str:

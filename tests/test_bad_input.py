@@ -77,7 +77,7 @@ def test_data_missing_sklearn_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
-    with pytest.raises(ImportError, match=r'pip install "polynet\[sklearn\]"'):
+    with pytest.raises(ImportError, match=r'pip install "polynet-slaf\[sklearn\]"'):
         data.load_digits()
 
 

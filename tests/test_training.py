@@ -270,3 +270,62 @@ def test_threads_apply_during_the_call_only(small):
     before = torch.get_num_threads()
     training.fit(model, small, epochs=1, threads=before + 1, progress=False)
     assert set(seen) == {before + 1} and torch.get_num_threads() == before
+
+
+# --------------------------------------------------------------------------------------------
+# FitOptions
+# --------------------------------------------------------------------------------------------
+
+
+def test_options_object_and_keywords_train_the_same(small):
+    opts = training.FitOptions(epochs=3, batch_size=16, lr=0.01, progress=False)
+    by_object = training.fit(_net(), small, opts)
+    by_keywords = training.fit(_net(), small, epochs=3, batch_size=16, lr=0.01, progress=False)
+    by_override = training.fit(_net(), small, opts.replace(epochs=1), epochs=3)
+    for other in (by_keywords, by_override):
+        assert _states_equal(by_object.model.state_dict(), other.model.state_dict())
+    assert by_object.options["step_size"] == 1 and by_object.options["val_fraction"] == 0.0
+
+
+def test_unknown_option_names_it_and_suggests(small):
+    with pytest.raises(TypeError, match=r"unknown fit option 'epoch'; did you mean 'epochs'"):
+        training.fit(_net(), small, epoch=3)
+    with pytest.raises(TypeError, match=r"'zzz'; the options are task, epochs"):
+        training.fit(_net(), small, zzz=1)
+    with pytest.raises(TypeError, match="options must be a polynet.training.FitOptions"):
+        training.fit(_net(), small, {"epochs": 3})
+
+
+def test_options_are_frozen_and_normalise_numpy_values():
+    opts = training.FitOptions(epochs=np.int64(5), lr=np.float32(0.5), dtype="float64")
+    assert type(opts.epochs) is int and opts.epochs == 5 and type(opts.lr) is float
+    assert opts.dtype is torch.float64
+    with pytest.raises(AttributeError):
+        opts.epochs = 3  # type: ignore[misc]
+    assert training.FitOptions(patience=2).resolved_val_fraction() == 0.1
+    assert training.FitOptions(epochs=10).resolved_step_size() == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"epochs": True}, "epochs must be an integer >= 1, got True"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"lr": float("nan")}, "lr must be a finite number >= 0.0, got nan"),
+        ({"clip_norm": 0}, "clip_norm must be a finite number > 0.0"),
+        ({"optimizer": "lbfgs"}, "optimizer must be 'adam' or 'sgd'"),
+        ({"schedule": "linear"}, "schedule must be 'constant', 'step' or 'cosine'"),
+        ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+        ({"patience": 3, "val_fraction": 0}, "patience needs a validation split"),
+        ({"monitor": "train"}, "monitor must be 'val' or 'test'"),
+        ({"dtype": torch.int64}, "dtype must be None or a floating torch dtype"),
+        ({"metadata": {"history": 1}}, r"metadata keys \['history'\] are written by fit"),
+        ({"progress": "yes"}, "progress must be True or False"),
+        ({"task": "ranking"}, "task must be 'regression' or 'classification'"),
+    ],
+)
+def test_bad_options_fail_on_construction_and_in_fit(small, options, message):
+    with pytest.raises(ValueError, match=message):
+        training.FitOptions(**options)
+    with pytest.raises(ValueError, match=message):
+        training.fit(_net(), small, **options)

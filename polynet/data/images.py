@@ -327,7 +327,7 @@ def load_digits(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
     """scikit-learn's 8x8 handwritten digits (1,797 images, pixel values 0..16), seeded split.
 
     Inputs are flattened to 64 features. Needs scikit-learn (``pip install
-    "polynet[sklearn]"``).
+    "polynet-slaf[sklearn]"``).
 
     Parameters
     ----------

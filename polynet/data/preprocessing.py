@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from polynet.errors import DataError
+from polynet.validation import is_number
 
 __all__ = ["Standardizer"]
 
@@ -135,7 +136,7 @@ def _split(
     X: np.ndarray, y: np.ndarray, test_size: float, random_state: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seeded shuffle, then the last ceil(test_size * n) samples are the test split."""
-    if not 0 < test_size < 1:
+    if not (is_number(test_size, 0.0, strict=True) and test_size < 1):
         raise DataError(f"test_size must be in (0, 1), got {test_size!r}; 0.2 is common.")
     n = len(X)
     n_test = math.ceil(test_size * n)

@@ -16,7 +16,7 @@ from polynet.data.preprocessing import _split
 
 __all__ = ["load_boston", "load_diabetes"]
 
-_SKLEARN_HINT = 'install it with: pip install "polynet[sklearn]"'
+_SKLEARN_HINT = 'install it with: pip install "polynet-slaf[sklearn]"'
 
 _BOSTON_DESCRIPTION = (
     "Boston housing (Harrison & Rubinfeld 1978): 506 census tracts, 13 features, target MEDV "
@@ -101,7 +101,7 @@ def load_diabetes(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
     """scikit-learn's diabetes regression data (442 patients, 10 raw features), seeded split.
 
     The features are the unscaled ones (``scaled=False``); use :meth:`Dataset.standardize`.
-    Needs scikit-learn (``pip install "polynet[sklearn]"``).
+    Needs scikit-learn (``pip install "polynet-slaf[sklearn]"``).
 
     Parameters
     ----------

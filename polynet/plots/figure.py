@@ -21,7 +21,7 @@ DPI = 120
 #: File suffixes the plot functions write; the suffix picks the format.
 FORMATS = (".png", ".svg", ".pdf")
 
-_MPL_HINT = 'polynet.plots needs matplotlib; install it with: pip install "polynet[plots]"'
+_MPL_HINT = "polynet.plots needs matplotlib; install it with: pip install matplotlib"
 
 
 def _figure(width: float, height: float) -> Figure:

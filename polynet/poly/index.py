@@ -7,6 +7,8 @@ from math import comb
 
 import numpy as np
 
+from polynet.validation import check_int
+
 __all__ = ["MonomialIndex", "monomial_name"]
 
 
@@ -40,12 +42,8 @@ class MonomialIndex:
     degree: int
 
     def __init__(self, n_vars: int, degree: int) -> None:
-        if isinstance(n_vars, bool) or not isinstance(n_vars, (int, np.integer)) or n_vars < 1:
-            raise ValueError(f"n_vars must be an integer >= 1, got {n_vars!r}.")
-        if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 0:
-            raise ValueError(f"degree must be an integer >= 0, got {degree!r}.")
-        object.__setattr__(self, "n_vars", int(n_vars))
-        object.__setattr__(self, "degree", int(degree))
+        object.__setattr__(self, "n_vars", check_int(n_vars, "n_vars"))
+        object.__setattr__(self, "degree", check_int(degree, "degree", minimum=0))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("MonomialIndex is immutable.")
