@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -13,9 +14,9 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
-from polynet.errors import ExpansionTooLargeError
+from polynet.errors import CheckpointError, ExpansionTooLargeError, NotExpandableError
 from polynet.poly.dense import FloatOps, plan, walk
-from polynet.poly.network import Affine, LoweredNetwork, lower
+from polynet.poly.network import Affine, LoweredNetwork, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
 
 __all__ = ["expand", "memory_budget", "parse_bytes"]
@@ -120,6 +121,116 @@ def _slice(
     return LoweredNetwork((entry, *lowered.stages), len(inputs), (len(inputs),))
 
 
+def resolve_model(model) -> nn.Module:
+    """``model`` itself, or the polynet checkpoint a path names (CheckpointError otherwise)."""
+    import os
+
+    if isinstance(model, (str, os.PathLike)):
+        from polynet.checkpoint import load
+
+        try:
+            return load(model)
+        except CheckpointError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise CheckpointError(
+                f"{os.fspath(model)!r} is not a polynet checkpoint ({exc}); pass an nn.Module, "
+                "or a file written by polynet.save / polynet train."
+            ) from exc
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch nn.Module or the path of a polynet checkpoint, got "
+            f"{type(model).__name__}."
+        )
+    return model
+
+
+def graph_input_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
+    """The input shape of a traced model: given, or the first Linear's / SLAF's width."""
+    if input_shape is not None:
+        shape = tuple(int(s) for s in input_shape)
+        if not shape or min(shape) < 1:
+            raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}.")
+        return shape
+    from polynet.slaf import SLAF
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return (module.in_features,)
+        if isinstance(module, SLAF):
+            return (module.num_features,)
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            break
+    raise NotExpandableError(
+        f"cannot tell the input shape of {type(model).__name__}: pass input_shape= (the shape "
+        "of one sample without the batch axis, e.g. (13,) or (1, 28, 28))."
+    )
+
+
+def _check_training(model: nn.Module) -> None:
+    for name, module in model.named_modules():
+        if module.training:
+            raise NotExpandableError(
+                f"cannot expand {name or 'model'} ({type(module).__name__}): it is in training "
+                "mode, where SLAF, BatchNorm and Dropout depend on the batch; call model.eval() "
+                "first."
+            )
+
+
+def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
+    from polynet.poly.graph import expand_graph
+    from polynet.poly.index import MonomialIndex
+
+    if exact:
+        raise NotExpandableError(
+            f"exact=True is not implemented yet for models that are not nn.Sequential chains "
+            f"({type(model).__name__}); expand with exact=False (float64)."
+        )
+    if inputs is not None or fixed is not None:
+        raise NotExpandableError(
+            f"inputs=/fixed= slices are not implemented yet for models that are not "
+            f"nn.Sequential chains ({type(model).__name__})."
+        )
+    start = time.perf_counter()
+    _check_training(model)
+    shape = graph_input_shape(model, input_shape)
+    sketch = expand_graph(model, shape, device, symbolic=True)
+    n = sketch.output.n_vars
+    peak = max(
+        (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
+    )
+    work_device = torch.device(device) if device is not None else None
+    budget = (
+        parse_bytes(max_memory)
+        if max_memory is not None
+        else memory_budget(work_device or torch.device("cpu"))
+    )
+    if peak > budget:
+        D = sketch.degree_bound
+        raise ExpansionTooLargeError(
+            f"expanding this model needs about {_fmt_bytes(peak)} (monomials of degree <= {D} "
+            f"in {n} inputs), over the budget of {_fmt_bytes(budget)}; raise max_memory= or "
+            "count the terms without expanding with polynet.count_terms(model, input_shape=...)."
+        )
+    result = expand_graph(model, shape, device)
+    out = result.output
+    coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
+    seconds = time.perf_counter() - start
+    return NetworkPolynomial(
+        MonomialIndex(n, out.degree),
+        coefficients,
+        degree_bound=out.degree,
+        n_network_parameters=sum(p.numel() for p in model.parameters()),
+        info={
+            "input_shape": list(shape),
+            "output_shape": list(out.value_shape),
+            "seconds": seconds,
+            "engine": "float64 graph",
+            "device": str(coefficients.device),
+        },
+    )
+
+
 def expand(
     model: nn.Module,
     exact: Exact = False,
@@ -178,6 +289,9 @@ def expand(
     >>> bool(torch.allclose(poly(x), net.double()(x)))
     True
     """
+    model = resolve_model(model)
+    if not is_chain(model):
+        return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
     start = time.perf_counter()
     lowered = lower(model, input_shape, device)
     variables = None
