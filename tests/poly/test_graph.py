@@ -1,0 +1,119 @@
+"""Custom-forward models expanded through torch.fx equal their float64 forward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import polynet
+from polynet.errors import CheckpointError, NotExpandableError
+from tests.poly.graph_models import (
+    BatchNormNet,
+    CatBranches,
+    CustomSLNN,
+    EinsumNet,
+    PiNet,
+    Powers,
+    Residual,
+    SquareCNN,
+    relative_error,
+    warmed,
+)
+
+TOL = 1e-10
+
+CASES = [
+    (CustomSLNN, (3,), 6),
+    (Residual, (3,), 2),
+    (PiNet, (3,), 3),
+    (SquareCNN, (1, 6, 6), 2),
+    (CatBranches, (3,), 2),
+    (Powers, (3,), 3),
+    (BatchNormNet, (3,), 2),
+    (EinsumNet, (3,), 2),
+]
+
+
+@pytest.mark.parametrize("cls, shape, degree", CASES, ids=[c[0].__name__ for c in CASES])
+def test_graph_polynomial_equals_forward_pass(cls, shape, degree):
+    torch.manual_seed(0)
+    model = warmed(cls(), shape)
+    kwargs = {"input_shape": shape}
+    poly = polynet.expand(model, **kwargs)
+    assert poly.degree_bound == degree
+    assert poly.degree == degree  # generic weights reach the bound
+    assert relative_error(poly, model, shape) < TOL
+    counted = polynet.count_terms(model, **kwargs)
+    assert counted.degree_bound == degree
+    assert counted.layers[-1].degree == degree
+
+
+def test_custom_forward_slnn_equals_sequential_expansion():
+    torch.manual_seed(0)
+    custom = warmed(CustomSLNN(), (3,))
+    seq = nn.Sequential(
+        custom.linears[0], custom.acts[0], custom.linears[1], custom.acts[1], custom.linears[2]
+    ).eval()
+    p_graph, p_chain = polynet.expand(custom), polynet.expand(seq)
+    assert p_graph.index == p_chain.index
+    torch.testing.assert_close(p_graph.coefficients, p_chain.coefficients, rtol=1e-12, atol=1e-14)
+
+
+def test_sequential_holding_a_custom_block_goes_through_the_graph():
+    torch.manual_seed(0)
+    model = warmed(nn.Sequential(Residual(), nn.Linear(1, 2)), (3,))
+    poly = polynet.expand(model)
+    assert poly.degree == 2
+    assert relative_error(poly, model, (3,)) < TOL
+
+
+def test_verify_passes_on_graph_models():
+    torch.manual_seed(0)
+    model = warmed(SquareCNN(), (1, 6, 6))
+    poly = polynet.expand(model, input_shape=(1, 6, 6))
+    report = polynet.verify(model, poly)
+    assert report.passed, report
+
+
+def test_theorem2_table_has_a_row_per_node():
+    torch.manual_seed(0)
+    table = polynet.count_terms(Residual().eval())
+    degrees = [row.degree for row in table.layers]
+    assert degrees == sorted(degrees)  # this model only raises the degree
+    assert {"inp", "slaf", "out"} <= {row.layer for row in table.layers}
+    assert "slaf" in table.table()
+
+
+def test_input_shape_needed_for_a_conv_model():
+    with pytest.raises(NotExpandableError, match="pass input_shape="):
+        polynet.expand(SquareCNN().eval())
+
+
+def test_exact_on_a_graph_model_is_refused_plainly():
+    with pytest.raises(NotExpandableError, match="exact=True is not implemented"):
+        polynet.expand(Residual().eval(), exact=True)
+
+
+def test_graph_model_in_training_mode_is_refused():
+    with pytest.raises(NotExpandableError, match="training mode"):
+        polynet.expand(Residual())
+
+
+def test_path_to_a_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        polynet.expand(path)
+    with pytest.raises(CheckpointError):
+        polynet.expand(str(path))
+
+
+def test_missing_path_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError):
+        polynet.expand(str(tmp_path / "missing.pt"))
+
+
+def test_not_a_module_is_a_type_error():
+    with pytest.raises(TypeError, match="nn.Module"):
+        polynet.expand(42)
