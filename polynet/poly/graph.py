@@ -381,7 +381,13 @@ class _Interpreter:
         polys = _polys((args, kwargs))
         if node.op == "call_module":
             module = self.modules[node.target]
-            rule = check_module(str(node.target), module, _graph_hint(node))
+            try:
+                rule = check_module(str(node.target), module)
+            except NotExpandableError as exc:
+                head = f"cannot expand {node.target} ({type(module).__name__})"
+                where = _location(node)
+                message = str(exc).replace(head, f"{head} at {where}", 1) if where else str(exc)
+                raise NotExpandableError(message) from None
             if not polys:
                 return module(*_f64(args), **kwargs)
             return self._module(node, module, rule, args, kwargs)
@@ -622,16 +628,6 @@ def _op_name(node: torch.fx.Node) -> str:
         return f".{node.target}()"
     rule = FUNCTION_RULES.get(node.target)
     return rule.name if rule else getattr(node.target, "__name__", str(node.target))
-
-
-def _graph_hint(node: torch.fx.Node) -> str | None:
-    where = _location(node)
-    return (
-        f"at {where}: replace it with polynet.SLAF(num_features, degree=...) or expand the "
-        "layers before it."
-        if where
-        else None
-    )
 
 
 def expand_graph(

@@ -118,7 +118,8 @@ MODULE_RULES: dict[type, Rule] = {
     ),
 }
 
-_MAX_HINT = "max/min are not polynomials; use a mean or sum instead"
+_MAX_WHY = "max/min are not polynomials"
+_MAX_FIX = "use a mean or a sum instead"
 
 #: Functions met as fx ``call_function`` targets.
 FUNCTION_RULES: dict[object, Rule] = {
@@ -184,10 +185,10 @@ FUNCTION_RULES: dict[object, Rule] = {
     F.layer_norm: _refused(
         "F.layer_norm", "layer_norm divides by the input's standard deviation", "remove it"
     ),
-    torch.max: _refused("torch.max", _MAX_HINT, "remove it"),
-    torch.min: _refused("torch.min", _MAX_HINT, "remove it"),
-    torch.maximum: _refused("torch.maximum", _MAX_HINT, "remove it"),
-    torch.minimum: _refused("torch.minimum", _MAX_HINT, "remove it"),
+    torch.max: _refused("torch.max", _MAX_WHY, _MAX_FIX),
+    torch.min: _refused("torch.min", _MAX_WHY, _MAX_FIX),
+    torch.maximum: _refused("torch.maximum", _MAX_WHY, _MAX_FIX),
+    torch.minimum: _refused("torch.minimum", _MAX_WHY, _MAX_FIX),
     torch.clamp: _refused("torch.clamp", "clamp is not a polynomial", "remove it"),
     F.max_pool1d: _refused("F.max_pool1d", "max pooling is not a polynomial", "use F.avg_pool1d"),
     F.max_pool2d: _refused("F.max_pool2d", "max pooling is not a polynomial", "use F.avg_pool2d"),
@@ -243,9 +244,9 @@ METHOD_RULES: dict[str, Rule] = {
     "sqrt": _refused(".sqrt()", "sqrt is not a polynomial", "remove it"),
     "abs": _refused(".abs()", "abs is not a polynomial", "use x * x instead"),
     "softmax": _refused(".softmax()", "softmax is not a polynomial", "expand the logits"),
-    "max": _refused(".max()", _MAX_HINT, "remove it"),
-    "min": _refused(".min()", _MAX_HINT, "remove it"),
-    "amax": _refused(".amax()", _MAX_HINT, "remove it"),
+    "max": _refused(".max()", _MAX_WHY, _MAX_FIX),
+    "min": _refused(".min()", _MAX_WHY, _MAX_FIX),
+    "amax": _refused(".amax()", _MAX_WHY, _MAX_FIX),
     "clamp": _refused(".clamp()", "clamp is not a polynomial", "remove it"),
     "norm": _refused(".norm()", "a norm is not a polynomial", "use (x * x).sum()"),
 }
