@@ -291,7 +291,14 @@ def expand(
     """
     model = resolve_model(model)
     if not is_chain(model):
-        return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
+        from polynet.poly.graph import as_chain, trace
+
+        _check_training(model)
+        chain = as_chain(trace(model))
+        if chain is None:
+            return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
+        # A custom forward() that is a plain chain of layers: the chain fast path, all options.
+        model = chain
     start = time.perf_counter()
     lowered = lower(model, input_shape, device)
     variables = None

@@ -134,6 +134,42 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
     return torch.fx.GraphModule(tracer.root, graph)
 
 
+def as_chain(gm: torch.fx.GraphModule) -> nn.Sequential | None:
+    """The traced model as an ``nn.Sequential`` when its graph is a path of table modules.
+
+    A custom ``forward()`` that only feeds each layer's output to the next (a plain SLNN
+    written as a class) then takes the chain fast path; None for any other graph.
+    """
+    modules = dict(gm.named_modules())
+    layers: list[nn.Module] = []
+    previous = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if previous is not None:
+                return None
+            previous = node
+        elif node.op == "call_module":
+            module = modules[node.target]
+            if node.args != (previous,) or node.kwargs or not _accepted(module):
+                return None  # the graph path refuses it with the line of forward()
+            layers.append(module)
+            previous = node
+        elif node.op == "output":
+            if node.args != (previous,) or not layers:
+                return None
+        else:
+            return None
+    return nn.Sequential(*layers).eval()
+
+
+def _accepted(module: nn.Module) -> bool:
+    try:
+        check_module("", module)
+    except NotExpandableError:
+        return False
+    return not isinstance(module, nn.Flatten) or (module.start_dim, module.end_dim) == (1, -1)
+
+
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
 
 

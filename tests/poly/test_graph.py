@@ -117,3 +117,24 @@ def test_missing_path_is_a_checkpoint_error(tmp_path):
 def test_not_a_module_is_a_type_error():
     with pytest.raises(TypeError, match="nn.Module"):
         polynet.expand(42)
+
+
+class _PlainChain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.act, self.l2 = nn.Linear(3, 4), polynet.SLAF(4, 2), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.l2(self.act(self.l1(x)))
+
+
+def test_a_forward_that_is_a_plain_chain_takes_the_chain_path_with_all_options():
+    torch.manual_seed(0)
+    model = warmed(_PlainChain(), (3,))
+    poly = polynet.expand(model)
+    assert poly.info["engine"] == "float64"
+    exact = polynet.expand(model, exact=True)
+    torch.testing.assert_close(exact.coefficients, poly.coefficients, rtol=1e-12, atol=1e-14)
+    sliced = polynet.expand(model, inputs=[0], fixed=[0.0, 0.5, -0.5])
+    assert sliced.n_vars == 1
+    assert polynet.expand(Residual().eval()).info["engine"] == "float64 graph"
