@@ -322,6 +322,36 @@ def unit_polynomial(a: PolyTensor, alpha: Tensor) -> PolyTensor:
     return out
 
 
+def unit_polynomial_linear(p: Tensor, d: int, n: int, alpha: Tensor, linear: nn.Linear) -> Tensor:
+    """W·(Σ_i α_i ∘ z^i) + b for units z (coefficients p: (T(d), m)) without the unit powers.
+
+    Each power i ≥ 2 of unit j is z^⌈i/2⌉ z^⌊i/2⌋; summed over units with weights
+    W[o, j] α[j, i] it is a Gram matrix (T_a × T_b) per output o, folded into monomials:
+    a GEMM over the units instead of a product per unit (the chain path's fused last stage).
+    """
+    alpha = alpha.to(p)
+    k = alpha.shape[1] - 1
+    w = linear.weight.detach().to(p)  # (o, m)
+    t = lambda degree: _n_monomials(n, degree)  # noqa: E731
+    out = p.new_zeros((t(k * d), w.shape[0]))
+    out[0] += w @ alpha[:, 0]
+    if linear.bias is not None:
+        out[0] += linear.bias.detach().to(p)
+    out[: p.shape[0]] += p @ (w * alpha[:, 1]).T
+    powers = {1: p}
+    for j in range(2, (k + 1) // 2 + 1):
+        prev = PolyTensor(powers[j - 1], (j - 1) * d, n)
+        powers[j] = multiply(prev, PolyTensor(p, d, n)).coefficients
+    for i in range(2, k + 1):
+        a, b = (i + 1) // 2, i // 2
+        pa, pb = powers[a], powers[b]
+        pmap = _product_map(n, a * d, b * d, p.device)
+        for o in range(w.shape[0]):
+            gram = (pa * (w[o] * alpha[:, i])) @ pb.T  # (T_a, T_b)
+            out[:, o].index_add_(0, pmap, gram.reshape(-1))
+    return out
+
+
 def scale(a: PolyTensor, c: Tensor | float) -> PolyTensor:
     """a · c for a constant c (broadcast over the value axes)."""
     if torch.is_tensor(c):
@@ -390,10 +420,55 @@ class _Interpreter:
                 env[node] = _f64(value.detach() if torch.is_tensor(value) else value)
             elif node.op == "output":
                 return args[0]
+            elif node in env:  # computed together with the node before it
+                self._record(node, env[node])
             else:
+                fused = self._fusable(node, args)
+                if fused is not None:
+                    slaf, linear, user = fused
+                    (x,) = args
+                    env[node] = None  # never read: its only user is the Linear
+                    env[user] = x.with_coefficients(
+                        unit_polynomial_linear(
+                            x.coefficients, x.degree, x.n_vars, slaf.polynomial(), linear
+                        ),
+                        x.degree * slaf.degree,
+                    )
+                    self.rows.append(
+                        NodeDegree(
+                            node.name,
+                            str(node.target),
+                            sum(p.numel() for p in slaf.parameters()),
+                            x.degree * slaf.degree,
+                            _location(node),
+                            math.prod(x.value_shape),
+                        )
+                    )
+                    continue
                 env[node] = self.step(node, args, kwargs)
                 self._record(node, env[node])
         raise NotExpandableError("the traced graph has no output.")
+
+    def _fusable(self, node, args):
+        """(SLAF, Linear, Linear's node) when an SLAF on vectors feeds only a narrower Linear."""
+        if self.symbolic or node.op != "call_module" or len(node.users) != 1:
+            return None
+        slaf = self.modules[node.target]
+        if not isinstance(slaf, SLAF) or len(args) != 1 or not isinstance(args[0], PolyTensor):
+            return None
+        (user,) = node.users
+        if user.op != "call_module" or user.args != (node,) or user.kwargs:
+            return None
+        linear = self.modules[user.target]
+        x = args[0]
+        if not isinstance(linear, nn.Linear) or len(x.value_shape) != 1 or slaf.degree < 2:
+            return None
+        check_module(str(node.target), slaf)
+        check_module(str(user.target), linear)
+        # The fold pays off when the outputs are fewer than the units (Gram per output).
+        if linear.out_features >= x.value_shape[0]:
+            return None
+        return slaf, linear, user
 
     def _record(self, node, value) -> None:
         polys = _polys(value)

@@ -131,3 +131,16 @@ class EinsumNet(nn.Module):
         h = torch.einsum("bi,ij->bj", x, self.w)
         h = h * h + x.sum(dim=1, keepdim=True)
         return h @ self.v + x.mean(dim=1, keepdim=True) ** 2
+
+
+class WideThenNarrow(nn.Module):
+    """An SLAF feeding only a narrower Linear (the fused fold), behind a non-chain op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(3, 6)
+        self.slaf = polynet.SLAF(6, 3)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(self.slaf(self.inp(x) * 2.0))

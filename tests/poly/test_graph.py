@@ -17,6 +17,7 @@ from tests.poly.graph_models import (
     Powers,
     Residual,
     SquareCNN,
+    WideThenNarrow,
     relative_error,
     warmed,
 )
@@ -32,6 +33,7 @@ CASES = [
     (Powers, (3,), 3),
     (BatchNormNet, (3,), 2),
     (EinsumNet, (3,), 2),
+    (WideThenNarrow, (3,), 3),
 ]
 
 
