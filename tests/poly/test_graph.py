@@ -140,3 +140,26 @@ def test_a_forward_that_is_a_plain_chain_takes_the_chain_path_with_all_options()
     sliced = polynet.expand(model, inputs=[0], fixed=[0.0, 0.5, -0.5])
     assert sliced.n_vars == 1
     assert polynet.expand(Residual().eval()).info["engine"] == "float64 graph"
+
+
+def test_a_checkpoint_path_is_loaded_and_expanded(tmp_path):
+    from polynet.checkpoint import save
+
+    torch.manual_seed(0)
+    net = polynet.SLNN(3, [4], 2).eval()
+    path = save(net, tmp_path / "net.safetensors")
+    for given in (path, str(path)):
+        poly = polynet.expand(given)
+        assert relative_error(poly, net, (3,)) < TOL
+
+
+def test_count_parameters_of_a_custom_model_lists_its_leaf_layers():
+    model = Residual()
+    counted = polynet.count_parameters(model)
+    assert counted.total == sum(p.numel() for p in model.parameters())
+    assert [row.position for row in counted.layers] == [
+        "model.inp",
+        "model.lin",
+        "model.slaf",
+        "model.out",
+    ]
