@@ -86,10 +86,10 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} PiB"
 
 
-def _slice(
-    lowered: LoweredNetwork, inputs: Sequence[int], fixed: ArrayLike | Mapping[int, float] | None
-) -> LoweredNetwork:
-    n = lowered.n_inputs
+def slice_values(
+    n: int, inputs: Sequence[int], fixed: ArrayLike | Mapping[int, float] | None
+) -> tuple[list[int], np.ndarray]:
+    """The checked input numbers of a slice and the values of all n inputs (0 at ``inputs``)."""
     inputs = [int(i) for i in inputs]
     if not inputs or len(set(inputs)) != len(inputs) or min(inputs) < 0 or max(inputs) >= n:
         raise ValueError(f"inputs must be distinct input numbers in 0..{n - 1}, got {inputs}.")
@@ -114,6 +114,14 @@ def _slice(
             values[others] = arr[others]
     if not np.isfinite(values).all():
         raise ValueError("fixed= values must be finite.")
+    return inputs, values
+
+
+def _slice(
+    lowered: LoweredNetwork, inputs: Sequence[int], fixed: ArrayLike | Mapping[int, float] | None
+) -> LoweredNetwork:
+    inputs, values = slice_values(lowered.n_inputs, inputs, fixed)
+    n = lowered.n_inputs
     device = lowered.stages[0].bias.device if lowered.stages else torch.device("cpu")
     select = torch.zeros(n, len(inputs), dtype=torch.float64, device=device)
     select[inputs, torch.arange(len(inputs))] = 1.0
@@ -186,15 +194,16 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
             f"exact=True is not implemented yet for models that are not nn.Sequential chains "
             f"({type(model).__name__}); expand with exact=False (float64)."
         )
-    if inputs is not None or fixed is not None:
-        raise NotExpandableError(
-            f"inputs=/fixed= slices are not implemented yet for models that are not "
-            f"nn.Sequential chains ({type(model).__name__})."
-        )
     start = time.perf_counter()
     _check_training(model)
     shape = graph_input_shape(model, input_shape)
-    sketch = expand_graph(model, shape, device, symbolic=True)
+    entry = None
+    if inputs is not None:
+        inputs, values = slice_values(math.prod(shape), inputs, fixed)
+        entry = (inputs, values)
+    elif fixed is not None:
+        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
     n = sketch.output.n_vars
     peak = max(
         (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
@@ -212,7 +221,7 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
             f"in {n} inputs), over the budget of {_fmt_bytes(budget)}; raise max_memory= or "
             "count the terms without expanding with polynet.count_terms(model, input_shape=...)."
         )
-    result = expand_graph(model, shape, device)
+    result = expand_graph(model, shape, device, entry=entry)
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
     seconds = time.perf_counter() - start
@@ -221,7 +230,9 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
         coefficients,
         degree_bound=out.degree,
         n_network_parameters=sum(p.numel() for p in model.parameters()),
+        variables=None if entry is None else [f"x{i}" for i in entry[0]],
         info={
+            **({} if entry is None else {"inputs": entry[0], "fixed": entry[1].tolist()}),
             "input_shape": list(shape),
             "output_shape": list(out.value_shape),
             "seconds": seconds,

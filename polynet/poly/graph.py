@@ -746,23 +746,30 @@ def expand_graph(
     input_shape: tuple[int, ...],
     device: torch.device | str | None = None,
     symbolic: bool = False,
+    entry: tuple[list[int], Any] | None = None,
 ) -> GraphExpansion:
     """Run ``model``'s traced forward on polynomial tensors of its flattened inputs.
 
     Returns the output as a :class:`PolyTensor` (coefficients (T(D), *output_shape)) and
-    each node's degree; ``symbolic`` propagates only shapes and degrees.
+    each node's degree; ``symbolic`` propagates only shapes and degrees. ``entry`` =
+    (inputs, values of all inputs) expands in ``inputs`` only, the others held at ``values``.
     """
     gm = trace(model)
     if device is None:
         tensors = [*model.parameters(), *model.buffers()]
         device = tensors[0].device if tensors else torch.device("cpu")
     n = math.prod(input_shape)
-    if symbolic:
-        start = torch.zeros(1, *input_shape, dtype=torch.float64, device=device)
+    if entry is not None:  # a slice: inputs[i] is variable i, the others are fixed values
+        inputs, values = entry
+        start = torch.zeros(len(inputs) + 1, n, dtype=torch.float64, device=device)
+        start[0] = torch.as_tensor(values, dtype=torch.float64, device=device)
+        start[torch.arange(1, len(inputs) + 1), torch.as_tensor(inputs)] = 1.0
+        n = len(inputs)
     else:
         start = torch.zeros(n + 1, n, dtype=torch.float64, device=device)
         start[1:] = torch.eye(n, dtype=torch.float64, device=device)
-        start = start.reshape(n + 1, *input_shape)
+    start = start[:1] * 0 if symbolic else start
+    start = start.reshape(start.shape[0], *input_shape)
     interpreter = _Interpreter(gm, n, symbolic, device)
     with torch.no_grad():
         out = interpreter.run(PolyTensor(start, 1, n, symbolic))

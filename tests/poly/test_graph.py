@@ -163,3 +163,23 @@ def test_count_parameters_of_a_custom_model_lists_its_leaf_layers():
         "model.slaf",
         "model.out",
     ]
+
+
+@pytest.mark.parametrize("cls, shape", [(PiNet, (3,)), (SquareCNN, (1, 6, 6))])
+def test_graph_slice_equals_the_forward_pass_with_the_other_inputs_fixed(cls, shape):
+    torch.manual_seed(0)
+    model = warmed(cls(), shape)
+    n = 1
+    for s in shape:
+        n *= s
+    fixed = torch.linspace(-1, 1, n, dtype=torch.float64)
+    poly = polynet.expand(model, inputs=[0, 2], fixed=fixed.numpy(), input_shape=shape)
+    assert poly.n_vars == 2 and poly.variables == ["x0", "x2"]
+    x = torch.randn(16, 2, dtype=torch.float64)
+    full = fixed.repeat(16, 1)
+    full[:, [0, 2]] = x
+    with torch.no_grad():
+        expected = model.double()(full.reshape(16, *shape)).reshape(16, -1)
+    got = poly(x)
+    assert float((got - expected).abs().max() / expected.abs().max()) < TOL
+    assert polynet.verify(model, poly).passed
