@@ -257,10 +257,15 @@ def expand(
 
     Parameters
     ----------
-    model : nn.Module
-        An ``nn.Sequential`` (nesting allowed) of Linear, SLAF with a polynomial basis,
-        BatchNorm1d/2d, Dropout, Identity, Flatten, Conv1d/Conv2d and AvgPool1d/2d layers, in
-        evaluation mode. It is not modified.
+    model : nn.Module or path
+        Any evaluation-mode module whose forward is polynomial in its input, or the path of a
+        polynet checkpoint. An ``nn.Sequential`` of table layers (Linear, SLAF with a
+        polynomial basis, BatchNorm1d/2d, Dropout, Identity, Flatten, Conv1d/Conv2d,
+        AvgPool1d/2d), or a ``forward()`` that only chains such layers, takes the chain fast
+        path; any other ``forward()`` is traced with torch.fx and run on tensors of
+        polynomials (products, powers, sums, cat, reshapes, reductions, einsum/matmul with
+        constants; see :mod:`polynet.poly.rules`), where ``exact`` is not available yet. The
+        model is not modified.
     exact : bool or {"modular", "flint", "sympy"}, default=False
         False: float64 arithmetic. True: exact rationals (every float64 weight and folded
         SLAF coefficient is the dyadic rational it is), by the fastest engine installed;
@@ -274,7 +279,8 @@ def expand(
     max_memory : int or str, optional
         Memory budget, bytes or a size like ``"4GiB"`` (default: half the free memory).
     input_shape : tuple of int, optional
-        (C, H, W) or (C, L) input shape of a convolutional model that does not record it.
+        The shape of one sample without the batch axis, for a model whose first layer does not
+        tell it (a convolution, a forward() that starts with an op).
     progress : bool, default=False
         Show a progress bar over the layers.
 
@@ -285,7 +291,10 @@ def expand(
     Raises
     ------
     NotExpandableError
-        A layer that is not a polynomial map, or a model in training mode.
+        A layer or op that is not a polynomial map (naming the line of forward()), a model in
+        training mode, or an input shape that cannot be told.
+    CheckpointError
+        A path that is not a readable polynet checkpoint.
     ExpansionTooLargeError
         The estimated peak memory exceeds ``max_memory``; nothing was allocated.
 

@@ -754,10 +754,14 @@ def expand_graph(
     each node's degree; ``symbolic`` propagates only shapes and degrees. ``entry`` =
     (inputs, values of all inputs) expands in ``inputs`` only, the others held at ``values``.
     """
+    tensors = [*model.parameters(), *model.buffers()]
+    home = tensors[0].device if tensors else torch.device("cpu")
+    device = home if device is None else torch.device(device)
+    if device != home:  # a copy on the device asked for; the caller's model stays put
+        import copy
+
+        model = copy.deepcopy(model).to(device)
     gm = trace(model)
-    if device is None:
-        tensors = [*model.parameters(), *model.buffers()]
-        device = tensors[0].device if tensors else torch.device("cpu")
     n = math.prod(input_shape)
     if entry is not None:  # a slice: inputs[i] is variable i, the others are fixed values
         inputs, values = entry
