@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from torch import nn
 
 from polynet.errors import NotExpandableError
-from polynet.poly.network import _input_shape, check_chain_layer, is_chain, iter_layers
+from polynet.poly.network import (
+    _input_shape,
+    as_sequential,
+    check_chain_layer,
+    is_chain,
+    iter_layers,
+)
 from polynet.slaf import SLAF
 
 __all__ = ["LayerCount", "ParameterCount", "TermCount", "count_parameters", "count_terms"]
@@ -82,7 +88,7 @@ class TermCount:
         lines += [
             "",
             f"network parameters         {self.n_parameters:,}",
-            f"degree bound D = prod k    {D}",
+            f"degree bound D            {D}",
             f"monomials C({n}+{D}, {D})      {self.max_terms:,}",
             f"monomials / parameters     {self.ratio:.3g}",
         ]
@@ -146,6 +152,7 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     >>> t.degree_bound, t.max_terms
     (8, 203490)
     """
+    model = as_sequential(model)
     if not is_chain(model):
         return _count_graph(model, input_shape)
     layers = list(iter_layers(model))

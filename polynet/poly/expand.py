@@ -16,7 +16,7 @@ from torch import nn
 
 from polynet.errors import CheckpointError, ExpansionTooLargeError, NotExpandableError
 from polynet.poly.dense import FloatOps, plan, walk
-from polynet.poly.network import Affine, LoweredNetwork, is_chain, lower
+from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
 
 __all__ = ["expand", "memory_budget", "parse_bytes"]
@@ -309,7 +309,7 @@ def expand(
     >>> bool(torch.allclose(poly(x), net.double()(x)))
     True
     """
-    model = resolve_model(model)
+    model = as_sequential(resolve_model(model))
     if not is_chain(model):
         from polynet.poly.graph import as_chain, trace
 

@@ -27,6 +27,7 @@ __all__ = [
     "lower",
     "iter_layers",
     "is_chain",
+    "as_sequential",
     "check_chain_layer",
 ]
 
@@ -107,6 +108,15 @@ def is_chain(model: nn.Module) -> bool:
     if not isinstance(model, nn.Sequential):
         return False
     return all(module_rule(layer) is not None for _, layer in iter_layers(model))
+
+
+def as_sequential(model: nn.Module) -> nn.Module:
+    """A lone table layer (``SLAF(3, 2)``, ``nn.Linear(3, 1)``) as a one-layer chain."""
+    if isinstance(model, nn.Sequential) or module_rule(model) is None:
+        return model
+    chain = nn.Sequential(model)
+    chain.training = model.training
+    return chain
 
 
 def check_chain_layer(name: str, layer: nn.Module) -> None:

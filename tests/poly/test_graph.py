@@ -183,3 +183,13 @@ def test_graph_slice_equals_the_forward_pass_with_the_other_inputs_fixed(cls, sh
     got = poly(x)
     assert float((got - expected).abs().max() / expected.abs().max()) < TOL
     assert polynet.verify(model, poly).passed
+
+
+def test_a_lone_table_layer_expands_as_a_one_layer_chain():
+    torch.manual_seed(0)
+    act = warmed(polynet.SLAF(3, 2), (3,))
+    poly = polynet.expand(act)
+    assert poly.degree == 2 and poly.n_outputs == 3
+    assert relative_error(poly, act, (3,)) < TOL
+    assert polynet.count_terms(act).degree_bound == 2
+    assert polynet.expand(nn.Linear(3, 2).eval()).degree == 1
