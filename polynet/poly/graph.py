@@ -698,6 +698,8 @@ class _Interpreter:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
             out = target([v.padded(degree) for v in seq], dim)
             return polys[0].with_coefficients(out, degree)
+        if target is operator.getitem and isinstance(args[0], (tuple, list)):
+            return args[0][args[1]]  # a part of chunk()/split()/unbind()
         if len(polys) != 1:
             raise _refusal(node, _op_name(node), "expects one input-dependent operand here.")
         (p,) = polys

@@ -144,3 +144,25 @@ class WideThenNarrow(nn.Module):
 
     def forward(self, x):
         return self.out(self.slaf(self.inp(x) * 2.0))
+
+
+class Functional(nn.Module):
+    """Functional ops and tensor methods on a (2, 5) input (channels, length)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(torch.randn(3, 2, 2))
+        self.bias = nn.Parameter(torch.randn(3))
+        self.conv = nn.Conv1d(3, 2, 2)
+        self.bn = nn.BatchNorm1d(2)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = torch.nn.functional.conv1d(x, self.kernel, self.bias)  # (3, 4)
+        h = torch.nn.functional.avg_pool1d(h, 2, 1)  # (3, 3)
+        a, b = h.chunk(2, dim=2)[0], h[:, :, 1:]  # (3, 2), (3, 2)
+        h = torch.stack([a, b], dim=1).sum(dim=1)  # (3, 2)
+        h = torch.sub(h.pow(2), -h / 4).transpose(1, 2).permute(0, 2, 1)
+        h = self.bn(self.conv(torch.square(h).unsqueeze(1).squeeze(1)))  # (2, 1)
+        g = x.reshape(x.shape[0], -1)[:, 2:6]  # (4,)
+        return self.fc(torch.cat([h.flatten(1), -g], dim=1))

@@ -13,6 +13,7 @@ from tests.poly.graph_models import (
     CatBranches,
     CustomSLNN,
     EinsumNet,
+    Functional,
     PiNet,
     Powers,
     Residual,
@@ -34,6 +35,7 @@ CASES = [
     (BatchNormNet, (3,), 2),
     (EinsumNet, (3,), 2),
     (WideThenNarrow, (3,), 3),
+    (Functional, (2, 5), 4),
 ]
 
 
