@@ -88,7 +88,7 @@ class TermCount:
         lines += [
             "",
             f"network parameters         {self.n_parameters:,}",
-            f"degree bound D            {D}",
+            f"degree bound D             {D}",
             f"monomials C({n}+{D}, {D})      {self.max_terms:,}",
             f"monomials / parameters     {self.ratio:.3g}",
         ]

@@ -436,8 +436,8 @@ class _Interpreter:
                     )
                     self.rows.append(
                         NodeDegree(
-                            node.name,
                             str(node.target),
+                            "SLAF",
                             sum(p.numel() for p in slaf.parameters()),
                             x.degree * slaf.degree,
                             _location(node),
@@ -479,8 +479,8 @@ class _Interpreter:
             params = sum(p.numel() for p in self.modules[node.target].parameters())
         self.rows.append(
             NodeDegree(
-                node.name,
-                _op_name(node),
+                str(node.target) if node.op == "call_module" else node.name,
+                _op_name(node, self.modules),
                 params,
                 max(p.degree for p in polys),
                 _location(node),
@@ -734,8 +734,10 @@ def _without_bias(module: nn.Module) -> nn.Module:
     return probe
 
 
-def _op_name(node: torch.fx.Node) -> str:
+def _op_name(node: torch.fx.Node, modules: dict | None = None) -> str:
     if node.op == "call_module":
+        if modules is not None:
+            return type(modules[node.target]).__name__
         return str(node.target)
     if node.op == "call_method":
         return f".{node.target}()"

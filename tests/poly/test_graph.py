@@ -85,7 +85,8 @@ def test_theorem2_table_has_a_row_per_node():
     table = polynet.count_terms(Residual().eval())
     degrees = [row.degree for row in table.layers]
     assert degrees == sorted(degrees)  # this model only raises the degree
-    assert {"inp", "slaf", "out"} <= {row.layer for row in table.layers}
+    assert {"inp", "slaf", "out"} <= {row.position for row in table.layers}
+    assert {"Linear", "SLAF", "+"} <= {row.layer for row in table.layers}
     assert "slaf" in table.table()
 
 
