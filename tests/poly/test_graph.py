@@ -196,3 +196,10 @@ def test_a_lone_table_layer_expands_as_a_one_layer_chain():
     assert relative_error(poly, act, (3,)) < TOL
     assert polynet.count_terms(act).degree_bound == 2
     assert polynet.expand(nn.Linear(3, 2).eval()).degree == 1
+
+
+def test_graph_over_the_memory_budget_is_refused_before_expanding():
+    from polynet.errors import ExpansionTooLargeError
+
+    with pytest.raises(ExpansionTooLargeError, match="count_terms"):
+        polynet.expand(PiNet().eval(), max_memory="1KiB")
