@@ -102,3 +102,74 @@ def test_random_graph_polynomial_equals_forward_and_reaches_the_bound(graph):
     assert polynet.count_terms(model, input_shape=(n,)).degree_bound == model.degree
     assert relative_error(poly, model, (n,)) < 1e-10
     assert poly.degree == model.degree  # generic weights: the bound is reached
+
+
+SIGNAL_OPS = ("conv", "pool", "square", "slaf", "bn", "residual", "flip")
+
+
+class RandomSignalGraph(nn.Module):
+    """Ops on (channels, length) signals: Conv1d, AvgPool1d, SLAF per channel, x * x, ..."""
+
+    def __init__(self, plan: list[str], channels: int = 2, length: int = 6) -> None:
+        super().__init__()
+        self.plan = plan
+        self.blocks = nn.ModuleList()
+        self.degree = 1
+        c, n = channels, length
+        for op in plan:
+            if op == "conv":
+                self.blocks.append(nn.Conv1d(c, 2, 2))
+                c, n = 2, n - 1
+            elif op == "pool":
+                self.blocks.append(nn.AvgPool1d(2, 1))
+                n -= 1
+            elif op == "slaf":
+                self.blocks.append(polynet.SLAF(c, 2))
+                self.degree *= 2
+            elif op == "bn":
+                self.blocks.append(nn.BatchNorm1d(c))
+            elif op == "residual":
+                self.blocks.append(nn.Conv1d(c, c, 1))
+            else:
+                self.blocks.append(nn.Identity())
+                self.degree *= 2 if op == "square" else 1
+        self.out = nn.Linear(c * n, 1)
+
+    def forward(self, x):
+        h = x
+        for op, block in zip(self.plan, self.blocks):
+            if op == "square":
+                h = h * h
+            elif op == "residual":
+                h = h + block(h)
+            elif op == "flip":
+                h = h.transpose(1, 2).transpose(1, 2)[:, :, torch.arange(h.shape[2] - 1, -1, -1)]
+            else:
+                h = block(h)
+        return self.out(torch.flatten(h, 1))
+
+
+@st.composite
+def signal_graphs(draw):
+    plan, degree, length = [], 1, 6
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(SIGNAL_OPS))
+        factor = 2 if op in ("square", "slaf") else 1
+        if degree * factor > 4 or (op in ("conv", "pool") and length <= 2):
+            continue
+        degree *= factor
+        length -= op in ("conv", "pool")
+        plan.append(op)
+    return plan, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=25, deadline=None)
+@given(signal_graphs())
+def test_random_signal_graph_polynomial_equals_forward_and_reaches_the_bound(graph):
+    plan, seed = graph
+    torch.manual_seed(seed)
+    model = warmed(RandomSignalGraph(plan), (2, 6), seed)
+    poly = polynet.expand(model, input_shape=(2, 6))
+    assert poly.degree_bound == model.degree
+    assert relative_error(poly, model, (2, 6)) < 1e-10
+    assert poly.degree == model.degree
