@@ -235,6 +235,8 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
             **({} if entry is None else {"inputs": entry[0], "fixed": entry[1].tolist()}),
             "input_shape": list(shape),
             "output_shape": list(out.value_shape),
+            # The propagated degree after each node that depends on the input.
+            "node_degrees": {row.node: row.degree for row in result.nodes},
             "seconds": seconds,
             "engine": "float64 graph",
             "device": str(coefficients.device),

@@ -203,3 +203,10 @@ def test_graph_over_the_memory_budget_is_refused_before_expanding():
 
     with pytest.raises(ExpansionTooLargeError, match="count_terms"):
         polynet.expand(PiNet().eval(), max_memory="1KiB")
+
+
+def test_graph_polynomial_records_the_degree_of_each_node(tmp_path):
+    torch.manual_seed(0)
+    poly = polynet.expand(warmed(Residual(), (3,)))
+    assert poly.info["node_degrees"] == {"inp": 1, "lin": 1, "slaf": 2, "add": 2, "out": 2}
+    poly.save(tmp_path / "p.npz")
