@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--before", type=Path, help="another checkout to compare the chain with")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # this checkout's polynet, not an installed one
 
     import torch
     from torch import nn
