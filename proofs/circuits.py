@@ -40,6 +40,7 @@ __all__ = [
     "structural_support",
     "leading_forms",
     "is_positive",
+    "is_regular",
     "input_through_dense_affine",
     "random_circuit",
     "random_values",
@@ -437,6 +438,21 @@ def is_positive(circuit: Circuit) -> bool:
         if node.op in ("add", "const") and any(c <= 0 for c in node.coefficients):
             return False
         if node.op == "linear" and any(c < 0 for row in node.matrix for c in row):
+            return False
+    return True
+
+
+def is_regular(circuit: Circuit) -> bool:
+    """Every ``cat`` joins nodes of equal node bound, every row of an affine or fixed linear map
+    has an entry, and every constant is non-zero: then every coordinate bound equals its node
+    bound (Remark C1')."""
+    bounds = node_bounds(circuit)
+    for node in circuit:
+        if node.op == "cat" and len({bounds[a] for a in node.args}) > 1:
+            return False
+        if node.op in ("affine", "linear") and not all(any(row) for row in node.matrix):
+            return False
+        if node.op in ("const", "add") and not all(node.coefficients):
             return False
     return True
 
