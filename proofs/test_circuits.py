@@ -315,3 +315,34 @@ def test_wrong_claims_are_rejected(instances) -> None:
                 homogeneous_part(p, n, cb[-1][j]) != L[-1][j] for j, p in enumerate(nodes[-1])
             )
     assert wrong_product and wrong_count and wrong_lambda
+
+
+def test_polynet_graph_bounds_match_the_node_rules() -> None:
+    """polynet's graph expansion propagates the node bound: 4 after cat-then-product, where
+    the degree is 3 (Remark C1'), and 2 for h*h - h**2, whose degree-2 parts cancel for every
+    weight (only the added x0 survives)."""
+    polynet = pytest.importorskip("polynet")
+    from torch import nn
+
+    class CatProduct(nn.Module):
+        def forward(self, x):
+            a = torch.cat([x[:, :1] * x[:, :1], x[:, 1:2]], 1)
+            b = torch.cat([x[:, :1], x[:, 1:2] * x[:, 1:2]], 1)
+            return a * b
+
+    class Cancel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+
+        def forward(self, x):
+            h = self.lin(x)
+            return h * h - h**2 + x[:, :1]
+
+    for model, circuit, degree in [
+        (CatProduct(), COUNTEREXAMPLES["cat, then product"][0], 3),
+        (Cancel().double(), COUNTEREXAMPLES["h*h - h**2"][0], 1),
+    ]:
+        poly = polynet.expand(model.eval(), input_shape=(2,))
+        assert poly.degree_bound == node_bounds(circuit)[-1]
+        assert poly.degree == degree < poly.degree_bound
