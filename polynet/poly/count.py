@@ -10,29 +10,14 @@ from torch import nn
 from polynet.errors import NotExpandableError
 from polynet.poly.network import (
     _input_shape,
-    _prefix_hint,
-    _refuse,
-    check_polynomial_slaf,
+    as_sequential,
+    check_chain_layer,
+    is_chain,
     iter_layers,
 )
 from polynet.slaf import SLAF
 
 __all__ = ["LayerCount", "ParameterCount", "TermCount", "count_parameters", "count_terms"]
-
-_AFFINE = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.Flatten,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-)
 
 
 @dataclass(frozen=True)
@@ -103,7 +88,7 @@ class TermCount:
         lines += [
             "",
             f"network parameters         {self.n_parameters:,}",
-            f"degree bound D = prod k    {D}",
+            f"degree bound D             {D}",
             f"monomials C({n}+{D}, {D})      {self.max_terms:,}",
             f"monomials / parameters     {self.ratio:.3g}",
         ]
@@ -119,12 +104,37 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     >>> count_parameters(polynet.SLNN(2, [3], 2)).total  # 9 + (2 + 3) + 4
     18
     """
+    if is_chain(model) or not list(model.children()):
+        layers = list(iter_layers(model))
+    else:  # a custom forward(): its leaf modules, by attribute path
+        layers = [
+            (f"model.{name}", module)
+            for name, module in model.named_modules()
+            if name and not list(module.children())
+        ]
+        own = sum(p.numel() for p in model.parameters(recurse=False))
+        if own:
+            layers.insert(0, ("model", _OwnParameters(own)))
     return ParameterCount(
         tuple(
-            LayerCount(name, type(layer).__name__, sum(p.numel() for p in layer.parameters()), None)
-            for name, layer in iter_layers(model)
+            LayerCount(name, type(layer).__name__, _n_parameters(layer), None)
+            for name, layer in layers
         )
     )
+
+
+class _OwnParameters(nn.Module):
+    """Stands for the parameters a custom model holds directly (not in a submodule)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+
+def _n_parameters(layer: nn.Module) -> int:
+    if isinstance(layer, _OwnParameters):
+        return layer.n
+    return sum(p.numel() for p in layer.parameters())
 
 
 def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> TermCount:
@@ -142,6 +152,9 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     >>> t.degree_bound, t.max_terms
     (8, 203490)
     """
+    model = as_sequential(model)
+    if not is_chain(model):
+        return _count_graph(model, input_shape)
     layers = list(iter_layers(model))
     if not layers:
         raise NotExpandableError("cannot count the terms of an empty model.")
@@ -149,13 +162,23 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     degree = 1
     rows = []
     for name, layer in layers:
+        check_chain_layer(name, layer)  # the same table expand asks
         if isinstance(layer, SLAF):
-            check_polynomial_slaf(name, layer)
             degree *= layer.degree
-        elif not isinstance(layer, _AFFINE):
-            raise _refuse(
-                name, layer, f"{type(layer).__name__} is not a polynomial", _prefix_hint(name)
-            )
         n_params = sum(p.numel() for p in layer.parameters())
         rows.append(LayerCount(name, type(layer).__name__, n_params, degree))
     return TermCount(tuple(rows), n_vars, degree, sum(r.parameters for r in rows))
+
+
+def _count_graph(model: nn.Module, input_shape) -> TermCount:
+    """Theorem 2's table of a traced model: one row per node that depends on the input."""
+    from polynet.poly.expand import graph_input_shape
+    from polynet.poly.graph import expand_graph
+
+    shape = graph_input_shape(model, input_shape)
+    sketch = expand_graph(model, shape, symbolic=True)
+    rows = tuple(
+        LayerCount(node.node, node.op, node.parameters, node.degree) for node in sketch.nodes
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    return TermCount(rows, math.prod(shape), sketch.degree_bound, n_params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -13,9 +14,9 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
-from polynet.errors import ExpansionTooLargeError
+from polynet.errors import CheckpointError, ExpansionTooLargeError, NotExpandableError
 from polynet.poly.dense import FloatOps, plan, walk
-from polynet.poly.network import Affine, LoweredNetwork, lower
+from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
 
 __all__ = ["expand", "memory_budget", "parse_bytes"]
@@ -85,10 +86,10 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} PiB"
 
 
-def _slice(
-    lowered: LoweredNetwork, inputs: Sequence[int], fixed: ArrayLike | Mapping[int, float] | None
-) -> LoweredNetwork:
-    n = lowered.n_inputs
+def slice_values(
+    n: int, inputs: Sequence[int], fixed: ArrayLike | Mapping[int, float] | None
+) -> tuple[list[int], np.ndarray]:
+    """The checked input numbers of a slice and the values of all n inputs (0 at ``inputs``)."""
     inputs = [int(i) for i in inputs]
     if not inputs or len(set(inputs)) != len(inputs) or min(inputs) < 0 or max(inputs) >= n:
         raise ValueError(f"inputs must be distinct input numbers in 0..{n - 1}, got {inputs}.")
@@ -113,11 +114,134 @@ def _slice(
             values[others] = arr[others]
     if not np.isfinite(values).all():
         raise ValueError("fixed= values must be finite.")
+    return inputs, values
+
+
+def _slice(
+    lowered: LoweredNetwork, inputs: Sequence[int], fixed: ArrayLike | Mapping[int, float] | None
+) -> LoweredNetwork:
+    inputs, values = slice_values(lowered.n_inputs, inputs, fixed)
+    n = lowered.n_inputs
     device = lowered.stages[0].bias.device if lowered.stages else torch.device("cpu")
     select = torch.zeros(n, len(inputs), dtype=torch.float64, device=device)
     select[inputs, torch.arange(len(inputs))] = 1.0
     entry = Affine(select, torch.as_tensor(values, device=device), ("slice",))
     return LoweredNetwork((entry, *lowered.stages), len(inputs), (len(inputs),))
+
+
+def resolve_model(model) -> nn.Module:
+    """``model`` itself, or the polynet checkpoint a path names (CheckpointError otherwise)."""
+    import os
+
+    if isinstance(model, (str, os.PathLike)):
+        from polynet.checkpoint import load
+
+        try:
+            return load(model)
+        except CheckpointError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise CheckpointError(
+                f"{os.fspath(model)!r} is not a polynet checkpoint ({exc}); pass an nn.Module, "
+                "or a file written by polynet.save / polynet train."
+            ) from exc
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch nn.Module or the path of a polynet checkpoint, got "
+            f"{type(model).__name__}."
+        )
+    return model
+
+
+def graph_input_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
+    """The input shape of a traced model: given, or the first Linear's / SLAF's width."""
+    if input_shape is not None:
+        shape = tuple(int(s) for s in input_shape)
+        if not shape or min(shape) < 1:
+            raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}.")
+        return shape
+    from polynet.slaf import SLAF
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return (module.in_features,)
+        if isinstance(module, SLAF):
+            return (module.num_features,)
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            break
+    raise NotExpandableError(
+        f"cannot tell the input shape of {type(model).__name__}: pass input_shape= (the shape "
+        "of one sample without the batch axis, e.g. (13,) or (1, 28, 28))."
+    )
+
+
+def _check_training(model: nn.Module) -> None:
+    for name, module in model.named_modules():
+        if module.training:
+            raise NotExpandableError(
+                f"cannot expand {name or 'model'} ({type(module).__name__}): it is in training "
+                "mode, where SLAF, BatchNorm and Dropout depend on the batch; call model.eval() "
+                "first."
+            )
+
+
+def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
+    from polynet.poly.graph import expand_graph
+    from polynet.poly.index import MonomialIndex
+
+    if exact:
+        raise NotExpandableError(
+            f"exact=True is not implemented yet for models that are not nn.Sequential chains "
+            f"({type(model).__name__}); expand with exact=False (float64)."
+        )
+    start = time.perf_counter()
+    _check_training(model)
+    shape = graph_input_shape(model, input_shape)
+    entry = None
+    if inputs is not None:
+        inputs, values = slice_values(math.prod(shape), inputs, fixed)
+        entry = (inputs, values)
+    elif fixed is not None:
+        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
+    n = sketch.output.n_vars
+    peak = max(
+        (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
+    )
+    work_device = torch.device(device) if device is not None else None
+    budget = (
+        parse_bytes(max_memory)
+        if max_memory is not None
+        else memory_budget(work_device or torch.device("cpu"))
+    )
+    if peak > budget:
+        D = sketch.degree_bound
+        raise ExpansionTooLargeError(
+            f"expanding this model needs about {_fmt_bytes(peak)} (monomials of degree <= {D} "
+            f"in {n} inputs), over the budget of {_fmt_bytes(budget)}; raise max_memory= or "
+            "count the terms without expanding with polynet.count_terms(model, input_shape=...)."
+        )
+    result = expand_graph(model, shape, device, entry=entry)
+    out = result.output
+    coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
+    seconds = time.perf_counter() - start
+    return NetworkPolynomial(
+        MonomialIndex(n, out.degree),
+        coefficients,
+        degree_bound=out.degree,
+        n_network_parameters=sum(p.numel() for p in model.parameters()),
+        variables=None if entry is None else [f"x{i}" for i in entry[0]],
+        info={
+            **({} if entry is None else {"inputs": entry[0], "fixed": entry[1].tolist()}),
+            "input_shape": list(shape),
+            "output_shape": list(out.value_shape),
+            # The propagated degree after each node that depends on the input.
+            "node_degrees": {row.node: row.degree for row in result.nodes},
+            "seconds": seconds,
+            "engine": "float64 graph",
+            "device": str(coefficients.device),
+        },
+    )
 
 
 def expand(
@@ -135,10 +259,15 @@ def expand(
 
     Parameters
     ----------
-    model : nn.Module
-        An ``nn.Sequential`` (nesting allowed) of Linear, SLAF with a polynomial basis,
-        BatchNorm1d/2d, Dropout, Identity, Flatten, Conv1d/Conv2d and AvgPool1d/2d layers, in
-        evaluation mode. It is not modified.
+    model : nn.Module or path
+        Any evaluation-mode module whose forward is polynomial in its input, or the path of a
+        polynet checkpoint. An ``nn.Sequential`` of table layers (Linear, SLAF with a
+        polynomial basis, BatchNorm1d/2d, Dropout, Identity, Flatten, Conv1d/Conv2d,
+        AvgPool1d/2d), or a ``forward()`` that only chains such layers, takes the chain fast
+        path; any other ``forward()`` is traced with torch.fx and run on tensors of
+        polynomials (products, powers, sums, cat, reshapes, reductions, einsum/matmul with
+        constants; see :mod:`polynet.poly.rules`), where ``exact`` is not available yet. The
+        model is not modified.
     exact : bool or {"modular", "flint", "sympy"}, default=False
         False: float64 arithmetic. True: exact rationals (every float64 weight and folded
         SLAF coefficient is the dyadic rational it is), by the fastest engine installed;
@@ -152,7 +281,8 @@ def expand(
     max_memory : int or str, optional
         Memory budget, bytes or a size like ``"4GiB"`` (default: half the free memory).
     input_shape : tuple of int, optional
-        (C, H, W) or (C, L) input shape of a convolutional model that does not record it.
+        The shape of one sample without the batch axis, for a model whose first layer does not
+        tell it (a convolution, a forward() that starts with an op).
     progress : bool, default=False
         Show a progress bar over the layers.
 
@@ -163,7 +293,10 @@ def expand(
     Raises
     ------
     NotExpandableError
-        A layer that is not a polynomial map, or a model in training mode.
+        A layer or op that is not a polynomial map (naming the line of forward()), a model in
+        training mode, or an input shape that cannot be told.
+    CheckpointError
+        A path that is not a readable polynet checkpoint.
     ExpansionTooLargeError
         The estimated peak memory exceeds ``max_memory``; nothing was allocated.
 
@@ -178,6 +311,16 @@ def expand(
     >>> bool(torch.allclose(poly(x), net.double()(x)))
     True
     """
+    model = as_sequential(resolve_model(model))
+    if not is_chain(model):
+        from polynet.poly.graph import as_chain, trace
+
+        _check_training(model)
+        chain = as_chain(trace(model))
+        if chain is None:
+            return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
+        # A custom forward() that is a plain chain of layers: the chain fast path, all options.
+        model = chain
     start = time.perf_counter()
     lowered = lower(model, input_shape, device)
     variables = None

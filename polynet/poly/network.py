@@ -17,9 +17,19 @@ import torch
 from torch import Tensor, nn
 
 from polynet.errors import NotExpandableError
+from polynet.poly.rules import check_module, module_rule
 from polynet.slaf import SLAF
 
-__all__ = ["Affine", "UnitPolynomials", "LoweredNetwork", "lower", "iter_layers"]
+__all__ = [
+    "Affine",
+    "UnitPolynomials",
+    "LoweredNetwork",
+    "lower",
+    "iter_layers",
+    "is_chain",
+    "as_sequential",
+    "check_chain_layer",
+]
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,43 @@ def iter_layers(model: nn.Module, name: str = "model") -> Iterator[tuple[str, nn
             yield from iter_layers(child, f"{name}[{i}]")
     else:
         yield name, model
+
+
+def is_chain(model: nn.Module) -> bool:
+    """Whether ``model`` is a (nested) ``nn.Sequential`` of layers in the rules table.
+
+    Such a model takes the chain fast path; any other module is traced (:mod:`graph`).
+    """
+    if not isinstance(model, nn.Sequential):
+        return False
+    return all(module_rule(layer) is not None for _, layer in iter_layers(model))
+
+
+def as_sequential(model: nn.Module) -> nn.Module:
+    """A lone table layer (``SLAF(3, 2)``, ``nn.Linear(3, 1)``) as a one-layer chain."""
+    if isinstance(model, nn.Sequential) or module_rule(model) is None:
+        return model
+    chain = nn.Sequential(model)
+    chain.training = model.training
+    return chain
+
+
+def check_chain_layer(name: str, layer: nn.Module) -> None:
+    """Refuse a chain layer that is not a polynomial map (the rules table, plus Flatten)."""
+    check_module(
+        name,
+        layer,
+        _prefix_hint(name)
+        if module_rule(layer) is None or not module_rule(layer).polynomial
+        else None,
+    )
+    if isinstance(layer, nn.Flatten) and (layer.start_dim != 1 or layer.end_dim != -1):
+        raise _refuse(
+            name,
+            layer,
+            "only Flatten(start_dim=1, end_dim=-1) is supported in a chain",
+            "use nn.Flatten() with its defaults.",
+        )
 
 
 def _refuse(name: str, layer: nn.Module, why: str, hint: str) -> NotExpandableError:
@@ -165,6 +212,7 @@ def _f64(t: Tensor, device) -> Tensor:
 
 
 def _lower_layer(name: str, layer: nn.Module, shape: tuple[int, ...], device):
+    check_chain_layer(name, layer)
     n = math.prod(shape)
     if isinstance(layer, SLAF):
         if shape[0] != layer.num_features:
