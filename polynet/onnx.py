@@ -1141,8 +1141,7 @@ def _softmax(x: Tensor, axis: int, log: bool, legacy: bool) -> Tensor:
     if not legacy:
         return fn(x, dim=axis)
     # Before opset 13, (Log)Softmax normalises over all axes from `axis` on, flattened.
-    shape = x.shape
-    return fn(x.reshape(*shape[:axis], -1), dim=-1).reshape(shape)
+    return fn(torch.flatten(x, axis), dim=-1).reshape_as(x)
 
 
 def _maximum(*xs: Tensor) -> Tensor:

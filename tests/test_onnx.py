@@ -249,7 +249,8 @@ def test_relu_is_refused_naming_the_onnx_node():
     )
     net = polynet.from_onnx(model_bytes)
     x = RNG.standard_normal((4, 2)).astype(np.float32)
-    np.testing.assert_allclose(net(torch.from_numpy(x)).detach().numpy(), _runtime(model_bytes, x))
+    got = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, _runtime(model_bytes, x), rtol=1e-5, atol=1e-6)
     with pytest.raises(NotExpandableError, match="my_relu"):
         polynet.expand(net, input_shape=(2,))
 
@@ -320,3 +321,128 @@ def test_cli_expands_an_onnx_file(tmp_path, capsys):
     assert main(["expand", str(path), "--no-progress", "--top", "2"]) == 0
     out = capsys.readouterr().out
     assert "in 3 variables" in out and "degree       2" in out
+
+
+def _opset_cases() -> dict[str, tuple[bytes, tuple[int, ...]]]:
+    """Attribute forms that moved between opsets, each checked against onnxruntime."""
+    w = RNG.standard_normal((4, 3))
+    cases = {}
+    # opset 11: Squeeze/Unsqueeze/ReduceSum take axes as attributes; 13: as inputs.
+    cases["axes_attributes_opset11"] = (
+        _graph_model(
+            [
+                helper.make_node("Unsqueeze", ["x"], ["u"], axes=[1, -1]),  # (n, 1, 3, 1)
+                helper.make_node("ReduceSum", ["u"], ["r"], axes=[2], keepdims=1),
+                helper.make_node("Squeeze", ["r"], ["s"], axes=[1, 3]),  # (n, 1)
+                helper.make_node("Mul", ["s", "x"], ["y"]),
+            ],
+            [_x([3])],
+            [_y()],
+            [],
+            opset=11,
+        ),
+        (3,),
+    )
+    cases["gemm_transA_bias_matrix"] = (
+        _graph_model(
+            [
+                helper.make_node("Transpose", ["x"], ["xt"]),
+                helper.make_node("Gemm", ["xt", "w", "c"], ["y"], transA=1, alpha=2.0),
+            ],
+            [_x([4])],
+            [_y()],
+            [_init("w", w), _init("c", RNG.standard_normal((1, 3)))],
+        ),
+        (4,),
+    )
+    cases["conv1d_same_upper_grouped"] = (
+        _graph_model(
+            [
+                helper.make_node(
+                    "Conv", ["x", "k"], ["c"], auto_pad="SAME_UPPER", group=2, strides=[2]
+                ),
+                helper.make_node("Mul", ["c", "c"], ["y"]),
+            ],
+            [_x([4, 7])],
+            [_y()],
+            [_init("k", RNG.standard_normal((4, 2, 2)))],
+        ),
+        (4, 7),
+    )
+    cases["asymmetric_pads_and_softmax_opset11"] = (
+        _graph_model(
+            [
+                helper.make_node("Conv", ["x", "k"], ["c"], pads=[0, 1]),
+                helper.make_node("Flatten", ["c"], ["f"], axis=1),
+                helper.make_node("Softmax", ["f"], ["y"], axis=1),
+            ],
+            [_x([1, 5])],
+            [_y()],
+            [_init("k", RNG.standard_normal((2, 1, 2)))],
+            opset=11,
+        ),
+        (1, 5),
+    )
+    # A Keras/tf2onnx-style NHWC input: Transpose to NCHW, Conv, back, Reshape with 0 and -1.
+    cases["nhwc_reshape_zero"] = (
+        _graph_model(
+            [
+                helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+                helper.make_node("Conv", ["t", "k", "kb"], ["c"], pads=[1, 1, 1, 1]),
+                helper.make_node("Transpose", ["c"], ["h"], perm=[0, 2, 3, 1]),
+                helper.make_node("Reshape", ["h", "s"], ["r"]),
+                helper.make_node("ReduceMean", ["r", "ax"], ["y"], keepdims=0),
+            ],
+            [_x([3, 3, 2])],
+            [_y()],
+            [
+                _init("k", RNG.standard_normal((2, 2, 3, 3))),
+                _init("kb", RNG.standard_normal(2)),
+                _ints("s", [0, -1]),
+                _ints("ax", [1]),
+            ],
+            opset=18,
+        ),
+        (3, 3, 2),
+    )
+    return cases
+
+
+OPSET_CASES = _opset_cases()
+
+
+@pytest.mark.parametrize("name", sorted(OPSET_CASES))
+def test_opset_forms_equal_onnxruntime(name):
+    model_bytes, shape = OPSET_CASES[name]
+    net = polynet.from_onnx(model_bytes)
+    x = RNG.standard_normal((4, *shape)).astype(np.float32)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, _runtime(model_bytes, x), rtol=1e-4, atol=1e-5)
+    torch.fx.symbolic_trace(net)
+
+
+def test_fixed_batch_export_runs_on_any_batch():
+    torch.manual_seed(4)
+    net = _SquareCNN().eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 1, 4, 4),), buffer, dynamo=False, opset_version=13)
+    module = polynet.from_onnx(buffer.getvalue())
+    x = torch.randn(7, 1, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_constant_if_is_inlined():
+    then = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["o"])], "t", [], [_y_named("o")])
+    other = helper.make_graph([helper.make_node("Neg", ["x"], ["o"])], "e", [], [_y_named("o")])
+    model_bytes = _graph_model(
+        [helper.make_node("If", ["flag"], ["y"], then_branch=then, else_branch=other)],
+        [_x([2])],
+        [_y()],
+        [numpy_helper.from_array(np.array(True), "flag")],
+    )
+    poly = polynet.expand(polynet.from_onnx(model_bytes), input_shape=(2,))
+    assert poly.degree == 2
