@@ -446,3 +446,9 @@ def test_constant_if_is_inlined():
     )
     poly = polynet.expand(polynet.from_onnx(model_bytes), input_shape=(2,))
     assert poly.degree == 2
+
+
+def test_missing_onnx_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)
+    with pytest.raises(PolynetError, match=r'pip install "polynet\[onnx\]"'):
+        polynet.from_onnx("model.onnx")
