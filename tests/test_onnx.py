@@ -452,3 +452,11 @@ def test_missing_onnx_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnx", None)
     with pytest.raises(PolynetError, match=r'pip install "polynet\[onnx\]"'):
         polynet.from_onnx("model.onnx")
+
+
+def test_count_terms_and_verify_take_the_module():
+    model_bytes, shape = MODELS["square_cnn"]
+    net = polynet.from_onnx(model_bytes)
+    poly = polynet.expand(net, input_shape=shape)
+    assert polynet.count_terms(net, input_shape=shape).degree_bound == poly.degree == 2
+    assert polynet.verify(net, poly).passed
