@@ -669,6 +669,35 @@ def _pad_first(b: _Builder, node, x: _Run, begin, end) -> _Run:
     return b.function(F.pad, x, flat, node=node, name=f"{node.name}_pad")
 
 
+def _asymmetric(
+    b: _Builder, node, x: _Run, begin, end, strides, kernel, dilations
+) -> tuple[list, Any, _Run]:
+    """Asymmetric zero padding: pad both sides by the larger amount and crop the output.
+
+    Output i reads input from i*stride - pad; padding (p - begin) more on the left shifts the
+    outputs by whole positions when the stride divides it, so a crop keeps the ordinary
+    Conv/AvgPool layers polynet expands. Otherwise an F.pad goes first (it runs, but polynet
+    has no expansion rule for it).
+    """
+    pad = [max(lo, hi) for lo, hi in zip(begin, end)]
+    if all((p - lo) % s == 0 for p, lo, s in zip(pad, begin, strides)):
+        crop = []
+        for i, (p, lo, hi, s) in enumerate(zip(pad, begin, end, strides)):
+            size = x.shape[2 + i]
+            wanted = (size + lo + hi - dilations[i] * (kernel[i] - 1) - 1) // s + 1
+            first = (p - lo) // s
+            crop.append(slice(first, first + wanted))
+        return pad, crop, x
+    return [0] * len(begin), None, _pad_first(b, node, x, begin, end)
+
+
+def _cropped(b: _Builder, node, out: _Run, crop) -> _Run:
+    if crop is None:
+        return out
+    key = (slice(None), slice(None), *crop)
+    return b.function(operator.getitem, out, key, node=node, name=f"{node.name}_crop")
+
+
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _AVG = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
 _BN = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
@@ -688,9 +717,9 @@ def _conv(b: _Builder, node, ins, attrs):
     dilations = list(attrs.get("dilations", [1] * nd))
     group = int(attrs.get("group", 1))
     begin, end = _pads(b, node, attrs, x, kernel, strides, dilations)
+    crop = None
     if begin != end:
-        x = _pad_first(b, node, x, begin, end)
-        begin = [0] * nd
+        begin, crop, x = _asymmetric(b, node, x, begin, end, strides, kernel, dilations)
     layer = _CONV[nd](
         w.shape[1] * group,
         w.shape[0],
@@ -706,7 +735,7 @@ def _conv(b: _Builder, node, ins, attrs):
         layer.weight.copy_(torch.from_numpy(np.array(w, copy=True)))
         if bias is not None:
             layer.bias.copy_(torch.from_numpy(np.array(bias, copy=True)))
-    return b.module(layer, x, node=node)
+    return _cropped(b, node, b.module(layer, x, node=node), crop)
 
 
 @_handles("AveragePool")
@@ -723,8 +752,9 @@ def _avgpool(b: _Builder, node, ins, attrs):
     if begin != end:
         if not include:
             raise _unsupported(node, "asymmetric padding that is not counted in the average")
-        x = _pad_first(b, node, x, begin, end)
-        begin = [0] * nd
+        begin, crop, x = _asymmetric(b, node, x, begin, end, strides, kernel, dilations)
+    else:
+        crop = None
     layer = _AVG[nd](
         kernel,
         stride=strides,
@@ -732,7 +762,7 @@ def _avgpool(b: _Builder, node, ins, attrs):
         ceil_mode=bool(attrs.get("ceil_mode", 0)),
         count_include_pad=include,
     )
-    return b.module(layer, x, node=node)
+    return _cropped(b, node, b.module(layer, x, node=node), crop)
 
 
 @_handles("GlobalAveragePool")

@@ -460,3 +460,32 @@ def test_count_terms_and_verify_take_the_module():
     poly = polynet.expand(net, input_shape=shape)
     assert polynet.count_terms(net, input_shape=shape).degree_bound == poly.degree == 2
     assert polynet.verify(net, poly).passed
+
+
+@pytest.mark.parametrize("pads,strides", [([1, 0, 1, 1], [2, 1]), ([0, 1, 2, 0], [2, 1])])
+def test_asymmetric_padding_expands(pads, strides):
+    model_bytes = _graph_model(
+        [
+            helper.make_node("Conv", ["x", "k"], ["c"], pads=pads, strides=strides),
+            helper.make_node("Mul", ["c", "c"], ["m"]),
+            helper.make_node(
+                "AveragePool",
+                ["m"],
+                ["y"],
+                kernel_shape=[2, 2],
+                pads=[0, 0, 1, 1],
+                count_include_pad=1,
+            ),
+        ],
+        [_x([1, 5, 4])],
+        [_y()],
+        [_init("k", RNG.standard_normal((2, 1, 3, 2)))],
+    )
+    net = polynet.from_onnx(model_bytes)
+    x = RNG.standard_normal((3, 1, 5, 4)).astype(np.float32)
+    expected = _runtime(model_bytes, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), expected, rtol=1e-4, atol=1e-5)
+    poly = polynet.expand(net, input_shape=(1, 5, 4))
+    got = poly(torch.from_numpy(x.reshape(3, -1)).double()).cpu().numpy()
+    np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5)
