@@ -489,3 +489,20 @@ def test_asymmetric_padding_expands(pads, strides):
     poly = polynet.expand(net, input_shape=(1, 5, 4))
     got = poly(torch.from_numpy(x.reshape(3, -1)).double()).cpu().numpy()
     np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_input_shape_fills_free_axes(tmp_path, capsys):
+    from polynet.cli import main
+
+    free = _graph_model(
+        [helper.make_node("Mul", ["x", "x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "m"])],
+        [_y()],
+        [],
+    )
+    path = tmp_path / "free.onnx"
+    path.write_bytes(free)
+    assert main(["expand", str(path), "--no-progress", "--input-shape", "2"]) == 0
+    assert "2 output(s) in 2 variables" in capsys.readouterr().out
+    assert main(["expand", str(path), "--no-progress"]) == 1
+    assert "input_shape" in capsys.readouterr().err
