@@ -54,11 +54,20 @@ __all__ = [
     "PolynetWarning",
     "approximate",
     "from_network",
+    "from_onnx",
     "SLNNRegressor",
     "SLNNClassifier",
 ]
 
 _ESTIMATORS = ("SLNNRegressor", "SLNNClassifier")
+
+
+def from_onnx(model: object, *, input_shape: tuple[int, ...] | None = None) -> object:
+    """An ONNX model as a module that :func:`expand` takes (:func:`polynet.onnx.from_onnx`)."""
+    # Imported on call: `import polynet` must not load the onnx package.
+    from polynet.onnx import from_onnx as _from_onnx
+
+    return _from_onnx(model, input_shape=input_shape)
 
 
 def __getattr__(name: str) -> object:

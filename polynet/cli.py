@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shlex
 import sys
 import time
@@ -208,7 +209,16 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(standardised when the model was trained on standardised data).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    p.add_argument(
+        "checkpoint", help="a model.safetensors file, the directory holding it, or a .onnx file"
+    )
+    p.add_argument(
+        "--input-shape",
+        type=_positive_int,
+        nargs="+",
+        default=None,
+        help="shape of one input sample without the batch axis (a .onnx model with free axes)",
+    )
     p.add_argument(
         "--exact",
         nargs="?",
@@ -253,6 +263,8 @@ def _cmd_expand(args: argparse.Namespace) -> int:
     from polynet import export
     from polynet.checkpoint import load_checkpoint
 
+    if str(args.checkpoint).endswith(".onnx"):
+        return _expand_onnx(args)
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
     fixed = None
     if args.inputs is not None:
@@ -285,6 +297,41 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         print(f"latex        {args.latex}")
     if args.out:
         for path in export.write_bundle(poly, args.out):
+            print(f"wrote        {path}")
+    return 0
+
+
+def _expand_onnx(args: argparse.Namespace) -> int:
+    """``polynet expand model.onnx``: read with from_onnx, expand, print (no data set known)."""
+    import polynet
+
+    if args.raw_units:
+        raise ValueError("--raw-units needs a polynet checkpoint; a .onnx file records no data.")
+    model = polynet.from_onnx(args.checkpoint, input_shape=args.input_shape)
+    shape = tuple(model.input_shape)
+    fixed = None
+    if args.inputs is not None:
+        fixed = args.fixed if args.fixed is not None else [0.0] * math.prod(shape)
+    elif args.fixed is not None:
+        raise ValueError("--fixed only applies together with --inputs.")
+    poly = polynet.expand(
+        model,
+        exact=args.exact,
+        inputs=args.inputs,
+        fixed=fixed,
+        max_memory=args.max_memory,
+        device=args.device,
+        progress=not args.no_progress,
+        input_shape=shape,
+    )
+    _print_polynomial(poly, args.top)
+    if args.latex:
+        from pathlib import Path
+
+        Path(args.latex).write_text(poly.to_latex() + "\n")
+        print(f"latex        {args.latex}")
+    if args.out:
+        for path in _write_bundle(poly, args.out):
             print(f"wrote        {path}")
     return 0
 

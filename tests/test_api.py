@@ -21,6 +21,7 @@ CONTRACT = {
     "load",
     "approximate",
     "from_network",
+    "from_onnx",
     "SLNNRegressor",
     "SLNNClassifier",
     "PolynetError",
@@ -43,7 +44,8 @@ def test_all_is_the_contract():
 def test_import_loads_no_optional_heavyweights():
     code = (
         "import sys, polynet; "
-        "print(sorted(m for m in ('matplotlib', 'sklearn', 'flint') if m in sys.modules))"
+        "print(sorted(m for m in ('matplotlib', 'sklearn', 'flint', 'onnx', 'onnxruntime') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
