@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polynet.poly.fold import FoldTerm, QuadraticFold
 from polynet.poly.index import MonomialIndex
 from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
 
@@ -302,20 +303,35 @@ def _powers(ops: Ops, index: MonomialIndex, p: Any, d: int, k: int, alpha: Any, 
     return q
 
 
-def _fused_last(ops: Ops, index, p, d, k, alpha, run, maps, device):
+def _fused_last(ops, index, p, d, k, alpha, run, maps, device, assemble=True):
     """Σ_j V[o, j] q_j(z_j) + c for the last polynomial stage and the affine run after it."""
     t = index.n_monomials
     m = ops.rows(p)
     # The trailing affine run as one map [c | V] of the units: apply it to the identity.
     cv = _apply_affine(ops, run, ops.from_float(_identity(m, device)))
     v = ops.slice_cols(cv, 1, m + 1)
-    out = ops.zeros(ops.rows(cv), t(k * d))
+    out = ops.zeros(ops.rows(cv), t(d) if isinstance(ops, FloatOps) else t(k * d))
     ops.add_into(out, ops.as_column(ops.column(cv, 0)))
     ops.add_into(out, ops.matmul(v, ops.as_column(ops.column(alpha, 0))))
     ops.add_into(out, ops.matmul(ops.colscale(v, ops.column(alpha, 1)), p))
     powers = {1: p}
     for j in range(2, (k + 1) // 2 + 1):
         powers[j] = ops.outer_fold(powers[j - 1], p, maps((j - 1) * d, d), t(j * d))
+    if isinstance(ops, FloatOps):
+        # Block by block (polynet.poly.fold): memory follows the result, not the Gram matrix.
+        terms = tuple(
+            FoldTerm(
+                powers[(i + 1) // 2],
+                powers[i // 2],
+                (i + 1) // 2 * d,
+                i // 2 * d,
+                v * alpha[:, i][None, :],
+            )
+            for i in range(2, k + 1)
+        )
+        fold = QuadraticFold(index.n_vars, k * d, out, terms)
+        return fold.dense() if assemble else fold
+    # The exact backend folds whole product maps (its plan is small enough to hold them).
     for i in range(2, k + 1):
         a, b = (i + 1) // 2, i // 2
         blocks = fold_blocks(index.n_vars, a * d, b * d, device)
@@ -325,8 +341,19 @@ def _fused_last(ops: Ops, index, p, d, k, alpha, run, maps, device):
     return out
 
 
-def walk(lowered: LoweredNetwork, ops: Ops, the_plan: Plan, device, progress=None) -> Any:
-    """Run the walk with ``ops``; returns the output matrix (n_outputs × index.size)."""
+def walk(
+    lowered: LoweredNetwork,
+    ops: Ops,
+    the_plan: Plan,
+    device,
+    progress=None,
+    assemble: bool = True,
+) -> Any:
+    """Run the walk with ``ops``; returns the output matrix (n_outputs × index.size).
+
+    With ``assemble=False`` a fused float last layer is returned unfolded, as a
+    :class:`~polynet.poly.fold.QuadraticFold` whose blocks a store or a cluster computes.
+    """
     index = the_plan.index
     affines, polys = _groups(lowered)
 
@@ -339,7 +366,7 @@ def walk(lowered: LoweredNetwork, ops: Ops, the_plan: Plan, device, progress=Non
         alpha = ops.from_float(poly.coefficients)
         k = poly.degree
         if i == len(polys) - 1 and the_plan.fuse_last:
-            p = _fused_last(ops, index, p, d, k, alpha, affines[i + 1], maps, device)
+            p = _fused_last(ops, index, p, d, k, alpha, affines[i + 1], maps, device, assemble)
         else:
             p = _powers(ops, index, p, d, k, alpha, maps)
             p = _apply_affine(ops, affines[i + 1], p)
