@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polynet.poly.fold import FoldTerm, QuadraticFold
+from polynet.poly.fold import BLOCK_ELEMENTS, MAP_CACHE_BYTES, FoldTerm, QuadraticFold
 from polynet.poly.index import MonomialIndex
 from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
 
@@ -32,6 +32,18 @@ __all__ = ["FloatOps", "Plan", "plan", "walk"]
 CHUNK_ELEMENTS = 1 << 25
 #: Relative cost of one scatter-add element against one GEMM multiply-add.
 SCATTER_COST = 8.0
+
+# CPU rates for the time estimate, measured on one core of a 2-core AMD EPYC (torch 2.13,
+# float64): a (T × 64) @ (64 × T) GEMM, index_add_ of float64 with int32 targets, and the
+# product-map build (product_map32). A GPU is faster; the estimate stays the CPU's.
+GEMM_MACS_PER_S = 1.3e10
+SCATTER_PER_S = 3.0e8
+MAP_ENTRIES_PER_S = 5.0e7
+
+
+def _thread_factor() -> float:
+    # The GEMMs use every torch thread; the scatters and map builds one.
+    return 1.0 / max(1.0, 0.5 + 0.5 * torch.get_num_threads())
 
 
 class Ops(Protocol):
@@ -174,6 +186,8 @@ class Step:
     degree_out: int
     flops: float
     bytes: float
+    seconds: float = 0.0  # estimated, float path on the CPU
+    map_bytes: float = 0.0  # whole product maps, which the exact backend holds
 
 
 @dataclass(frozen=True)
@@ -190,10 +204,33 @@ class Plan:
         return sum(s.flops for s in self.steps)
 
     @property
+    def result_bytes(self) -> float:
+        """The float64 coefficients: n_outputs × C(n + D, D) × 8 bytes."""
+        return self.index.size * 8.0 * self.n_outputs
+
+    @property
     def peak_bytes(self) -> float:
-        return max((s.bytes for s in self.steps), default=0.0) + self.index.size * (
-            8 * self.index.n_vars + 8 * self.n_outputs
-        )
+        """Estimated peak memory of the float walk, the result included."""
+        return max((s.bytes for s in self.steps), default=0.0) + self.result_bytes
+
+    @property
+    def store_peak_bytes(self) -> float:
+        """Estimated peak memory when the result goes to a store block by block."""
+        work = [s.bytes - (self.result_bytes if s.kind == "fused" else 0.0) for s in self.steps]
+        if self.fuse_last:
+            block = min(self.result_bytes, BLOCK_ELEMENTS * 8.0)
+            return max(work, default=0.0) + block * 3
+        return self.peak_bytes
+
+    @property
+    def exact_peak_bytes(self) -> float:
+        """Estimated peak memory of the exact (modular) walk, which holds whole maps."""
+        return self.peak_bytes + max((s.map_bytes for s in self.steps), default=0.0)
+
+    @property
+    def seconds(self) -> float:
+        """Estimated seconds of the float walk on this machine's CPU (see CPU_RATES)."""
+        return sum(s.seconds for s in self.steps) * _thread_factor()
 
 
 def _groups(lowered: LoweredNetwork) -> tuple[list[list[Affine]], list[UnitPolynomials]]:
@@ -239,8 +276,19 @@ def plan(lowered: LoweredNetwork, bytes_per_value: int = 8) -> Plan:
             fuse = k >= 2 and fused_flops < powers_flops + out_width * m * t(k * d)
         if last and fuse:
             live = m * t(math.ceil(k / 2) * d) * 2 + out_width * t(k * d)
-            scratch = min(t(math.ceil(k / 2) * d) * t((k // 2) * d), CHUNK_ELEMENTS)
             maps = t(math.ceil(k / 2) * d) * t((k // 2) * d)
+            pairs = sum(
+                t(math.ceil(j / 2) * d) * t((j // 2) * d) / (2 if j % 2 == 0 else 1)
+                for j in range(2, k + 1)
+            )
+            # Block by block (fold.py): one Gram chunk, the cached int32 maps, two blocks.
+            scratch = (
+                min(maps, CHUNK_ELEMENTS) * 8
+                + min(maps * 4, MAP_CACHE_BYTES)
+                + min(out_width * t(k * d), BLOCK_ELEMENTS) * 16
+            )
+            seconds = out_width * pairs * (m / GEMM_MACS_PER_S + 1 / SCATTER_PER_S)
+            seconds += maps / MAP_ENTRIES_PER_S
             steps.append(
                 Step(
                     "fused",
@@ -248,7 +296,9 @@ def plan(lowered: LoweredNetwork, bytes_per_value: int = 8) -> Plan:
                     d,
                     d * k,
                     fused_flops,
-                    (live + scratch) * bytes_per_value + maps * 8,
+                    live * bytes_per_value + scratch,
+                    seconds,
+                    maps * 8.0,
                 )
             )
         else:
@@ -263,13 +313,16 @@ def plan(lowered: LoweredNetwork, bytes_per_value: int = 8) -> Plan:
                     d * k,
                     powers_flops,
                     (live + scratch) * bytes_per_value + maps * 8,
+                    sum(m * t((j - 1) * d) * t(d) for j in range(2, k + 1)) / SCATTER_PER_S
+                    + maps / MAP_ENTRIES_PER_S,
                 )
             )
             run = affines[i + 1]
             if run:
                 flops = sum(a.weight.numel() for a in run) * t(k * d)
                 size = (m + out_width) * t(k * d) * bytes_per_value
-                steps.append(Step("affine", out_width, d * k, d * k, flops, size))
+                seconds = flops / GEMM_MACS_PER_S
+                steps.append(Step("affine", out_width, d * k, d * k, flops, size, seconds))
         width = out_width
         d *= k
     return Plan(index, tuple(steps), fuse, n_out)
