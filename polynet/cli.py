@@ -224,7 +224,8 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out",
         default=None,
         help="a directory for the export bundle (polynomial.npz, coefficients.csv, "
-        "polynomial.tex, summary.json), or a .npz/.json file for the polynomial alone",
+        "polynomial.tex, summary.json), or a .npz/.json file for the polynomial alone, or a "
+        ".zarr store written block by block (for expansions larger than memory)",
     )
     p.add_argument("--latex", default=None, help="write the LaTeX of output 0 to this file")
     p.add_argument("--top", type=_positive_int, default=10, help="largest terms to print")
@@ -329,6 +330,7 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         fixed = args.fixed if args.fixed is not None else [0.0] * _n_inputs(ckpt.model)
     elif args.fixed is not None:
         raise ValueError("--fixed only applies together with --inputs.")
+    to_store = bool(args.out) and str(args.out).rstrip("/").endswith(".zarr")
     poly = polynet.expand(
         model,
         exact=args.exact,
@@ -336,6 +338,7 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         fixed=fixed,
         max_memory=args.max_memory,
         progress=not args.no_progress,
+        store=args.out if to_store else None,
     )
     if args.raw_units:
         poly.info["raw_units"] = True
@@ -355,7 +358,9 @@ def _cmd_expand(args: argparse.Namespace) -> int:
 
         Path(args.latex).write_text(poly.to_latex() + "\n")
         print(f"latex        {args.latex}")
-    if args.out:
+    if to_store:
+        print(f"wrote        {poly.path}")
+    elif args.out:
         for path in _write_bundle(poly, args.out):
             print(f"wrote        {path}")
     return 0
@@ -397,7 +402,8 @@ def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--poly",
         default=None,
-        help="the polynomial: a .npz/.json file or an export directory (default: expand now)",
+        help="the polynomial: a .npz/.json file, an export directory or a .zarr store "
+        "(default: expand now)",
     )
     p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-8)")
     p.add_argument("--n-box", type=_positive_int, default=1000, help="points from the box")
@@ -421,7 +427,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         poly = polynet.expand(ckpt.model)
     else:
         path = Path(args.poly)
-        poly = polynet.NetworkPolynomial.load(path / "polynomial.npz" if path.is_dir() else path)
+        if path.suffix == ".zarr":
+            from polynet.poly.store import open_store
+
+            poly = open_store(path)
+        else:
+            poly = polynet.NetworkPolynomial.load(
+                path / "polynomial.npz" if path.is_dir() else path
+            )
     raw = bool(poly.info.get("raw_units"))
     model = _raw_units_model(ckpt)[0] if raw else ckpt.model
     x = None

@@ -113,3 +113,21 @@ def test_local_cluster_equals_memory(tmp_path, net, small_blocks):
     np.testing.assert_allclose(
         np.asarray(stored.coefficients[:]), memory.coefficients.numpy(), rtol=1e-12, atol=1e-15
     )
+
+
+def test_cli_expands_into_a_store_and_verifies_it(tmp_path, capsys):
+    from polynet import data
+    from polynet.checkpoint import save
+    from polynet.cli import main
+
+    from .test_expand import with_running_stats
+
+    ds = data.load("boston").standardize(targets=True)
+    model = with_running_stats(polynet.SLNN(13, [6, 4], [2, 2]), 13, 0)
+    ckpt = tmp_path / "model.safetensors"
+    save(model, ckpt, metadata={"dataset": ds.to_metadata()})
+    out = tmp_path / "coeffs.zarr"
+    assert main(["expand", str(ckpt), "--out", str(out), "--top", "3", "--no-progress"]) == 0
+    assert f"wrote        {out}" in capsys.readouterr().out
+    assert main(["verify", str(ckpt), "--poly", str(out)]) == 0
+    assert "verification PASSED" in capsys.readouterr().out
