@@ -18,17 +18,20 @@ their output runs come in increasing position: a writer can fill a store chunk b
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from polynet.atomic import atomic_write
 from polynet.poly import index as _index
 
 __all__ = ["Block", "FoldTerm", "QuadraticFold", "PAIR_ELEMENTS", "BLOCK_ELEMENTS"]
@@ -299,18 +302,23 @@ def fold_chunks(n_vars: int, a: int, b: int, symmetric: bool, device) -> tuple:
 
 
 def _build_chunks(n_vars: int, a: int, b: int, symmetric: bool, device) -> tuple:
-    pmap = product_map32(n_vars, a, b)
-    ta, tb = pmap.shape
+    ta, tb = n_monomials(n_vars, a), n_monomials(n_vars, b)
     rows = max(1, CHUNK_ELEMENTS // tb)
     if symmetric:
         rows = min(rows, max(64, -(-ta // SYMMETRIC_CHUNKS)))
-    chunks = []
-    for start in range(0, ta, rows):
-        stop = min(ta, start + rows)
-        col = start if symmetric else 0
-        flat = np.ascontiguousarray(pmap[start:stop, col:], dtype=np.int32).reshape(-1)
-        chunks.append((start, stop, col, torch.from_numpy(flat).to(device)))
+    bounds = [(s, min(ta, s + rows), s if symmetric else 0) for s in range(0, ta, rows)]
+    flat = torch.from_numpy(_targets(n_vars, a, b, symmetric, bounds)).to(device)
+    chunks, offset = [], 0
+    for start, stop, col in bounds:
+        length = (stop - start) * (tb - col)
+        chunks.append((start, stop, col, flat[offset : offset + length]))
+        offset += length
     return tuple(chunks)
+
+
+def _flat_targets(n: int, a: int, b: int, bounds) -> np.ndarray:
+    pmap = product_map32(n, a, b)
+    return np.concatenate([pmap[s:e, c:].reshape(-1) for s, e, c in bounds])
 
 
 def product_map32(n: int, a: int, b: int) -> np.ndarray:
@@ -334,6 +342,58 @@ def product_map32(n: int, a: int, b: int) -> np.ndarray:
             rows = out[parent[lo:hi]] * np.int32(n) + var[lo:hi, None].astype(np.int32)
             np.take(succ, rows, out=out[lo:hi])
     return out.T
+
+
+#: Maps of at least this many entries are kept on disk for the next process: building the
+#: Boston map (5.7M entries) is most of a first call, reading it back takes milliseconds.
+DISK_CACHE_MIN_ENTRIES = 1 << 20
+#: The disk cache stops growing past this size.
+DISK_CACHE_MAX_BYTES = 1 << 30
+_DISK_FORMAT = 1
+
+
+def cache_dir() -> Path | None:
+    """Where fold maps are kept between processes: ``$POLYNET_CACHE_DIR`` (empty: off), else
+    ``$XDG_CACHE_HOME/polynet`` or ``~/.cache/polynet``."""
+    value = os.environ.get("POLYNET_CACHE_DIR")
+    if value == "":
+        return None
+    if value:
+        return Path(value) / "maps"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "polynet" / "maps"
+
+
+def _targets(n: int, a: int, b: int, symmetric: bool, bounds) -> np.ndarray:
+    """The chunks' fold targets end to end, int32; from the disk cache when large."""
+    ta, tb = n_monomials(n, a), n_monomials(n, b)
+    folder = cache_dir() if ta * tb >= DISK_CACHE_MIN_ENTRIES else None
+    if folder is None:
+        return _flat_targets(n, a, b, bounds)
+    length = sum((e - s) * (tb - c) for s, e, c in bounds)
+    tag = f"s{bounds[1][0] if len(bounds) > 1 else ta}" if symmetric else "f"
+    path = folder / f"fold{_DISK_FORMAT}-n{n}-a{a}-b{b}-{tag}-c{CHUNK_ELEMENTS}.npy"
+    try:
+        flat = np.load(path)
+        # A cheap check of the file: the first chunk's first row is s = 0 (t itself).
+        first = bounds[0]
+        if (
+            flat.shape == (length,)
+            and flat.dtype == np.int32
+            and (flat[: tb - first[2]] == np.arange(first[2], tb)).all()
+        ):
+            return flat
+    except (OSError, ValueError):
+        pass
+    flat = _flat_targets(n, a, b, bounds)
+    try:
+        used = sum(f.stat().st_size for f in folder.glob("*.npy")) if folder.exists() else 0
+        if used + flat.nbytes <= DISK_CACHE_MAX_BYTES:
+            with atomic_write(path, suffix=".npy.tmp") as fh:
+                np.save(fh, flat)
+    except OSError:  # a read-only home: build again next time
+        pass
+    return flat
 
 
 def clear_cache() -> None:

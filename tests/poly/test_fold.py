@@ -128,3 +128,22 @@ def test_refusal_gives_memory_time_and_the_store():
     msg = str(info.value)
     assert "needs about" in msg and "over the budget of 1000.0 B" in msg
     assert 'store="coeffs.zarr"' in msg and (" s " in msg or " ms " in msg)
+
+
+def test_disk_cache_returns_the_same_expansion(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fold, "DISK_CACHE_MIN_ENTRIES", 1)
+    torch.manual_seed(5)
+    net = polynet.SLNN(3, [5, 4], [2, 2]).eval()
+    fold.clear_cache()
+    first = polynet.expand(net).coefficients
+    files = list((tmp_path / "maps").glob("*.npy"))
+    assert files
+    fold.clear_cache()
+    assert torch.equal(polynet.expand(net).coefficients, first)  # read back from disk
+    for f in files:  # a damaged file is rebuilt, not trusted
+        f.write_bytes(b"garbage")
+    fold.clear_cache()
+    assert torch.equal(polynet.expand(net).coefficients, first)
+    monkeypatch.setenv("POLYNET_CACHE_DIR", "")
+    assert fold.cache_dir() is None
