@@ -348,7 +348,7 @@ def product_map32(n: int, a: int, b: int) -> np.ndarray:
 #: Boston map (5.7M entries) is most of a first call, reading it back takes milliseconds.
 DISK_CACHE_MIN_ENTRIES = 1 << 20
 #: The disk cache stops growing past this size.
-DISK_CACHE_MAX_BYTES = 1 << 30
+DISK_CACHE_MAX_BYTES = 256 << 20
 _DISK_FORMAT = 1
 
 

@@ -178,7 +178,12 @@ def _block_results(
 ) -> Iterator[tuple[list[Block], list[np.ndarray]]]:
     blocks = fold.blocks()
     if client is None:
-        import dask
+        try:
+            import dask
+        except ImportError as exc:
+            raise ImportError(
+                'store= runs blocks with dask; install it with pip install "polynet[scale]".'
+            ) from exc
 
         workers = max(1, os.cpu_count() or 1)
         groups = _groups(fold, blocks, 4 * workers)

@@ -12,6 +12,7 @@ from polynet.poly import fold, store
 from polynet.poly.store import StoredPolynomial, exponents_at, open_store
 
 pytest.importorskip("zarr")
+pytest.importorskip("dask")
 
 
 @pytest.fixture
