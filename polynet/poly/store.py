@@ -162,10 +162,24 @@ class _ChunkWriter:
             raise RuntimeError(f"internal error: {len(self.buffers)} store chunks left unfilled.")
 
 
+#: Most coefficients (outputs × monomials) one task returns: 128 MiB of float64.
+GROUP_ELEMENTS = 1 << 24
+
+
 def _groups(fold: QuadraticFold, blocks: list[Block], n_groups: int) -> list[list[Block]]:
-    """Consecutive runs of blocks of about equal size (the writer wants them in order)."""
-    target = max(1, math.ceil(len(blocks) / max(1, n_groups)))
-    return [blocks[i : i + target] for i in range(0, len(blocks), target)]
+    """Consecutive runs of blocks (the writer wants them in order), at least ``n_groups`` of
+    them, each returning at most GROUP_ELEMENTS coefficients (or one block)."""
+    limit = min(GROUP_ELEMENTS, max(1, fold.size * fold.n_outputs // max(1, n_groups)))
+    groups: list[list[Block]] = [[]]
+    size = 0
+    for block in blocks:
+        elements = block.size * fold.n_outputs
+        if groups[-1] and size + elements > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(block)
+        size += elements
+    return groups
 
 
 def _fold_group(fold: QuadraticFold, blocks: list[Block]) -> list[np.ndarray]:
