@@ -35,7 +35,13 @@ from polynet.errors import PolynetError
 from polynet.poly.fold import Block, QuadraticFold, n_monomials
 from polynet.poly.index import MonomialIndex, monomial_name
 
-__all__ = ["StoredPolynomial", "open_store", "expand_to_store", "exponents_at"]
+__all__ = [
+    "StoredPolynomial",
+    "open_store",
+    "expand_to_store",
+    "exponents_at",
+    "evaluate_blocks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -492,27 +498,41 @@ class StoredPolynomial:
         Block by block over the leading exponents: a block's monomials are x_lead^prefix times
         the monomials of the remaining variables, so no (points × all terms) matrix is built.
         """
-        x = torch.as_tensor(x, dtype=torch.float64, device=self._device)
-        if x.dim() == 1 and self.n_vars == 1:
-            x = x[:, None]
-        if x.dim() != 2 or x.shape[1] != self.n_vars:
-            raise ValueError(f"points must have shape (B, {self.n_vars}), got {tuple(x.shape)}.")
-        out = x.new_zeros(x.shape[0], self.n_outputs)
-        reader = _ChunkReader(self._array)
-        for block in _size_blocks(self.n_vars, self.index.degree, EVAL_BLOCK_TERMS):
-            coef = np.concatenate([reader.read(g, ln) for g, _, ln in block.runs()], axis=1)
-            if not coef.any():
-                continue
-            coef_t = torch.from_numpy(coef).to(self._device).T
-            lead = len(block.prefix)
-            prefix = torch.tensor(block.prefix, dtype=torch.float64, device=self._device)
-            step = max(1, EVAL_ELEMENTS // block.size)
-            for s in range(0, x.shape[0], step):
-                xs = x[s : s + step]
-                scale = (xs[:, :lead] ** prefix).prod(1) if lead else xs.new_ones(len(xs))
-                feats = _monomials(xs[:, lead:], block.n_rest, block.degree_rest)
-                out[s : s + step] += scale[:, None] * (feats @ coef_t)
-        return out
+        return evaluate_blocks(self._array, self.n_vars, self.index.degree, x, self._device)
+
+
+def evaluate_blocks(
+    coefficients: Any, n_vars: int, degree: int, x: ArrayLike | Tensor, device=None
+) -> Tensor:
+    """Σ_r coefficients[:, r] · monomial_r(x) block by block over the leading exponents.
+
+    ``coefficients`` is any array sliceable as ``[:, lo:hi]`` (a Zarr array, numpy) of shape
+    (n_outputs, C(n_vars + degree, degree)) in graded order. Neither the exponent table nor a
+    (points × all monomials) matrix is built: a block's monomials are x_lead^prefix times the
+    monomials of the remaining variables.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    x = torch.as_tensor(x, dtype=torch.float64, device=device)
+    if x.dim() == 1 and n_vars == 1:
+        x = x[:, None]
+    if x.dim() != 2 or x.shape[1] != n_vars:
+        raise ValueError(f"points must have shape (B, {n_vars}), got {tuple(x.shape)}.")
+    out = x.new_zeros(x.shape[0], coefficients.shape[0])
+    reader = _ChunkReader(coefficients)
+    for block in _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS):
+        coef = np.concatenate([reader.read(g, ln) for g, _, ln in block.runs()], axis=1)
+        if not coef.any():
+            continue
+        coef_t = torch.from_numpy(np.ascontiguousarray(coef)).to(device).T
+        lead = len(block.prefix)
+        prefix = torch.tensor(block.prefix, dtype=torch.float64, device=device)
+        step = max(1, EVAL_ELEMENTS // block.size)
+        for s in range(0, x.shape[0], step):
+            xs = x[s : s + step]
+            scale = (xs[:, :lead] ** prefix).prod(1) if lead else xs.new_ones(len(xs))
+            feats = _monomials(xs[:, lead:], block.n_rest, block.degree_rest)
+            out[s : s + step] += scale[:, None] * (feats @ coef_t)
+    return out
 
 
 def _monomials(x: Tensor, n_vars: int, degree: int) -> Tensor:
