@@ -33,12 +33,12 @@ CHUNK_ELEMENTS = 1 << 25
 #: Relative cost of one scatter-add element against one GEMM multiply-add.
 SCATTER_COST = 8.0
 
-# CPU rates for the time estimate, measured on one core of a 2-core AMD EPYC (torch 2.13,
-# float64): a (T × 64) @ (64 × T) GEMM, index_add_ of float64 with int32 targets, and the
-# product-map build (product_map32). A GPU is faster; the estimate stays the CPU's.
+# CPU rates for the time estimate, fitted to bench_scale on one core of a 2-core AMD EPYC
+# (torch 2.13, float64): a (T × 64) @ (64 × T) GEMM, index_add_ of float64 with int32 targets,
+# and the product-map build (product_map32). A GPU is faster; the estimate stays the CPU's.
 GEMM_MACS_PER_S = 1.3e10
-SCATTER_PER_S = 3.0e8
-MAP_ENTRIES_PER_S = 5.0e7
+SCATTER_PER_S = 5.0e8
+MAP_ENTRIES_PER_S = 8.0e7
 
 
 def _thread_factor() -> float:
