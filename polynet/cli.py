@@ -233,7 +233,8 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out",
         default=None,
         help="a directory for the export bundle (polynomial.npz, coefficients.csv, "
-        "polynomial.tex, summary.json), or a .npz/.json file for the polynomial alone",
+        "polynomial.tex, summary.json), or a .npz/.json file for the polynomial alone, or a "
+        ".zarr store written block by block (for expansions larger than memory)",
     )
     p.add_argument("--latex", default=None, help="write the LaTeX of output 0 to this file")
     p.add_argument("--top", type=_positive_int, default=10, help="largest terms to print")
@@ -271,12 +272,16 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         fixed = args.fixed if args.fixed is not None else [0.0] * _n_inputs(ckpt.model)
     elif args.fixed is not None:
         raise ValueError("--fixed only applies together with --inputs.")
+    to_store = _is_store(args.out)
+    if to_store and args.raw_units:
+        raise ValueError("--raw-units cannot write a .zarr store yet; drop one of the two.")
     options = dict(
         exact=args.exact,
         inputs=args.inputs,
         fixed=fixed,
         max_memory=args.max_memory,
         progress=not args.no_progress,
+        store=args.out if to_store else None,
     )
     if args.raw_units:
         poly = export.expand_raw_units(ckpt, **options)
@@ -295,15 +300,22 @@ def _cmd_expand(args: argparse.Namespace) -> int:
 
         Path(args.latex).write_text(poly.to_latex() + "\n")
         print(f"latex        {args.latex}")
-    if args.out:
+    if to_store:
+        print(f"wrote        {poly.path}")
+    elif args.out:
         for path in export.write_bundle(poly, args.out):
             print(f"wrote        {path}")
     return 0
 
 
+def _is_store(out: str | None) -> bool:
+    return bool(out) and str(out).rstrip("/").endswith(".zarr")
+
+
 def _expand_onnx(args: argparse.Namespace) -> int:
     """``polynet expand model.onnx``: read with from_onnx, expand, print (no data set known)."""
     import polynet
+    from polynet import export
 
     if args.raw_units:
         raise ValueError("--raw-units needs a polynet checkpoint; a .onnx file records no data.")
@@ -314,6 +326,7 @@ def _expand_onnx(args: argparse.Namespace) -> int:
         fixed = args.fixed if args.fixed is not None else [0.0] * math.prod(shape)
     elif args.fixed is not None:
         raise ValueError("--fixed only applies together with --inputs.")
+    to_store = _is_store(args.out)
     poly = polynet.expand(
         model,
         exact=args.exact,
@@ -323,6 +336,7 @@ def _expand_onnx(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         input_shape=shape,
+        store=args.out if to_store else None,
     )
     _print_polynomial(poly, args.top)
     if args.latex:
@@ -330,8 +344,10 @@ def _expand_onnx(args: argparse.Namespace) -> int:
 
         Path(args.latex).write_text(poly.to_latex() + "\n")
         print(f"latex        {args.latex}")
-    if args.out:
-        for path in _write_bundle(poly, args.out):
+    if to_store:
+        print(f"wrote        {poly.path}")
+    elif args.out:
+        for path in export.write_bundle(poly, args.out):
             print(f"wrote        {path}")
     return 0
 
@@ -370,7 +386,8 @@ def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--poly",
         default=None,
-        help="the polynomial: a .npz/.json file or an export directory (default: expand now)",
+        help="the polynomial: a .npz/.json file, an export directory or a .zarr store "
+        "(default: expand now)",
     )
     p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-8)")
     p.add_argument("--n-box", type=_positive_int, default=1000, help="points from the box")
@@ -395,8 +412,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         poly = polynet.expand(ckpt.model)
     else:
         path = Path(args.poly)
-        poly = polynet.NetworkPolynomial.load(path / "polynomial.npz" if path.is_dir() else path)
-    raw = poly.raw_units
+        if path.suffix == ".zarr":
+            from polynet.poly.store import open_store
+
+            poly = open_store(path)
+        else:
+            poly = polynet.NetworkPolynomial.load(
+                path / "polynomial.npz" if path.is_dir() else path
+            )
+    raw = bool(getattr(poly, "raw_units", False))
     model = raw_units_model(ckpt)[0] if raw else ckpt.model
     x = None
     try:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polynet.poly.fold import BLOCK_ELEMENTS, MAP_CACHE_BYTES, FoldTerm, QuadraticFold
 from polynet.poly.index import MonomialIndex
 from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
 
@@ -31,6 +32,18 @@ __all__ = ["FloatOps", "Plan", "plan", "walk"]
 CHUNK_ELEMENTS = 1 << 25
 #: Relative cost of one scatter-add element against one GEMM multiply-add.
 SCATTER_COST = 8.0
+
+# CPU rates for the time estimate, fitted to bench_scale on one core of a 2-core AMD EPYC
+# (torch 2.13, float64): a (T × 64) @ (64 × T) GEMM, index_add_ of float64 with int32 targets,
+# and the product-map build (product_map32). A GPU is faster; the estimate stays the CPU's.
+GEMM_MACS_PER_S = 1.3e10
+SCATTER_PER_S = 5.0e8
+MAP_ENTRIES_PER_S = 8.0e7
+
+
+def _thread_factor() -> float:
+    # The GEMMs use every torch thread; the scatters and map builds one.
+    return 1.0 / max(1.0, 0.5 + 0.5 * torch.get_num_threads())
 
 
 class Ops(Protocol):
@@ -173,6 +186,8 @@ class Step:
     degree_out: int
     flops: float
     bytes: float
+    seconds: float = 0.0  # estimated, float path on the CPU
+    map_bytes: float = 0.0  # whole product maps, which the exact backend holds
 
 
 @dataclass(frozen=True)
@@ -189,10 +204,33 @@ class Plan:
         return sum(s.flops for s in self.steps)
 
     @property
+    def result_bytes(self) -> float:
+        """The float64 coefficients: n_outputs × C(n + D, D) × 8 bytes."""
+        return self.index.size * 8.0 * self.n_outputs
+
+    @property
     def peak_bytes(self) -> float:
-        return max((s.bytes for s in self.steps), default=0.0) + self.index.size * (
-            8 * self.index.n_vars + 8 * self.n_outputs
-        )
+        """Estimated peak memory of the float walk, the result included."""
+        return max((s.bytes for s in self.steps), default=0.0) + self.result_bytes
+
+    @property
+    def store_peak_bytes(self) -> float:
+        """Estimated peak memory when the result goes to a store block by block."""
+        work = [s.bytes - (self.result_bytes if s.kind == "fused" else 0.0) for s in self.steps]
+        if self.fuse_last:
+            block = min(self.result_bytes, BLOCK_ELEMENTS * 8.0)
+            return max(work, default=0.0) + block * 3
+        return self.peak_bytes
+
+    @property
+    def exact_peak_bytes(self) -> float:
+        """Estimated peak memory of the exact (modular) walk, which holds whole maps."""
+        return self.peak_bytes + max((s.map_bytes for s in self.steps), default=0.0)
+
+    @property
+    def seconds(self) -> float:
+        """Estimated seconds of the float walk on this machine's CPU (see CPU_RATES)."""
+        return sum(s.seconds for s in self.steps) * _thread_factor()
 
 
 def _groups(lowered: LoweredNetwork) -> tuple[list[list[Affine]], list[UnitPolynomials]]:
@@ -238,8 +276,19 @@ def plan(lowered: LoweredNetwork, bytes_per_value: int = 8) -> Plan:
             fuse = k >= 2 and fused_flops < powers_flops + out_width * m * t(k * d)
         if last and fuse:
             live = m * t(math.ceil(k / 2) * d) * 2 + out_width * t(k * d)
-            scratch = min(t(math.ceil(k / 2) * d) * t((k // 2) * d), CHUNK_ELEMENTS)
             maps = t(math.ceil(k / 2) * d) * t((k // 2) * d)
+            pairs = sum(
+                t(math.ceil(j / 2) * d) * t((j // 2) * d) / (2 if j % 2 == 0 else 1)
+                for j in range(2, k + 1)
+            )
+            # Block by block (fold.py): one Gram chunk, the cached int32 maps, two blocks.
+            scratch = (
+                min(maps, CHUNK_ELEMENTS) * 8
+                + min(maps * 4, MAP_CACHE_BYTES)
+                + min(out_width * t(k * d), BLOCK_ELEMENTS) * 16
+            )
+            seconds = out_width * pairs * (m / GEMM_MACS_PER_S + 1 / SCATTER_PER_S)
+            seconds += maps / MAP_ENTRIES_PER_S
             steps.append(
                 Step(
                     "fused",
@@ -247,7 +296,9 @@ def plan(lowered: LoweredNetwork, bytes_per_value: int = 8) -> Plan:
                     d,
                     d * k,
                     fused_flops,
-                    (live + scratch) * bytes_per_value + maps * 8,
+                    live * bytes_per_value + scratch,
+                    seconds,
+                    maps * 8.0,
                 )
             )
         else:
@@ -262,13 +313,16 @@ def plan(lowered: LoweredNetwork, bytes_per_value: int = 8) -> Plan:
                     d * k,
                     powers_flops,
                     (live + scratch) * bytes_per_value + maps * 8,
+                    sum(m * t((j - 1) * d) * t(d) for j in range(2, k + 1)) / SCATTER_PER_S
+                    + maps / MAP_ENTRIES_PER_S,
                 )
             )
             run = affines[i + 1]
             if run:
                 flops = sum(a.weight.numel() for a in run) * t(k * d)
                 size = (m + out_width) * t(k * d) * bytes_per_value
-                steps.append(Step("affine", out_width, d * k, d * k, flops, size))
+                seconds = flops / GEMM_MACS_PER_S
+                steps.append(Step("affine", out_width, d * k, d * k, flops, size, seconds))
         width = out_width
         d *= k
     return Plan(index, tuple(steps), fuse, n_out)
@@ -302,20 +356,35 @@ def _powers(ops: Ops, index: MonomialIndex, p: Any, d: int, k: int, alpha: Any, 
     return q
 
 
-def _fused_last(ops: Ops, index, p, d, k, alpha, run, maps, device):
+def _fused_last(ops, index, p, d, k, alpha, run, maps, device, assemble=True):
     """Σ_j V[o, j] q_j(z_j) + c for the last polynomial stage and the affine run after it."""
     t = index.n_monomials
     m = ops.rows(p)
     # The trailing affine run as one map [c | V] of the units: apply it to the identity.
     cv = _apply_affine(ops, run, ops.from_float(_identity(m, device)))
     v = ops.slice_cols(cv, 1, m + 1)
-    out = ops.zeros(ops.rows(cv), t(k * d))
+    out = ops.zeros(ops.rows(cv), t(d) if isinstance(ops, FloatOps) else t(k * d))
     ops.add_into(out, ops.as_column(ops.column(cv, 0)))
     ops.add_into(out, ops.matmul(v, ops.as_column(ops.column(alpha, 0))))
     ops.add_into(out, ops.matmul(ops.colscale(v, ops.column(alpha, 1)), p))
     powers = {1: p}
     for j in range(2, (k + 1) // 2 + 1):
         powers[j] = ops.outer_fold(powers[j - 1], p, maps((j - 1) * d, d), t(j * d))
+    if isinstance(ops, FloatOps):
+        # Block by block (polynet.poly.fold): memory follows the result, not the Gram matrix.
+        terms = tuple(
+            FoldTerm(
+                powers[(i + 1) // 2],
+                powers[i // 2],
+                (i + 1) // 2 * d,
+                i // 2 * d,
+                v * alpha[:, i][None, :],
+            )
+            for i in range(2, k + 1)
+        )
+        fold = QuadraticFold(index.n_vars, k * d, out, terms)
+        return fold.dense() if assemble else fold
+    # The exact backend folds whole product maps (its plan is small enough to hold them).
     for i in range(2, k + 1):
         a, b = (i + 1) // 2, i // 2
         blocks = fold_blocks(index.n_vars, a * d, b * d, device)
@@ -325,8 +394,19 @@ def _fused_last(ops: Ops, index, p, d, k, alpha, run, maps, device):
     return out
 
 
-def walk(lowered: LoweredNetwork, ops: Ops, the_plan: Plan, device, progress=None) -> Any:
-    """Run the walk with ``ops``; returns the output matrix (n_outputs × index.size)."""
+def walk(
+    lowered: LoweredNetwork,
+    ops: Ops,
+    the_plan: Plan,
+    device,
+    progress=None,
+    assemble: bool = True,
+) -> Any:
+    """Run the walk with ``ops``; returns the output matrix (n_outputs × index.size).
+
+    With ``assemble=False`` a fused float last layer is returned unfolded, as a
+    :class:`~polynet.poly.fold.QuadraticFold` whose blocks a store or a cluster computes.
+    """
     index = the_plan.index
     affines, polys = _groups(lowered)
 
@@ -339,7 +419,7 @@ def walk(lowered: LoweredNetwork, ops: Ops, the_plan: Plan, device, progress=Non
         alpha = ops.from_float(poly.coefficients)
         k = poly.degree
         if i == len(polys) - 1 and the_plan.fuse_last:
-            p = _fused_last(ops, index, p, d, k, alpha, affines[i + 1], maps, device)
+            p = _fused_last(ops, index, p, d, k, alpha, affines[i + 1], maps, device, assemble)
         else:
             p = _powers(ops, index, p, d, k, alpha, maps)
             p = _apply_affine(ops, affines[i + 1], p)

@@ -7,6 +7,8 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -19,7 +21,7 @@ from polynet.poly.dense import FloatOps, plan, walk
 from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
 
-__all__ = ["expand", "memory_budget", "parse_bytes"]
+__all__ = ["Estimate", "estimate", "expand", "memory_budget", "parse_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +256,8 @@ def expand(
     *,
     input_shape: tuple[int, ...] | None = None,
     progress: bool = False,
+    store: str | Path | None = None,
+    client: object | None = None,
 ) -> NetworkPolynomial:
     """Expand an evaluation-mode network into one explicit polynomial per output.
 
@@ -285,6 +289,13 @@ def expand(
         tell it (a convolution, a forward() that starts with an op).
     progress : bool, default=False
         Show a progress bar over the layers.
+    store : str or Path, optional
+        Write the coefficients block by block to this Zarr store (``"coeffs.zarr"``, needs
+        the ``scale`` extra) instead of holding them in memory; returns a
+        :class:`~polynet.poly.store.StoredPolynomial` backed by it. Float path only.
+    client : dask.distributed.Client, optional
+        With ``store``: compute the blocks as Dask tasks on this cluster (default: Dask's
+        local threaded scheduler).
 
     Returns
     -------
@@ -335,8 +346,26 @@ def expand(
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
     budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(work_device)
-    _check_budget(lowered, the_plan, budget, exact)
+    _check_budget(lowered, the_plan, budget, exact, store is not None)
     n_params = sum(p.numel() for p in model.parameters())
+    if store is not None:
+        if exact:
+            raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
+        from polynet.poly.store import expand_to_store
+
+        return expand_to_store(
+            lowered,
+            the_plan,
+            work_device,
+            store,
+            client=client,
+            variables=variables,
+            n_network_parameters=n_params,
+            info={**info, "engine": "float64", "device": str(work_device)},
+            start=start,
+        )
+    if client is not None:
+        raise ValueError('client= runs blocks into a store; pass store="coeffs.zarr" too.')
     progress_bar = _progress(progress, len([s for s in the_plan.steps if s.kind != "input"]))
     try:
         if exact:
@@ -376,20 +405,91 @@ def _work_device(lowered: LoweredNetwork, device) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_budget(lowered: LoweredNetwork, the_plan, budget: int, exact: Exact) -> None:
-    peak = the_plan.peak_bytes
+def _check_budget(
+    lowered: LoweredNetwork, the_plan, budget: int, exact: Exact, store: bool = False
+) -> None:
+    peak = the_plan.store_peak_bytes if store else the_plan.peak_bytes
     if exact:
         # Exact coefficients are Python rationals: ~100 bytes each at least, per output.
-        peak = max(peak, the_plan.index.size * the_plan.n_outputs * 200)
+        peak = max(the_plan.exact_peak_bytes, the_plan.index.size * the_plan.n_outputs * 200)
     if peak <= budget:
         return
     n, D = lowered.n_inputs, lowered.degree_bound
+    hint = (
+        ""
+        if store or exact
+        else f'write the result to disk block by block with store="coeffs.zarr" (needs about '
+        f"{_fmt_gib(the_plan.store_peak_bytes)}), "
+    )
     raise ExpansionTooLargeError(
-        f"expanding this network needs about {_fmt_bytes(peak)} (C({n}+{D}, {D}) = "
-        f"{the_plan.index.size:,} monomials of degree <= {D} in {n} inputs), over the budget "
-        f"of {_fmt_bytes(budget)}; expand a subset of the inputs with inputs=[...] and "
+        f"expanding this network needs about {_fmt_gib(peak)} and {_fmt_seconds(the_plan.seconds)}"
+        f" (C({n}+{D}, {D}) = {the_plan.index.size:,} monomials of degree <= {D} in {n} inputs, "
+        f"{_fmt_gib(the_plan.result_bytes)} of coefficients), over the budget of "
+        f"{_fmt_gib(budget)}; {hint}expand a subset of the inputs with inputs=[...] and "
         "fixed=..., raise max_memory=, or count the terms without expanding with "
         "polynet.count_terms(model)."
+    )
+
+
+def _fmt_gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else _fmt_bytes(n)
+
+
+def _fmt_seconds(s: float) -> str:
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 120:
+        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+    return f"{s / 60:.0f} min"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What an expansion will cost, from counts alone (nothing is expanded)."""
+
+    n_monomials: int
+    result_bytes: float
+    peak_bytes: float
+    store_peak_bytes: float
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n_monomials:,} monomials ({_fmt_gib(self.result_bytes)}), peak "
+            f"{_fmt_gib(self.peak_bytes)} in memory or {_fmt_gib(self.store_peak_bytes)} "
+            f"with a store, about {_fmt_seconds(self.seconds)} on this CPU"
+        )
+
+
+def estimate(
+    model: nn.Module,
+    inputs: Sequence[int] | None = None,
+    fixed: ArrayLike | Mapping[int, float] | None = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+) -> Estimate:
+    """Memory and time of ``expand(model, ...)`` (float path), computed before any work.
+
+    The time uses CPU rates measured on a 2-core AMD EPYC (``polynet.poly.dense``); it is an
+    order of magnitude, not a promise.
+
+    Examples
+    --------
+    >>> import polynet
+    >>> from polynet.poly.expand import estimate
+    >>> estimate(polynet.SLNN(3, [4], 2).eval()).n_monomials
+    10
+    """
+    lowered = lower(model, input_shape, "cpu")
+    if inputs is not None:
+        lowered = _slice(lowered, inputs, fixed)
+    the_plan = plan(lowered)
+    return Estimate(
+        the_plan.index.size,
+        the_plan.result_bytes,
+        the_plan.peak_bytes,
+        the_plan.store_peak_bytes,
+        the_plan.seconds,
     )
 
 

@@ -1,0 +1,606 @@
+"""Coefficients on disk: an expansion written to a Zarr store block by block, and read back lazily.
+
+A store is a Zarr v3 group holding one float64 array ``coefficients`` of shape
+(n_outputs, C(n + D, D)) in the graded order of :class:`~polynet.poly.index.MonomialIndex`
+(the same layout as ``NetworkPolynomial.coefficients``), chunked along the monomials. The
+group's ``polynet`` attribute holds the metadata and the statistics gathered while writing
+(terms per output, degree profile); it is written last, with ``complete: true``, after every
+chunk, and the store is built under a temporary name and renamed into place, so a failed run
+never leaves a store that claims to be complete.
+
+Blocks (:mod:`polynet.poly.fold`) are computed in this process, by Dask's local threaded
+scheduler, or as tasks on a ``dask.distributed`` cluster; this process writes the chunks as
+the blocks come back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import Tensor
+
+from polynet.errors import PolynetError
+from polynet.poly.fold import Block, QuadraticFold, n_monomials
+from polynet.poly.index import MonomialIndex, monomial_name
+
+__all__ = [
+    "StoredPolynomial",
+    "open_store",
+    "expand_to_store",
+    "exponents_at",
+    "evaluate_blocks",
+]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = "polynet.StoredPolynomial"
+_FORMAT_VERSION = 1
+#: Monomials per store chunk (float64: 8 MiB per output).
+CHUNK_TERMS = 1 << 20
+#: Monomials of one evaluation block; points are evaluated in batches of this many elements.
+EVAL_BLOCK_TERMS = 1 << 15
+EVAL_ELEMENTS = 1 << 22
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError as exc:
+        raise ImportError(
+            'store= needs zarr; install it with pip install "polynet[scale]".'
+        ) from exc
+    return zarr
+
+
+# -- positions and exponents -----------------------------------------------------------------
+def exponents_at(n_vars: int, positions: ArrayLike) -> np.ndarray:
+    """Exponent vectors of graded positions, shape (len(positions), n_vars), without the table.
+
+    The inverse of ``MonomialIndex.position``: it unranks each position (degree block, then
+    one exponent after another in descending order) instead of building the whole exponent
+    table, which at n = 30, D = 8 would take 11.7 GB.
+    """
+    g = np.asarray(positions, dtype=np.int64).reshape(-1)
+    out = np.zeros((len(g), n_vars), dtype=np.int64)
+    if not len(g):
+        return out
+    top = 0
+    while n_monomials(n_vars, top) <= int(g.max()):
+        top += 1
+    ends = np.array([n_monomials(n_vars, d) for d in range(top + 1)], dtype=np.int64)
+    degree = np.searchsorted(ends, g, side="right")
+    rank = g - np.where(degree > 0, ends[np.maximum(degree - 1, 0)], 0)
+    rest = degree.copy()
+    for v in range(n_vars - 1):
+        k = n_vars - v - 1  # variables after v
+        q = np.zeros_like(rest)  # degree left to the later variables
+        done = np.zeros(len(g), dtype=bool)
+        for step in range(top + 1):
+            size = math.comb(k - 1 + step, step)
+            stop = ~done & ((rank < size) | (step >= rest))
+            q[stop] = step
+            done |= stop
+            rank = np.where(done, rank, rank - size)
+            if done.all():
+                break
+        out[:, v] = rest - q
+        rest = q
+    out[:, n_vars - 1] = rest
+    return out
+
+
+def _size_blocks(n_vars: int, degree: int, limit: int) -> list[Block]:
+    """Output blocks by leading exponents, depth first, each at most ``limit`` monomials."""
+    out: list[Block] = []
+
+    def visit(prefix: tuple[int, ...]) -> None:
+        block = Block(prefix, n_vars, degree)
+        if block.n_rest > 0 and block.size > limit:
+            for e in range(block.degree_rest, -1, -1):
+                visit((*prefix, e))
+        else:
+            out.append(block)
+
+    visit(())
+    return out
+
+
+# -- writing ----------------------------------------------------------------------------------
+class _ChunkWriter:
+    """Fills store chunks from block runs and writes each chunk once, when it is full."""
+
+    def __init__(self, array, n_vars: int, degree: int) -> None:
+        self.array = array
+        self.n_outputs, self.size = array.shape
+        self.buffers: dict[int, list] = {}
+        ends = np.array([n_monomials(n_vars, d) for d in range(degree + 1)], dtype=np.int64)
+        self.ends = ends
+        self.nonzero = np.zeros(self.n_outputs, dtype=np.int64)
+        self.any_nonzero = 0
+        self.profile = np.zeros((self.n_outputs, degree + 1))
+        self.max_degree = -1
+
+    def put(self, start: int, values: np.ndarray) -> None:
+        """Coefficients of positions start .. start + values.shape[1]."""
+        pos, stop = start, start + values.shape[1]
+        while pos < stop:
+            chunk = pos // CHUNK_TERMS
+            lo, hi = chunk * CHUNK_TERMS, min(self.size, (chunk + 1) * CHUNK_TERMS)
+            take = min(stop, hi) - pos
+            entry = self.buffers.get(chunk)
+            if entry is None:
+                entry = self.buffers[chunk] = [np.zeros((self.n_outputs, hi - lo)), 0]
+            entry[0][:, pos - lo : pos - lo + take] = values[:, pos - start : pos - start + take]
+            entry[1] += take
+            if entry[1] == hi - lo:
+                self._write(chunk, lo, entry[0])
+                del self.buffers[chunk]
+            pos += take
+
+    def _write(self, chunk: int, lo: int, buf: np.ndarray) -> None:
+        self.array[:, lo : lo + buf.shape[1]] = buf
+        nz = buf != 0
+        self.nonzero += nz.sum(1)
+        used = nz.any(0)
+        self.any_nonzero += int(used.sum())
+        degrees = np.searchsorted(self.ends, np.arange(lo, lo + buf.shape[1]), side="right")
+        for o in range(self.n_outputs):
+            self.profile[o] += np.bincount(
+                degrees, np.abs(buf[o]), minlength=self.profile.shape[1]
+            )[: self.profile.shape[1]]
+        if used.any():
+            self.max_degree = max(self.max_degree, int(degrees[used].max()))
+
+    def close(self) -> None:
+        if self.buffers:  # pragma: no cover - the blocks partition the output
+            raise RuntimeError(f"internal error: {len(self.buffers)} store chunks left unfilled.")
+
+
+#: Most coefficients (outputs × monomials) one task returns: 128 MiB of float64.
+GROUP_ELEMENTS = 1 << 24
+
+
+def _groups(fold: QuadraticFold, blocks: list[Block], n_groups: int) -> list[list[Block]]:
+    """Consecutive runs of blocks (the writer wants them in order), at least ``n_groups`` of
+    them, each returning at most GROUP_ELEMENTS coefficients (or one block)."""
+    limit = min(GROUP_ELEMENTS, max(1, fold.size * fold.n_outputs // max(1, n_groups)))
+    groups: list[list[Block]] = [[]]
+    size = 0
+    for block in blocks:
+        elements = block.size * fold.n_outputs
+        if groups[-1] and size + elements > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(block)
+        size += elements
+    return groups
+
+
+def _fold_group(fold: QuadraticFold, blocks: list[Block]) -> list[np.ndarray]:
+    """One task: the coefficients of a run of blocks (runs on a Dask worker)."""
+    return [fold.block_values(b).cpu().numpy() for b in blocks]
+
+
+def _block_results(
+    fold: QuadraticFold, client: Any | None
+) -> Iterator[tuple[list[Block], list[np.ndarray]]]:
+    blocks = fold.blocks()
+    if client is None:
+        try:
+            import dask
+        except ImportError as exc:
+            raise ImportError(
+                'store= runs blocks with dask; install it with pip install "polynet[scale]".'
+            ) from exc
+
+        workers = max(1, os.cpu_count() or 1)
+        groups = _groups(fold, blocks, 4 * workers)
+        # Waves of tasks on the local threaded scheduler: memory holds one wave of blocks.
+        for w in range(0, len(groups), workers):
+            wave = groups[w : w + workers]
+            tasks = [dask.delayed(_fold_group)(fold, g) for g in wave]
+            yield from zip(wave, dask.compute(*tasks, scheduler="threads"))
+        return
+    from distributed import as_completed
+
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    groups = _groups(fold, blocks, 8 * n_workers)
+    shared = client.scatter(fold, broadcast=True)
+    futures = {client.submit(_fold_group, shared, g, pure=False): i for i, g in enumerate(groups)}
+    for future, values in as_completed(futures, with_results=True):
+        yield groups[futures[future]], values
+        future.release()
+
+
+def expand_to_store(
+    lowered,
+    the_plan,
+    device: torch.device,
+    path: str | os.PathLike,
+    *,
+    client: Any | None = None,
+    variables: list[str] | None = None,
+    n_network_parameters: int | None = None,
+    info: dict | None = None,
+    start: float | None = None,
+) -> StoredPolynomial:
+    """Expand ``lowered`` into a Zarr store at ``path`` (see :func:`polynet.expand`)."""
+    from polynet.poly.dense import FloatOps, walk
+
+    zarr = _zarr()
+    start = time.perf_counter() if start is None else start
+    path = Path(path)
+    if path.exists() and not _is_store(path):
+        raise PolynetError(
+            f"{path} exists and is not a polynet store; choose another path or remove it."
+        )
+    index = the_plan.index
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = walk(lowered, FloatOps(device), the_plan, device, assemble=False)
+        n_out = result.n_outputs if isinstance(result, QuadraticFold) else result.shape[0]
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        array = group.create_array(
+            "coefficients",
+            shape=(n_out, index.size),
+            chunks=(n_out, min(CHUNK_TERMS, index.size)),
+            dtype="float64",
+            fill_value=0.0,
+        )
+        writer = _ChunkWriter(array, index.n_vars, index.degree)
+        n_blocks = 0
+        if isinstance(result, QuadraticFold):
+            for blocks, values in _block_results(result, client):
+                for block, vals in zip(blocks, values):
+                    for g, lo, ln in block.runs():
+                        writer.put(g, vals[:, lo : lo + ln])
+                    n_blocks += 1
+        else:  # the last layer was not fused: the walk held the result already
+            for lo in range(0, index.size, CHUNK_TERMS):
+                writer.put(lo, result[:, lo : lo + CHUNK_TERMS].cpu().numpy())
+        writer.close()
+        seconds = time.perf_counter() - start
+        meta = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "n_vars": index.n_vars,
+            "index_degree": index.degree,
+            "degree_bound": lowered.degree_bound,
+            "variables": variables or [f"x{i}" for i in range(index.n_vars)],
+            "n_network_parameters": n_network_parameters,
+            "info": {**(info or {}), "seconds": seconds, "blocks": n_blocks},
+            "n_terms": writer.any_nonzero,
+            "n_terms_per_output": writer.nonzero.tolist(),
+            "degree": writer.max_degree,
+            "degree_profile": writer.profile.tolist(),
+            # The completion marker, written after every chunk.
+            "complete": True,
+        }
+        group.attrs["polynet"] = json.loads(json.dumps(meta))
+        _replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("expanded %d monomials into %s in %.3f s", index.size, path, seconds)
+    return open_store(path)
+
+
+def _is_store(path: Path) -> bool:
+    return (path / "zarr.json").exists() and "polynet" in (path / "zarr.json").read_text()
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    if path.exists():
+        old = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+# -- reading ----------------------------------------------------------------------------------
+def open_store(path: str | os.PathLike) -> StoredPolynomial:
+    """Reopen a store written by ``expand(model, store=path)``.
+
+    Raises
+    ------
+    PolynetError
+        No store at ``path``, or one whose writing did not finish.
+    """
+    zarr = _zarr()
+    path = Path(path)
+    if not path.exists():
+        raise PolynetError(
+            f'no polynomial store at {path}; write one with polynet.expand(model, store="{path}").'
+        )
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        meta = dict(group.attrs.get("polynet") or {})
+        array = group["coefficients"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise PolynetError(f"{path} is not a readable polynet store ({exc}).") from exc
+    if meta.get("format") != _FORMAT:
+        raise PolynetError(f"{path} is not a polynet polynomial store.")
+    if not meta.get("complete"):
+        raise PolynetError(
+            f"{path} is incomplete (its expansion did not finish); expand the model again."
+        )
+    if meta.get("version", 0) > _FORMAT_VERSION:
+        raise PolynetError(
+            f"{path} has store version {meta['version']}, newer than this polynet's "
+            f"{_FORMAT_VERSION}; upgrade polynet to read it."
+        )
+    return StoredPolynomial(path, array, meta)
+
+
+class StoredPolynomial:
+    """A network polynomial whose coefficients stay in a Zarr store, read chunk by chunk.
+
+    It has the views of :class:`~polynet.poly.polynomial.NetworkPolynomial` that do not need
+    the coefficients in memory: ``terms``, ``degree_profile``, ``to_latex`` of the top terms,
+    evaluation ``poly(x)`` block by block, and :func:`polynet.verify` accepts it;
+    :meth:`to_memory` loads everything into a NetworkPolynomial.
+    """
+
+    exact = False
+    exact_coefficients = None
+
+    def __init__(self, path: Path, array: Any, meta: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self._array = array
+        self._meta = meta
+        self.index = MonomialIndex(meta["n_vars"], meta["index_degree"])
+        self.degree_bound = int(meta["degree_bound"])
+        self.variables = list(meta["variables"])
+        self.n_network_parameters = meta.get("n_network_parameters")
+        self.info = dict(meta.get("info") or {})
+        self._device = torch.device("cpu")
+
+    @property
+    def slice(self):
+        return self._typed[0]
+
+    @property
+    def input_shape(self):
+        return self._typed[1]
+
+    @property
+    def provenance(self):
+        from polynet.poly.polynomial import Provenance
+
+        return self._typed[2] or Provenance()
+
+    @property
+    def raw_units(self) -> bool:
+        return self._typed[3]
+
+    @property
+    def _typed(self) -> tuple:
+        # The typed fields NetworkPolynomial keeps, read from the store's info dict.
+        from polynet.poly.polynomial import _INFO_KEYS, _from_info
+
+        known = {k: v for k, v in self.info.items() if k in _INFO_KEYS}
+        return _from_info(known, None, None, None, False)
+
+    @property
+    def coefficients(self) -> Any:
+        """The store's array (n_outputs, max_terms): lazy, read by slicing."""
+        return self._array
+
+    @property
+    def n_vars(self) -> int:
+        return self.index.n_vars
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self._array.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        """Where evaluation computes."""
+        return self._device
+
+    @property
+    def degree(self) -> int:
+        return int(self._meta["degree"])
+
+    @property
+    def n_terms(self) -> int:
+        return int(self._meta["n_terms"])
+
+    def n_terms_per_output(self) -> list[int]:
+        return [int(c) for c in self._meta["n_terms_per_output"]]
+
+    @property
+    def max_terms(self) -> int:
+        return MonomialIndex(self.n_vars, self.degree_bound).size
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredPolynomial(path={str(self.path)!r}, n_vars={self.n_vars}, "
+            f"n_outputs={self.n_outputs}, degree={self.degree}, n_terms={self.n_terms})"
+        )
+
+    def to(self, device: torch.device | str) -> StoredPolynomial:
+        """The same store, evaluated on ``device``."""
+        new = object.__new__(StoredPolynomial)
+        new.__dict__.update(self.__dict__)
+        new._device = torch.device(device)
+        return new
+
+    def to_memory(self):
+        """All coefficients loaded into a :class:`NetworkPolynomial`."""
+        from polynet.poly.polynomial import NetworkPolynomial
+
+        return NetworkPolynomial(
+            self.index,
+            torch.from_numpy(np.asarray(self._array[:])),
+            degree_bound=self.degree_bound,
+            variables=self.variables,
+            n_network_parameters=self.n_network_parameters,
+            slice=self.slice,
+            input_shape=self.input_shape,
+            provenance=self.provenance,
+            raw_units=self.raw_units,
+        )
+
+    def _chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for lo in range(0, self.index.size, CHUNK_TERMS):
+            yield lo, np.asarray(self._array[:, lo : lo + CHUNK_TERMS])
+
+    def degree_profile(self) -> np.ndarray:
+        """Coefficient mass Σ|c| per total degree: shape (n_outputs, index degree + 1)."""
+        return np.asarray(self._meta["degree_profile"], dtype=np.float64)
+
+    def terms(self, top: int | None = 10, output: int = 0) -> list:
+        """The largest terms of one output by |coefficient|, largest first."""
+        from polynet.poly.polynomial import Term
+
+        rows, values = self._top(output, top)
+        exps = exponents_at(self.n_vars, rows)
+        return [
+            Term(float(c), tuple(int(e) for e in row), monomial_name(row, self.variables))
+            for c, row in zip(values, exps)
+        ]
+
+    def _top(self, output: int, top: int | None) -> tuple[np.ndarray, np.ndarray]:
+        best_rows, best_vals = np.zeros(0, dtype=np.int64), np.zeros(0)
+        for lo, chunk in self._chunks():
+            c = chunk[output]
+            nz = np.nonzero(c)[0]
+            if top is not None and len(nz) > top:
+                nz = nz[np.argpartition(-np.abs(c[nz]), top - 1)[:top]]
+            rows = np.concatenate([best_rows, nz + lo])
+            vals = np.concatenate([best_vals, c[nz]])
+            order = np.lexsort((rows, -np.abs(vals)))
+            if top is not None:
+                order = order[:top]
+            best_rows, best_vals = rows[order], vals[order]
+        return best_rows, best_vals
+
+    def to_latex(self, output: int = 0, top: int | None = 20, digits: int = 6) -> str:
+        """LaTeX of the ``top`` largest terms of one output, in graded order."""
+        from polynet.poly.polynomial import _latex_vars
+
+        rows, values = self._top(output, top)
+        order = np.argsort(rows)
+        rows, values = rows[order], values[order]
+        exps = exponents_at(self.n_vars, rows)
+        names = _latex_vars(self.variables)
+        pieces = []
+        for c, row in zip(values, exps):
+            mono = " ".join(
+                (v if p == 1 else f"{v}^{{{p}}}") for v, p in zip(names, row.tolist()) if p
+            )
+            mag = f"{abs(c):.{digits}g}"
+            if "e" in mag:
+                m, e = mag.split("e")
+                mag = rf"{m} \cdot 10^{{{int(e)}}}"
+            body = mag if not mono else (mono if mag == "1" else rf"{mag}\, {mono}")
+            pieces.append(("-" if c < 0 else "+", body))
+        if not pieces:
+            return "0"
+        text = ("-" if pieces[0][0] == "-" else "") + pieces[0][1]
+        text += "".join(f" {s} {b}" for s, b in pieces[1:])
+        left_out = self.n_terms_per_output()[output] - len(pieces)
+        if left_out > 0:
+            text += rf" + \dots \text{{({left_out} more terms)}}"
+        return text
+
+    def __call__(self, x: ArrayLike | Tensor) -> Tensor:
+        """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
+
+        Block by block over the leading exponents: a block's monomials are x_lead^prefix times
+        the monomials of the remaining variables, so no (points × all terms) matrix is built.
+        """
+        return evaluate_blocks(self._array, self.n_vars, self.index.degree, x, self._device)
+
+
+def evaluate_blocks(
+    coefficients: Any, n_vars: int, degree: int, x: ArrayLike | Tensor, device=None
+) -> Tensor:
+    """Σ_r coefficients[:, r] · monomial_r(x) block by block over the leading exponents.
+
+    ``coefficients`` is any array sliceable as ``[:, lo:hi]`` (a Zarr array, numpy) of shape
+    (n_outputs, C(n_vars + degree, degree)) in graded order. Neither the exponent table nor a
+    (points × all monomials) matrix is built: a block's monomials are x_lead^prefix times the
+    monomials of the remaining variables.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    x = torch.as_tensor(x, dtype=torch.float64, device=device)
+    if x.dim() == 1 and n_vars == 1:
+        x = x[:, None]
+    if x.dim() != 2 or x.shape[1] != n_vars:
+        raise ValueError(f"points must have shape (B, {n_vars}), got {tuple(x.shape)}.")
+    out = x.new_zeros(x.shape[0], coefficients.shape[0])
+    reader = _ChunkReader(coefficients)
+    for block in _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS):
+        coef = np.concatenate([reader.read(g, ln) for g, _, ln in block.runs()], axis=1)
+        if not coef.any():
+            continue
+        coef_t = torch.from_numpy(np.ascontiguousarray(coef)).to(device).T
+        lead = len(block.prefix)
+        prefix = torch.tensor(block.prefix, dtype=torch.float64, device=device)
+        step = max(1, EVAL_ELEMENTS // block.size)
+        for s in range(0, x.shape[0], step):
+            xs = x[s : s + step]
+            scale = (xs[:, :lead] ** prefix).prod(1) if lead else xs.new_ones(len(xs))
+            feats = _monomials(xs[:, lead:], block.n_rest, block.degree_rest)
+            out[s : s + step] += scale[:, None] * (feats @ coef_t)
+    return out
+
+
+def _monomials(x: Tensor, n_vars: int, degree: int) -> Tensor:
+    """All monomials of degree ≤ ``degree`` in the columns of x, graded order: (B, T)."""
+    if n_vars == 0:
+        return x.new_ones(x.shape[0], 1)
+    index = MonomialIndex(n_vars, degree)
+    parent, var = index.parents()
+    parent_t = torch.from_numpy(parent.copy()).to(x.device)
+    var_t = torch.from_numpy(var.copy()).to(x.device)
+    feats = torch.empty(x.shape[0], index.size, dtype=torch.float64, device=x.device)
+    feats[:, 0] = 1.0
+    for d in range(1, degree + 1):
+        block = slice(index.n_monomials(d - 1), index.n_monomials(d))
+        feats[:, block] = feats[:, parent_t[block]] * x[:, var_t[block]]
+    return feats
+
+
+class _ChunkReader:
+    """Reads runs of a store array, keeping the few chunks the runs of a pass revisit."""
+
+    def __init__(self, array: Any, keep: int = 24) -> None:
+        self.array = array
+        self.keep = keep
+        self.cache: dict[int, np.ndarray] = {}
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        parts, pos, stop = [], start, start + length
+        while pos < stop:
+            chunk = pos // CHUNK_TERMS
+            data = self.cache.get(chunk)
+            if data is None:
+                lo = chunk * CHUNK_TERMS
+                data = np.asarray(self.array[:, lo : lo + CHUNK_TERMS])
+                if len(self.cache) >= self.keep:
+                    self.cache.pop(next(iter(self.cache)))
+                self.cache[chunk] = data
+            lo = chunk * CHUNK_TERMS
+            take = min(stop, lo + data.shape[1]) - pos
+            parts.append(data[:, pos - lo : pos - lo + take])
+            pos += take
+        return np.concatenate(parts, axis=1) if len(parts) != 1 else parts[0]
