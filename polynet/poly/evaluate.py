@@ -260,7 +260,8 @@ class Evaluator:
         kernel = _get_numba_kernel()
         x = np.ascontiguousarray(pts.numpy())
         out = np.empty((x.shape[0], self.n_outputs))
-        block = self.block or _NUMBA_BLOCK
+        # Fewer lanes than points would walk the tree for padding only.
+        block = min(self.block or _NUMBA_BLOCK, x.shape[0])
         kernel(
             x,
             self._walk_coef,
