@@ -4,14 +4,12 @@ Every monomial of degree k ≥ 1 in the graded index is its *parent* (the monomi
 last non-zero variable's exponent lowered by one) times that variable, so the monomials form
 a tree rooted at the constant. Two kernels walk it:
 
-- ``numba``: depth-first over the tree for a small block of points at a time (the points are
-  the SIMD lanes). A monomial's value is the value on the stack one level up times one input,
-  and is folded straight into the dot product with its coefficient; the working memory is the
-  (degree + 1) × block stack, so nothing of size points × terms exists. The blocks are spread
-  over threads (``prange``); fastmath stays off, so the monomial values are bit for bit those
-  of ``NetworkPolynomial.monomials``. Partial sums are kept per subtree and folded into the
-  parent's sum when the walk leaves it (a tree-shaped summation: its rounding error grows with
-  the depth and branching, not with the number of terms).
+- ``numba``: nested Horner over the tree, h(m) = c_m + Σ_w x_w h(m·x_w) over the children
+  m·x_w (w ≥ m's last variable), so p = h(1); one multiply-add per term and point. The tree is
+  walked once, bottom-up (depth-first pre-order reversed), for a block of points at a time
+  (the points are the SIMD lanes), holding one partial sum per depth: the working memory is
+  (degree + 2) × outputs × block, nothing of size points × terms. The blocks are spread over
+  threads (``prange``); fastmath stays off (no reassociation).
 - ``torch``: degree by degree for a block of points: the monomials of degree k are one gather
   of those of degree k - 1 times one gather of the inputs, and each degree is multiplied into
   the outputs (``addmm``) before the next, so only two degrees of one block are held. The
@@ -42,8 +40,9 @@ __all__ = ["evaluate", "Evaluator", "numba_available"]
 
 Backend = Literal["auto", "numba", "torch"]
 _BACKENDS = ("auto", "numba", "torch")
-#: Points per block of the numba kernel: the SIMD lanes of one depth-first walk.
-_NUMBA_BLOCK = 32
+#: Points per block of the numba kernel: the SIMD lanes of one walk over the tree (128 was
+#: fastest of 8-256 on the Boston polynomial: the walk's per-term overhead is shared by more).
+_NUMBA_BLOCK = 128
 #: Bytes the torch kernel may use for one block's two degree slices of monomial values.
 _TORCH_BUDGET_BYTES = 256 << 20
 
@@ -124,6 +123,8 @@ def _get_numba_kernel() -> Any:
 
 def _walk(x, coef, depth, var, c0, max_depth, block, out):  # pragma: no cover - numba
     # x (B, n); coef (T - 1, O) in walk order; depth, var (T - 1,); c0 (O,); out (B, O).
+    # Nested Horner over the tree, h(m) = c_m + sum_w x_w h(m x_w), bottom-up: the walk's
+    # pre-order reversed visits every monomial after all of its descendants.
     n_points, n_vars = x.shape
     n_walk = depth.shape[0]
     n_out = c0.shape[0]
@@ -135,37 +136,27 @@ def _walk(x, coef, depth, var, c0, max_depth, block, out):  # pragma: no cover -
         for j in range(stop - start):
             for v in range(n_vars):
                 xt[v, j] = x[start + j, v]
-        stack = np.empty((max_depth + 1, block))
-        stack[0, :] = 1.0
-        # acc[d] is the running sum of the subtree of the path's node at depth d.
-        acc = np.zeros((max_depth + 1, n_out, block))
-        for o in range(n_out):
-            acc[0, o, :] = c0[o]
-        level = 0
-        for k in range(n_walk):
+        # acc[d] = sum over the finished children at depth d of the open node at depth d - 1
+        # of x_w h(child); a node's own children are finished right before it.
+        acc = np.zeros((max_depth + 2, n_out, block))
+        for k in range(n_walk - 1, -1, -1):
             d = depth[k]
             v = var[k]
-            # Leaving the subtrees at depths >= d: fold each into its parent's sum.
-            while level >= d:
+            if d == max_depth:  # a leaf: h = c
                 for o in range(n_out):
+                    c = coef[k, o]
                     for j in range(block):
-                        acc[level - 1, o, j] += acc[level, o, j]
-                level -= 1
-            for j in range(block):
-                stack[d, j] = stack[d - 1, j] * xt[v, j]
-            for o in range(n_out):
-                c = coef[k, o]
-                for j in range(block):
-                    acc[d, o, j] = c * stack[d, j]
-            level = d
-        while level >= 1:
-            for o in range(n_out):
-                for j in range(block):
-                    acc[level - 1, o, j] += acc[level, o, j]
-            level -= 1
+                        acc[d, o, j] += xt[v, j] * c
+            else:
+                for o in range(n_out):
+                    c = coef[k, o]
+                    for j in range(block):
+                        h = c + acc[d + 1, o, j]
+                        acc[d + 1, o, j] = 0.0
+                        acc[d, o, j] += xt[v, j] * h
         for j in range(stop - start):
             for o in range(n_out):
-                out[start + j, o] = acc[0, o, j]
+                out[start + j, o] = c0[o] + acc[1, o, j]
 
 
 # -- the evaluator ----------------------------------------------------------------------------
@@ -182,7 +173,8 @@ class Evaluator:
     backend : {"auto", "numba", "torch"}, default "auto"
         ``auto`` is numba on the CPU when numba imports, torch otherwise (and always on CUDA).
     block : int, optional
-        Points per block: numba's SIMD width per walk (default 32), torch's block (default:
+        Points per block: numba's SIMD width per walk (default 128, fewer when the batch is
+        small, so that every thread gets a block), torch's block (default:
         as many as a 256 MiB budget for two degree slices of monomial values allows).
 
     Examples
@@ -260,8 +252,13 @@ class Evaluator:
         kernel = _get_numba_kernel()
         x = np.ascontiguousarray(pts.numpy())
         out = np.empty((x.shape[0], self.n_outputs))
-        # Fewer lanes than points would walk the tree for padding only.
-        block = min(self.block or _NUMBA_BLOCK, x.shape[0])
+        block = self.block
+        if block is None:
+            # Enough blocks to keep every thread busy; never lanes of padding only.
+            import numba
+
+            share = -(-x.shape[0] // numba.get_num_threads())
+            block = max(1, min(_NUMBA_BLOCK, share))
         kernel(
             x,
             self._walk_coef,
