@@ -7,6 +7,7 @@ scikit-learn nor python-flint.
 
 from __future__ import annotations
 
+from polynet.analysis.sobol import SobolIndices, sobol
 from polynet.approximate import approximate, from_network
 from polynet.bases import Basis
 from polynet.checkpoint import load
@@ -54,6 +55,8 @@ __all__ = [
     "PolynetWarning",
     "approximate",
     "from_network",
+    "sobol",
+    "SobolIndices",
     "SLNNRegressor",
     "SLNNClassifier",
 ]

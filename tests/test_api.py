@@ -31,6 +31,8 @@ CONTRACT = {
     "DataError",
     "TrainingDivergedError",
     "PolynetWarning",
+    "sobol",
+    "SobolIndices",
 }
 
 

@@ -9,7 +9,18 @@
 
 from __future__ import annotations
 
+from polynet.analysis.analyze import Analysis, analyze
 from polynet.analysis.orthogonal import orthogonal_coefficients
 from polynet.analysis.sobol import SobolIndices, sobol, sobol_bounds
+from polynet.analysis.sparsify import Sparsification, sparsify
 
-__all__ = ["SobolIndices", "sobol", "sobol_bounds", "orthogonal_coefficients"]
+__all__ = [
+    "SobolIndices",
+    "sobol",
+    "sobol_bounds",
+    "orthogonal_coefficients",
+    "Sparsification",
+    "sparsify",
+    "Analysis",
+    "analyze",
+]
