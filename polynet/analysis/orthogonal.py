@@ -23,6 +23,7 @@ no loop over terms). Exact polynomials convert in ``fractions.Fraction`` arithme
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -198,10 +199,8 @@ def _convert(coefficients: np.ndarray, index: MonomialIndex, matrices: Sequence[
     return out
 
 
-def _norms(family: OrthogonalFamily, index: MonomialIndex, exact: bool) -> np.ndarray:
-    """E[ψ_α(u)²] = ∏_v norm2(α_v) for each row α of the index."""
-    if exact:
-        return _norms_exact(family.name, index.n_vars, index.degree)
+def _norms(family: OrthogonalFamily, index: MonomialIndex) -> np.ndarray:
+    """E[ψ_α(u)²] = ∏_v norm2(α_v) for each row α of the index, float64."""
     return _norms_float(family.name, index.n_vars, index.degree)
 
 
@@ -210,20 +209,6 @@ def _norms_float(name: str, n_vars: int, degree: int) -> np.ndarray:
     per = np.array([float(FAMILIES[name].norm2(k)) for k in range(degree + 1)])
     out = np.prod(per[MonomialIndex(n_vars, degree).exponents], axis=1)
     out.setflags(write=False)
-    return out
-
-
-@lru_cache(maxsize=4)
-def _norms_exact(name: str, n_vars: int, degree: int) -> np.ndarray:
-    per = [FAMILIES[name].norm2(k) for k in range(degree + 1)]
-    rows = MonomialIndex(n_vars, degree).exponents.tolist()
-    out = np.empty(len(rows), dtype=object)
-    for r, row in enumerate(rows):
-        value = Fraction(1)
-        for k in row:
-            if k:
-                value *= per[k]
-        out[r] = value
     return out
 
 
@@ -318,14 +303,54 @@ def check_exact(poly: NetworkPolynomial, exact: bool) -> None:
 def graded_conversion(
     poly: NetworkPolynomial, family: OrthogonalFamily, shift: list, scale: list, exact: bool
 ) -> np.ndarray:
-    """The polynomial's coefficients in the unnormalised family basis, graded layout."""
+    """The polynomial's coefficients in the unnormalised family basis, graded layout
+    (float64, or an object array of ``Fraction`` when ``exact``)."""
     if exact:
-        coef = np.array(poly.exact_coefficients, dtype=object)
-    else:
-        coef = poly.coefficients.detach().cpu().numpy().astype(np.float64, copy=True)
+        nums, den = exact_conversion(poly, family, shift, scale)
+        return _fractions(nums, den)
+    coef = poly.coefficients.detach().cpu().numpy().astype(np.float64, copy=True)
     degree = poly.index.degree
-    matrices = [univariate_matrix(family, degree, a, b, exact=exact) for a, b in zip(shift, scale)]
+    matrices = [univariate_matrix(family, degree, a, b) for a, b in zip(shift, scale)]
     return _convert(coef, poly.index, matrices)
+
+
+def exact_conversion(
+    poly: NetworkPolynomial, family: OrthogonalFamily, shift: list, scale: list
+) -> tuple[np.ndarray, int]:
+    """Exact conversion in integers: (numerators, one common denominator).
+
+    Each univariate matrix is scaled to integers by the lcm of its denominators, so the
+    whole change of basis runs on Python ints (no gcd per operation, as Fractions need).
+    """
+    fractions = poly.exact_coefficients.reshape(-1)
+    den = math.lcm(*[f.denominator for f in fractions]) if len(fractions) else 1
+    nums = np.array([f.numerator * (den // f.denominator) for f in fractions], dtype=object)
+    nums = nums.reshape(poly.exact_coefficients.shape)
+    matrices = []
+    for a, b in zip(shift, scale):
+        m = univariate_matrix(family, poly.index.degree, a, b, exact=True)
+        scale_to_int = math.lcm(*[v.denominator for v in m.reshape(-1)])
+        ints = [v.numerator * (scale_to_int // v.denominator) for v in m.reshape(-1)]
+        matrices.append(np.array(ints, dtype=object).reshape(m.shape))
+        den *= scale_to_int
+    return _convert(nums, poly.index, matrices), den
+
+
+def _fractions(nums: np.ndarray, den: int) -> np.ndarray:
+    return np.frompyfunc(lambda n: Fraction(n, den), 1, 1)(nums).astype(object)
+
+
+@lru_cache(maxsize=4)
+def integer_norms(name: str, n_vars: int, degree: int) -> tuple[np.ndarray, int]:
+    """E[ψ_α²] for each row α as integers over one denominator: (weights, denominator)."""
+    per = [FAMILIES[name].norm2(k) for k in range(degree + 1)]
+    g = math.lcm(*[v.denominator for v in per])
+    w = np.array([v.numerator * (g // v.denominator) for v in per], dtype=object)
+    e = MonomialIndex(n_vars, degree).exponents
+    out = np.ones(len(e), dtype=object)
+    for v in range(n_vars):
+        out = out * w[e[:, v]]
+    return out, g**n_vars
 
 
 def orthogonal_coefficients(
@@ -382,5 +407,5 @@ def orthogonal_coefficients(
     )
     coef = graded_conversion(poly, fam, shift, scale, exact)
     if normalized:
-        coef = coef * np.sqrt(_norms(fam, poly.index, False))
+        coef = coef * np.sqrt(_norms(fam, poly.index))
     return coef

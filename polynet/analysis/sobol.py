@@ -24,7 +24,9 @@ from polynet.analysis.orthogonal import (
     _norms,
     affine_parameters,
     check_exact,
+    exact_conversion,
     graded_conversion,
+    integer_norms,
 )
 from polynet.errors import PolynetWarning
 from polynet.poly.index import MonomialIndex
@@ -162,7 +164,7 @@ def _group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndar
     """Per output, the sum of ``values[:, k]`` over the k in each group: (n_outputs, n_groups)."""
     if values.dtype != object:
         return np.stack([np.bincount(groups, weights=v, minlength=n_groups) for v in values])
-    out = np.full((len(values), n_groups), Fraction(0), dtype=object)
+    out = np.zeros((len(values), n_groups), dtype=object)
     for o, row in enumerate(values):
         for g, v in zip(groups.tolist(), row.tolist()):
             if v:
@@ -173,12 +175,12 @@ def _group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndar
 def _ratio(num: np.ndarray, den: np.ndarray, exact: bool) -> np.ndarray:
     den = np.broadcast_to(den, num.shape)
     if exact:
-        out = np.full(num.shape, Fraction(0), dtype=object)
-        nz = den != 0
-        out[nz] = num[nz] / den[nz]
-        return out
+        return _exact_ratio(num, den).astype(object)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+_exact_ratio = np.frompyfunc(lambda a, b: Fraction(a) / b if b else Fraction(0), 2, 1)
 
 
 def sobol(
@@ -227,9 +229,19 @@ def sobol(
     shift, scale = affine_parameters(
         poly.n_vars, measure, low=low, high=high, mean=mean, std=std, exact=exact
     )
-    coef = graded_conversion(poly, family, shift, scale, exact)
-    # Variance of each orthogonal term: c_α² E[ψ_α²].
-    parts = coef * coef * _norms(family, poly.index, exact)
+    if exact:
+        # In integers over one denominator: c = nums / den, E[ψ²] = weights / wden.
+        nums, den = exact_conversion(poly, family, shift, scale)
+        weights, wden = integer_norms(family.name, poly.n_vars, poly.index.degree)
+        parts = nums * nums * weights
+        unit = Fraction(1, den * den * wden)
+        mean = np.array([Fraction(int(v), den) for v in nums[:, 0]], dtype=object)
+    else:
+        coef = graded_conversion(poly, family, shift, scale, exact)
+        # Variance of each orthogonal term: c_α² E[ψ_α²].
+        parts = coef * coef * _norms(family, poly.index)
+        unit = 1.0
+        mean = coef[:, 0].copy()
     parts[:, 0] = 0
     sup = _supports(poly.n_vars, poly.index.degree)
     n = poly.n_vars
@@ -239,6 +251,8 @@ def sobol(
     pair = _group_sum(parts[:, sup.pair_rows], sup.pair_id, n * n).reshape(-1, n, n)
     pair = pair + pair.transpose(0, 2, 1)
     orders = _group_sum(parts, sup.order, min(n, poly.index.degree) + 1)
+    if exact:  # ratios cancel the common denominator; the moments take it back
+        orders = orders * unit
     constant = [o for o, v in enumerate(variance) if not v > 0]
     if constant:
         warnings.warn(
@@ -256,8 +270,8 @@ def sobol(
     else:
         params = {"mean": list(shift), "std": list(scale)}
     return SobolIndices(
-        mean=coef[:, 0].copy(),
-        variance=variance,
+        mean=mean,
+        variance=variance * unit if exact else variance,
         first=_ratio(first, variance[:, None], exact),
         total=_ratio(total, variance[:, None], exact),
         second=_ratio(pair, variance[:, None, None], exact),
