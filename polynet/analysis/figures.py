@@ -74,13 +74,17 @@ def plot_sparsification(
     ax = fig.add_subplot()
     keep = result.terms > 0
     terms = result.terms[keep]
-    floor = np.finfo(np.float64).tiny
+    # Near all terms the errors fall to rounding (or 0); a floor below tol keeps the
+    # interesting range readable on the log scale.
+    top = float(np.nanmax(result.bounds)) if len(result.bounds) else 1.0
+    floor = max(result.tol, top * 1e-12, np.finfo(np.float64).tiny) * 1e-3
     ax.loglog(terms, np.maximum(result.bounds[keep], floor), label="certified bound (box)")
     if np.isfinite(result.max_errors).any():
         ax.loglog(terms, np.maximum(result.max_errors[keep], floor), label="max error on data")
         ax.loglog(terms, np.maximum(result.rms_errors[keep], floor), label="RMS error on data")
     ax.axhline(result.tol, color="gray", lw=0.8, ls="--", label=f"tol = {result.tol:.3g}")
     ax.axvline(max(result.n_terms, 1), color="gray", lw=0.8, ls=":")
+    ax.set_ylim(bottom=floor)
     ax.set_xlabel("terms kept")
     ax.set_ylabel("error")
     ax.set_title(f"{result.n_terms:,} terms keep the error within tol")
