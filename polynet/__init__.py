@@ -7,6 +7,7 @@ scikit-learn nor python-flint.
 
 from __future__ import annotations
 
+from polynet.analysis.sobol import SobolIndices, sobol
 from polynet.approximate import approximate, from_network
 from polynet.bases import Basis
 from polynet.checkpoint import load
@@ -55,6 +56,8 @@ __all__ = [
     "approximate",
     "from_network",
     "from_onnx",
+    "sobol",
+    "SobolIndices",
     "SLNNRegressor",
     "SLNNClassifier",
 ]

@@ -529,6 +529,77 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# polynet analyze
+# --------------------------------------------------------------------------------------------
+
+
+def _add_analyze_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "analyze",
+        help="Sobol indices, interactions and sparsification of a network's polynomial",
+        description="Expand the checkpoint's network and analyse its polynomial with "
+        "polynet.analysis.analyze: exact Sobol indices (first order, total, pairwise) for "
+        "independent inputs, uniform on the data's box or normal with the data's mean and std "
+        "(standardised units when the network was trained on standardised inputs; [-1, 1] or "
+        "standard normal when the data cannot be reloaded), the largest pairwise "
+        "interactions, and the fewest terms whose dropped part is certified within tol on the "
+        "box, with the error-vs-terms curve. --out writes analysis.md, analysis.json and the "
+        "figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    p.add_argument("--distribution", choices=["uniform", "normal"], default="uniform")
+    p.add_argument("--out", default=None, help="directory for analysis.md/.json and figures")
+    p.add_argument("--tol", type=float, default=None, help="absolute sparsification tolerance")
+    p.add_argument("--rtol", type=float, default=1e-2, help="tolerance relative to the output std")
+    p.add_argument("--top", type=_positive_int, default=10, help="pairwise interactions to list")
+    p.add_argument("--output", type=int, default=0, help="which output to describe")
+    p.add_argument("--max-memory", default="2GiB", help="memory budget of the expansion")
+    return p
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import polynet
+    from polynet import data
+    from polynet.analysis import analyze
+    from polynet.checkpoint import load_checkpoint
+    from polynet.errors import DataError
+
+    ckpt = load_checkpoint(args.checkpoint)
+    poly = polynet.expand(ckpt.model, max_memory=args.max_memory)
+    X, names = None, None
+    try:
+        ds = data.from_metadata(ckpt.metadata)
+        X = np.concatenate([ds.X_train, ds.X_test]).reshape(len(ds.X_train) + len(ds.X_test), -1)
+        if len(ds.feature_names) == poly.n_vars:
+            names = list(ds.feature_names)
+    except DataError as exc:
+        print(f"note: {exc} Using the default distribution.", file=sys.stderr)
+    result = analyze(
+        poly,
+        args.out,
+        X=X,
+        distribution=args.distribution,
+        tol=args.tol,
+        rtol=args.rtol,
+        top=args.top,
+        output=args.output,
+        variables=names,
+    )
+    print(result.summary())
+    for path in result.figures:
+        print(f"wrote        {path}")
+    if args.out:
+        from pathlib import Path
+
+        print(f"wrote        {Path(args.out) / 'analysis.md'}")
+        print(f"wrote        {Path(args.out) / 'analysis.json'}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Subcommand registry. One (add_parser, handler) pair per subcommand, in help order.
 # To add a command: write _add_<name>_parser(subparsers) and _cmd_<name>(args), then add
 # one line below.
@@ -540,6 +611,7 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int
     (_add_verify_parser, _cmd_verify),
     (_add_plot_parser, _cmd_plot),
     (_add_report_parser, _cmd_report),
+    (_add_analyze_parser, _cmd_analyze),
 ]
 
 

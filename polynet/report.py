@@ -4,7 +4,8 @@
 external assets) and ``report.md`` (figures as PNG files beside it) with the architecture and
 parameter counts, the training curves, Theorem 2's table, the expansion and its verification
 against the network, the largest terms and the degree profile, a slice of the polynomial
-beside the network, and the learned activations. A step that cannot be done (a ReLU or EMFN
+beside the network, the exact Sobol indices, pairwise interactions and sparsification curve
+of the polynomial, and the learned activations. A step that cannot be done (a ReLU or EMFN
 layer, an expansion over the memory budget, data that cannot be reloaded) is reported with
 its error message, and the rest of the report is still written.
 """
@@ -204,6 +205,8 @@ def report(
     ]
     theorem, poly = _polynomial_sections(model, resolved, max_memory, top)
     sections += theorem
+    if poly is not None:
+        sections.append(_analysis_section(poly, resolved))
     sections.append(_activation_section(model, resolved, max_panels))
     sections = [s for s in sections if s.blocks]
     _write_markdown(out / "report.md", heading, sections)
@@ -317,6 +320,57 @@ def _polynomial_sections(
     if resolved.X is not None:
         _slice_figure(section, model, poly, resolved)
     return [theorem, section], poly
+
+
+def _analysis_section(poly: NetworkPolynomial, resolved: _Data) -> _Section:
+    from polynet.analysis import analyze
+    from polynet.analysis import figures as analysis_figures
+
+    section = _Section("What the polynomial says: Sobol indices and sparsification")
+    X = None if resolved.X is None else resolved.X.reshape(len(resolved.X), -1)
+    names = None
+    if resolved.dataset is not None and len(resolved.dataset.feature_names) == poly.n_vars:
+        names = list(resolved.dataset.feature_names)
+    result = _step(
+        section,
+        "analysis",
+        lambda: analyze(poly, X=None if X is None else _subset(X, VERIFY_POINTS), variables=names),
+    )
+    if result is None:
+        return section
+    s, sp = result.sobol, result.sparsification
+    where = "the data's bounding box" if X is not None else "[-1, 1] per input"
+    section.text(
+        f"Exact Sobol indices of output 0 (of {poly.n_outputs}), inputs independent and uniform "
+        f"on {where}: computed from the polynomial's Legendre coefficients, not sampled."
+    )
+    section.markdown_table(s.table(0).split("\n\n")[0])
+    section.text(s.table(0).split("\n\n")[1] + ".")
+    fig = _step(section, "Sobol figure", lambda: analysis_figures.plot_sobol(s))
+    if fig is not None:
+        section.figure(_Figure("sobol.png", _png(fig), "First-order and total Sobol indices."))
+    if poly.n_vars >= 2:
+        section.table(
+            ["pair", "S_ij"], [[f"{a} × {b}", f"{v:.4f}"] for a, b, v in result.interactions]
+        )
+        fig = _step(section, "interaction figure", lambda: analysis_figures.plot_interactions(s))
+        if fig is not None:
+            section.figure(_Figure("interactions.png", _png(fig), "Pairwise Sobol indices S_ij."))
+    measured = (
+        f"; measured on the data: max {sp.max_error:.3g}, RMS {sp.rms_error:.3g}"
+        if sp.max_error is not None
+        else ""
+    )
+    section.text(
+        f"Sparsification: {sp.n_terms:,} of {int(sp.terms[-1]):,} terms keep every output "
+        f"within {sp.tol:.3g} on the box (certified bound {sp.bound:.3g}{measured})."
+    )
+    fig = _step(section, "sparsification figure", lambda: analysis_figures.plot_sparsification(sp))
+    if fig is not None:
+        section.figure(
+            _Figure("sparsification.png", _png(fig), "Error against the number of terms kept.")
+        )
+    return section
 
 
 def _slice_figure(

@@ -32,6 +32,8 @@ CONTRACT = {
     "DataError",
     "TrainingDivergedError",
     "PolynetWarning",
+    "sobol",
+    "SobolIndices",
 }
 
 

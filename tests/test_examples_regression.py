@@ -115,3 +115,12 @@ def test_degree_study(tmp_path: Path) -> None:
         assert row["max_terms"] == math.comb(n + row["degree_bound"], row["degree_bound"])
         if row["diverged"] < row["n_seeds"]:
             assert _finite(row["test_error"]) and _finite(row["loss_curve_spread"])
+
+
+def test_boston_sobol_indices(boston: dict) -> None:
+    sob = boston["polynomial"]["sobol"]
+    for distribution in ("uniform", "normal"):
+        s = sob[distribution]
+        assert len(s["total"]) == 13 and s["variance"] > 0
+        assert all(0 <= s["first"][k] <= s["total"][k] + 1e-9 <= 1 + 1e-9 for k in s["total"])
+        assert abs(sum(s["by_order"]) - 1) < 1e-6

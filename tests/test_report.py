@@ -20,6 +20,7 @@ SECTIONS = [
     "Training",
     "Theorem 2: size of the network polynomial",
     "The network polynomial",
+    "What the polynomial says: Sobol indices and sparsification",
     "Learned activations",
 ]
 
@@ -54,10 +55,12 @@ def test_polynet_report_writes_self_contained_html_and_markdown(tiny_checkpoint,
     assert not re.search(r'(src|href)="(?!data:)', page) and "<script" not in page
     pngs = _embedded_pngs(page)
     files = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(pngs) == len(files) == 5
+    assert len(pngs) == len(files) == 8
     assert sorted(files) == sorted(
         ["training.png", "degree_profile.png", "slice.png", "activations.png", "coefficients.png"]
+        + ["sobol.png", "interactions.png", "sparsification.png"]
     )
+    assert "| variable | first S_i | total T_i |" in md and "Sparsification: " in md
     for png, name in zip(pngs, files):
         assert matplotlib.image.imread(io.BytesIO(png)).shape[0] > 100
         assert (out / name).stat().st_size > 1000

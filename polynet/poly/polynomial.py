@@ -39,8 +39,6 @@ _FORMAT = "polynet.NetworkPolynomial"
 #: 2: typed ``slice`` / ``input_shape`` / ``provenance`` / ``raw_units``, exact numerators as
 #: one block of fixed-width little-endian two's-complement bytes.
 _FORMAT_VERSION = 2
-# Elements of the (batch × monomials) feature matrix built per evaluation chunk.
-_EVAL_CHUNK_ELEMENTS = 1 << 24
 # The keys of the version-1 ``info`` dict, which the constructor still accepts.
 _INFO_KEYS = ("input_shape", "inputs", "fixed", "seconds", "engine", "device", "raw_units")
 
@@ -292,10 +290,14 @@ class NetworkPolynomial:
         Seconds, engine and device of the expansion.
     raw_units : bool, default=False
         Whether the data set's standardisation was folded in (original features and units).
+    notes : mapping, optional
+        JSON-able facts about how the polynomial was derived that are not part of its value
+        (a graph's per-node degrees, a truncation or derivative record); read-only, ignored
+        by ``==``, saved with the polynomial.
     info : dict, optional
         The version-1 description (keys ``input_shape``, ``inputs``, ``fixed``, ``seconds``,
         ``engine``, ``device``, ``raw_units``), read into the typed fields above when they
-        are not given; kept for compatibility.
+        are not given (other keys go to ``notes``); kept for compatibility.
 
     Examples
     --------
@@ -319,6 +321,7 @@ class NetworkPolynomial:
     input_shape: tuple[int, ...] | None
     provenance: Provenance
     raw_units: bool
+    notes: Mapping[str, Any]
 
     _FIELDS = (
         "degree_bound",
@@ -328,6 +331,7 @@ class NetworkPolynomial:
         "input_shape",
         "provenance",
         "raw_units",
+        "notes",
     )
 
     def __init__(
@@ -342,6 +346,7 @@ class NetworkPolynomial:
         input_shape: Sequence[int] | None = None,
         provenance: Provenance | None = None,
         raw_units: bool = False,
+        notes: Mapping[str, Any] | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(index, MonomialIndex):
@@ -360,9 +365,10 @@ class NetworkPolynomial:
                 f"got {tuple(tensor.shape)}."
             )
         if info is not None:
-            slice, input_shape, provenance, raw_units = _from_info(
+            slice, input_shape, provenance, raw_units, extra = _from_info(
                 info, slice, input_shape, provenance, raw_units
             )
+            notes = {**extra, **(notes or {})}
         fields = dict(
             degree_bound=degree_bound,
             variables=variables,
@@ -371,6 +377,7 @@ class NetworkPolynomial:
             input_shape=input_shape,
             provenance=provenance,
             raw_units=raw_units,
+            notes=notes,
         )
         self._set(index, tensor, exact, fields)
 
@@ -419,6 +426,7 @@ class NetworkPolynomial:
             "input_shape": None if shape is None else tuple(int(s) for s in shape),
             "provenance": provenance if provenance is not None else _NO_PROVENANCE,
             "raw_units": bool(fields["raw_units"]),
+            "notes": types.MappingProxyType(dict(fields.get("notes") or {})),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -473,6 +481,7 @@ class NetworkPolynomial:
         out.update({k: v for k, v in self.provenance.as_dict().items() if v is not None})
         if self.raw_units:
             out["raw_units"] = True
+        out.update({k: v for k, v in self.notes.items() if k not in out})
         return types.MappingProxyType(out)
 
     # -- what it is -----------------------------------------------------------------------
@@ -633,14 +642,43 @@ class NetworkPolynomial:
         return t
 
     def __call__(self, x: ArrayLike | Tensor) -> Tensor:
-        """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs)."""
-        x = self._points(x)
-        step = max(1, _EVAL_CHUNK_ELEMENTS // self.index.size)
-        coef = self._coefficients.T
-        parts = [self.monomials(x[s : s + step]) @ coef for s in range(0, x.shape[0], step)]
-        if not parts:
-            return x.new_zeros(0, self.n_outputs)
-        return torch.cat(parts)
+        """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
+
+        Streams over the points without a points × terms matrix (:mod:`polynet.poly.evaluate`):
+        numba on the CPU when installed, torch otherwise and on CUDA. Exact polynomials are
+        evaluated from their float64 coefficients.
+        """
+        from polynet.poly.evaluate import evaluate
+
+        return evaluate(self, x)
+
+    # -- calculus and truncation (polynet.poly.calculus, polynet.poly.truncation) ---------
+    def derivative(self, i: int | str) -> NetworkPolynomial:
+        """∂self/∂x_i (by position or name): a polynomial of one degree less."""
+        from polynet.poly.calculus import derivative
+
+        return derivative(self, i)
+
+    def gradient(self) -> tuple[NetworkPolynomial, ...]:
+        """(∂self/∂x_0, ..., ∂self/∂x_{n-1})."""
+        from polynet.poly.calculus import gradient
+
+        return gradient(self)
+
+    def truncate(
+        self,
+        *,
+        terms: int | None = None,
+        tol: float | None = None,
+        degree: int | None = None,
+        low: ArrayLike | None = None,
+        high: ArrayLike | None = None,
+    ) -> NetworkPolynomial:
+        """Fewer terms: the top ``terms``, the fewest within a certified ``tol`` on the box
+        [low, high] (default [-1, 1]), or total degree ≤ ``degree``."""
+        from polynet.poly.truncation import truncate
+
+        return truncate(self, terms=terms, tol=tol, degree=degree, low=low, high=high)
 
     def to(self, device: torch.device | str) -> NetworkPolynomial:
         """A copy with the float coefficients on ``device`` (equal to this one)."""
@@ -807,6 +845,7 @@ class NetworkPolynomial:
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "provenance": self.provenance.as_dict(),
             "raw_units": self.raw_units,
+            "notes": _jsonable(dict(self.notes)),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -841,8 +880,13 @@ class NetworkPolynomial:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> NetworkPolynomial:
-        """Read a polynomial written by :meth:`save` (format version 1 or 2)."""
+        """Read a polynomial written by :meth:`save` (format version 1 or 2), or reopen a
+        ``.zarr`` store written by ``expand(..., store=...)`` (a :class:`StoredPolynomial`)."""
         path = Path(path)
+        if path.suffix == ".zarr":
+            from polynet.poly.store import open_store
+
+            return open_store(path)
         if not path.exists():
             raise PolynetError(f"no polynomial file at {path}; write one with poly.save(path).")
         try:
@@ -894,6 +938,7 @@ class NetworkPolynomial:
                     input_shape=payload.get("input_shape"),
                     provenance=Provenance(**(payload.get("provenance") or {})),
                     raw_units=bool(payload.get("raw_units")),
+                    notes=payload.get("notes"),
                 )
             # Version 1: a free-form info dict, numerators as decimal strings.
             coefficients = coef
@@ -906,7 +951,7 @@ class NetworkPolynomial:
                 degree_bound=payload["degree_bound"],
                 variables=payload["variables"],
                 n_network_parameters=payload.get("n_network_parameters"),
-                info={k: v for k, v in (payload.get("info") or {}).items() if k in _INFO_KEYS},
+                info=payload.get("info") or {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PolynetError(
@@ -931,14 +976,12 @@ def _from_info(
     input_shape: Sequence[int] | None,
     provenance: Provenance | None,
     raw_units: bool,
-) -> tuple[Slice | None, Sequence[int] | None, Provenance | None, bool]:
-    """The typed fields from a version-1 ``info`` dict; explicit arguments win."""
-    unknown = set(info) - set(_INFO_KEYS)
-    if unknown:
-        raise ValueError(
-            f"info= has unknown keys {sorted(unknown)}; it takes {', '.join(_INFO_KEYS)} "
-            "(better: the typed slice=, input_shape=, provenance=, raw_units= arguments)."
-        )
+) -> tuple[Slice | None, Sequence[int] | None, Provenance | None, bool, dict[str, Any]]:
+    """The typed fields from a version-1 ``info`` dict (explicit arguments win), and the
+    other keys, which become ``notes``."""
+    extra = {k: v for k, v in info.items() if k not in _INFO_KEYS}
+    if info.get("inputs") is not None and info.get("fixed") is None:
+        raise ValueError("info= has 'inputs' without 'fixed'; pass slice=Slice(inputs, fixed).")
     if the_slice is None and info.get("inputs") is not None:
         the_slice = Slice(tuple(info["inputs"]), tuple(info["fixed"]))
     if input_shape is None and info.get("input_shape") is not None:
@@ -950,7 +993,18 @@ def _from_info(
             info.get("engine"),
             None if info.get("device") is None else str(info["device"]),
         )
-    return the_slice, input_shape, provenance, bool(raw_units or info.get("raw_units"))
+    return the_slice, input_shape, provenance, bool(raw_units or info.get("raw_units")), extra
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists and numpy scalars as Python numbers, for JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _dense_recursive(exps: np.ndarray, values: list[Any], zero_value: Any) -> list:

@@ -394,7 +394,7 @@ class StoredPolynomial:
         from polynet.poly.polynomial import _INFO_KEYS, _from_info
 
         known = {k: v for k, v in self.info.items() if k in _INFO_KEYS}
-        return _from_info(known, None, None, None, False)
+        return _from_info(known, None, None, None, False)[:4]
 
     @property
     def coefficients(self) -> Any:
