@@ -42,8 +42,8 @@ gpu-check: $(VENV)/.test
 	$(PY) scripts/gpu_check.py $(GPU_CHECK_FLAGS)
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check polynet tests benchmarks examples proofs
-	$(VENV)/bin/ruff format --check polynet tests benchmarks examples proofs
+	$(VENV)/bin/ruff check polynet tests benchmarks examples proofs scripts
+	$(VENV)/bin/ruff format --check polynet tests benchmarks examples proofs scripts
 
 bench: $(VENV)/.test
 	$(PIP) -e ".[bench]"

@@ -1376,7 +1376,7 @@ def from_onnx(
         import onnx
     except ImportError:
         raise PolynetError(
-            'reading ONNX models needs the onnx package: pip install "polynet[onnx]" '
+            'reading ONNX models needs the onnx package: pip install "polynet-slaf[onnx]" '
             "(or pip install onnx)."
         ) from None
     if isinstance(model, (str, os.PathLike)):

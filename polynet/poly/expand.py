@@ -162,6 +162,10 @@ def graph_input_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
         if not shape or min(shape) < 1:
             raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}.")
         return shape
+    # polynet.from_onnx records the sample shape on the module it builds.
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple) and shape and all(isinstance(s, int) and s > 0 for s in shape):
+        return shape
     from polynet.slaf import SLAF
 
     for module in model.modules():
@@ -527,7 +531,7 @@ def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progr
             except ImportError as exc:
                 raise ImportError(
                     "exact='flint' needs python-flint; install it with "
-                    "pip install \"polynet[flint]\" or use exact='sympy'."
+                    "pip install \"polynet-slaf[flint]\" or use exact='sympy'."
                 ) from exc
         return expand_sparse(lowered, engine, the_plan.index)
     if engine == "modular":

@@ -176,7 +176,13 @@ _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
 def _location(node: torch.fx.Node) -> str:
     """file:line (function) of the user's code that made ``node``."""
     stack = node.stack_trace or ""
-    frames = [m for m in _FRAME.finditer(stack) if "/torch/" not in m.group(1)]
+    # Skip torch's frames and the forward() that polynet.onnx generates: the ONNX node's
+    # name in the error is what locates it there.
+    frames = [
+        m
+        for m in _FRAME.finditer(stack)
+        if "/torch/" not in m.group(1) and not m.group(1).endswith("/polynet/onnx.py")
+    ]
     if not frames:
         return ""
     m = frames[-1]

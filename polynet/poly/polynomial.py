@@ -321,7 +321,6 @@ class NetworkPolynomial:
     input_shape: tuple[int, ...] | None
     provenance: Provenance
     raw_units: bool
-    notes: Mapping[str, Any]
 
     _FIELDS = (
         "degree_bound",
@@ -426,7 +425,8 @@ class NetworkPolynomial:
             "input_shape": None if shape is None else tuple(int(s) for s in shape),
             "provenance": provenance if provenance is not None else _NO_PROVENANCE,
             "raw_units": bool(fields["raw_units"]),
-            "notes": types.MappingProxyType(dict(fields.get("notes") or {})),
+            # A plain dict behind the read-only `notes` property: mappingproxy does not pickle.
+            "_notes": dict(fields.get("notes") or {}),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -468,6 +468,11 @@ class NetworkPolynomial:
             coefficients = changes.pop("coefficients")
             return NetworkPolynomial(self.index, coefficients, **{**self._fields(), **changes})
         return self._with(self._coefficients, self._exact, **changes)
+
+    @property
+    def notes(self) -> Mapping[str, Any]:
+        """Derivation facts outside the value (read-only; see the class docstring)."""
+        return types.MappingProxyType(self._notes)
 
     @property
     def info(self) -> Mapping[str, Any]:

@@ -59,7 +59,7 @@ def _zarr():
         import zarr
     except ImportError as exc:
         raise ImportError(
-            'store= needs zarr; install it with pip install "polynet[scale]".'
+            'store= needs zarr; install it with pip install "polynet-slaf[scale]".'
         ) from exc
     return zarr
 
@@ -202,7 +202,7 @@ def _block_results(
             import dask
         except ImportError as exc:
             raise ImportError(
-                'store= runs blocks with dask; install it with pip install "polynet[scale]".'
+                'store= runs blocks with dask; install it with pip install "polynet-slaf[scale]".'
             ) from exc
 
         workers = max(1, os.cpu_count() or 1)

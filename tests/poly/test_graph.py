@@ -177,7 +177,7 @@ def test_graph_slice_equals_the_forward_pass_with_the_other_inputs_fixed(cls, sh
         n *= s
     fixed = torch.linspace(-1, 1, n, dtype=torch.float64)
     poly = polynet.expand(model, inputs=[0, 2], fixed=fixed.numpy(), input_shape=shape)
-    assert poly.n_vars == 2 and poly.variables == ["x0", "x2"]
+    assert poly.n_vars == 2 and poly.variables == ("x0", "x2")
     x = torch.randn(16, 2, dtype=torch.float64)
     full = fixed.repeat(16, 1)
     full[:, [0, 2]] = x

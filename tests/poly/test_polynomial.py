@@ -212,8 +212,13 @@ def test_info_keyword_still_builds_the_typed_fields(poly):
     assert p.slice == Slice((1,), (0.0, 0.0, 2.0)) and p.variables == ("x1",)
     assert p.provenance == Provenance(1.5, "x", None) and p.raw_units
     assert dict(p.info) == {**old, "fixed": [0.0, 0.0, 2.0]}
-    with pytest.raises(ValueError, match="unknown keys"):
-        NetworkPolynomial(MonomialIndex(1, 2), torch.zeros(1, 3), info={"colour": 1})
+    # Other keys are derivation facts: they become notes, outside the value.
+    q = NetworkPolynomial(MonomialIndex(1, 2), torch.zeros(1, 3), info={"colour": 1})
+    assert dict(q.notes) == {"colour": 1} and q == q.replace(notes={})
+    with pytest.raises(TypeError):
+        q.notes["colour"] = 2
+    with pytest.raises(ValueError, match="'inputs' without 'fixed'"):
+        NetworkPolynomial(MonomialIndex(1, 2), torch.zeros(1, 3), info={"inputs": [0]})
 
 
 def _write_v1(path, p):
