@@ -450,7 +450,7 @@ def test_constant_if_is_inlined():
 
 def test_missing_onnx_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnx", None)
-    with pytest.raises(PolynetError, match=r'pip install "polynet\[onnx\]"'):
+    with pytest.raises(PolynetError, match=r'pip install "polynet-slaf\[onnx\]"'):
         polynet.from_onnx("model.onnx")
 
 
