@@ -204,7 +204,8 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         "expand",
         help="expand a trained network into one explicit polynomial",
         description="Expand the checkpoint's network with polynet.expand and print its degree "
-        "against the bound prod k, its number of terms against C(n+D, D), the time taken, the "
+        "against its propagated bound D (prod k for a chain), its number of terms against "
+        "C(n+D, D), the time taken, the "
         "largest terms and the Theorem 2 table. The polynomial is in the model's own inputs "
         "(standardised when the model was trained on standardised data).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -361,7 +362,7 @@ def _n_inputs(model: Any) -> int:
 def _print_polynomial(poly: Any, top: int) -> None:
     made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
-    print(f"degree       {poly.degree} (bound prod k = {poly.degree_bound})")
+    print(f"degree       {poly.degree} (bound D = {poly.degree_bound})")
     print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
     print(f"network      {poly.n_network_parameters:,} parameters")
     seconds = float("nan") if made.seconds is None else made.seconds

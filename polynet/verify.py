@@ -53,7 +53,7 @@ class VerificationReport:
                 f"  relative error      {self.max_rel_error:.3e} (all points, to max|net| = "
                 f"{self.output_scale:.3e}), {self.data_max_rel_error:.3e} (data, to the data's "
                 "max|net|)",
-                f"  degree              {self.degree} (bound prod k = {self.degree_bound})",
+                f"  degree              {self.degree} (bound D = {self.degree_bound})",
                 f"  non-zero terms      {self.n_terms:,} of C(n+D, D) = {self.max_terms:,}",
                 f"  network parameters  {self.n_network_parameters:,}",
             ]

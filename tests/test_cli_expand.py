@@ -27,7 +27,7 @@ def test_expand_prints_the_facts_and_writes_the_bundle(checkpoint, tmp_path, cap
     out = tmp_path / "bundle"
     assert main(["expand", str(checkpoint), "--out", str(out), "--top", "3", "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "degree       4 (bound prod k = 4)" in text
+    assert "degree       4 (bound D = 4)" in text
     assert "terms        2,380 non-zero of C(n+D, D) = 2,380" in text
     assert "monomials C(13+4, 4)" in text
     assert sorted(p.name for p in out.iterdir()) == [
