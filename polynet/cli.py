@@ -296,17 +296,24 @@ def _cmd_expand(args: argparse.Namespace) -> int:
     _print_polynomial(poly, args.top)
     print()
     print(polynet.count_terms(ckpt.model).table())
-    if args.latex:
-        from pathlib import Path
+    _write_outputs(poly, args)
+    return 0
 
+
+def _write_outputs(poly: Any, args: argparse.Namespace) -> None:
+    """The --latex file and the --out bundle (a .zarr store was written by expand itself)."""
+    from pathlib import Path
+
+    from polynet import export
+
+    if args.latex:
         Path(args.latex).write_text(poly.to_latex() + "\n")
         print(f"latex        {args.latex}")
-    if to_store:
+    if _is_store(args.out):
         print(f"wrote        {poly.path}")
     elif args.out:
         for path in export.write_bundle(poly, args.out):
             print(f"wrote        {path}")
-    return 0
 
 
 def _is_store(out: str | None) -> bool:
@@ -316,7 +323,6 @@ def _is_store(out: str | None) -> bool:
 def _expand_onnx(args: argparse.Namespace) -> int:
     """``polynet expand model.onnx``: read with from_onnx, expand, print (no data set known)."""
     import polynet
-    from polynet import export
 
     if args.raw_units:
         raise ValueError("--raw-units needs a polynet checkpoint; a .onnx file records no data.")
@@ -340,16 +346,7 @@ def _expand_onnx(args: argparse.Namespace) -> int:
         store=args.out if to_store else None,
     )
     _print_polynomial(poly, args.top)
-    if args.latex:
-        from pathlib import Path
-
-        Path(args.latex).write_text(poly.to_latex() + "\n")
-        print(f"latex        {args.latex}")
-    if to_store:
-        print(f"wrote        {poly.path}")
-    elif args.out:
-        for path in export.write_bundle(poly, args.out):
-            print(f"wrote        {path}")
+    _write_outputs(poly, args)
     return 0
 
 
