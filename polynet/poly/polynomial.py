@@ -813,27 +813,8 @@ class NetworkPolynomial:
             keep = np.argsort(-np.abs(coef[rows]), kind="stable")[:top]
             left_out = len(rows) - top
             rows = np.sort(rows[keep])
-        pieces = []
-        for r in rows:
-            mono = " ".join(
-                (v if p == 1 else f"{v}^{{{p}}}")
-                for v, p in zip(_latex_vars(self.variables), self.exponents[r].tolist())
-                if p
-            )
-            c = coef[r]
-            mag = f"{abs(c):.{digits}g}"
-            if "e" in mag:
-                m, e = mag.split("e")
-                mag = rf"{m} \cdot 10^{{{int(e)}}}"
-            body = mag if not mono else (mono if mag == "1" else rf"{mag}\, {mono}")
-            pieces.append(("-" if c < 0 else "+", body))
-        if not pieces:
-            return "0"
-        text = ("-" if pieces[0][0] == "-" else "") + pieces[0][1]
-        text += "".join(f" {s} {b}" for s, b in pieces[1:])
-        if left_out:
-            text += rf" + \dots \text{{({left_out} more terms)}}"
-        return text
+        exps = self.exponents[rows]
+        return _latex_sum(coef[rows], exps, _latex_vars(self.variables), digits, left_out)
 
     # -- persistence ------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -999,6 +980,29 @@ def _from_info(
             None if info.get("device") is None else str(info["device"]),
         )
     return the_slice, input_shape, provenance, bool(raw_units or info.get("raw_units")), extra
+
+
+def _latex_sum(
+    values: np.ndarray, exps: np.ndarray, names: list[str], digits: int, left_out: int
+) -> str:
+    """LaTeX of the terms ``values[r] · x^exps[r]`` in the order given, and how many terms
+    were left out (shared by NetworkPolynomial and StoredPolynomial)."""
+    pieces = []
+    for c, row in zip(values, exps):
+        mono = " ".join((v if p == 1 else f"{v}^{{{p}}}") for v, p in zip(names, row.tolist()) if p)
+        mag = f"{abs(c):.{digits}g}"
+        if "e" in mag:
+            m, e = mag.split("e")
+            mag = rf"{m} \cdot 10^{{{int(e)}}}"
+        body = mag if not mono else (mono if mag == "1" else rf"{mag}\, {mono}")
+        pieces.append(("-" if c < 0 else "+", body))
+    if not pieces:
+        return "0"
+    text = ("-" if pieces[0][0] == "-" else "") + pieces[0][1]
+    text += "".join(f" {s} {b}" for s, b in pieces[1:])
+    if left_out > 0:
+        text += rf" + \dots \text{{({left_out} more terms)}}"
+    return text
 
 
 def _jsonable(value: Any) -> Any:

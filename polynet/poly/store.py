@@ -494,32 +494,14 @@ class StoredPolynomial:
 
     def to_latex(self, output: int = 0, top: int | None = 20, digits: int = 6) -> str:
         """LaTeX of the ``top`` largest terms of one output, in graded order."""
-        from polynet.poly.polynomial import _latex_vars
+        from polynet.poly.polynomial import _latex_sum, _latex_vars
 
         rows, values = self._top(output, top)
         order = np.argsort(rows)
         rows, values = rows[order], values[order]
         exps = exponents_at(self.n_vars, rows)
-        names = _latex_vars(self.variables)
-        pieces = []
-        for c, row in zip(values, exps):
-            mono = " ".join(
-                (v if p == 1 else f"{v}^{{{p}}}") for v, p in zip(names, row.tolist()) if p
-            )
-            mag = f"{abs(c):.{digits}g}"
-            if "e" in mag:
-                m, e = mag.split("e")
-                mag = rf"{m} \cdot 10^{{{int(e)}}}"
-            body = mag if not mono else (mono if mag == "1" else rf"{mag}\, {mono}")
-            pieces.append(("-" if c < 0 else "+", body))
-        if not pieces:
-            return "0"
-        text = ("-" if pieces[0][0] == "-" else "") + pieces[0][1]
-        text += "".join(f" {s} {b}" for s, b in pieces[1:])
-        left_out = self.n_terms_per_output()[output] - len(pieces)
-        if left_out > 0:
-            text += rf" + \dots \text{{({left_out} more terms)}}"
-        return text
+        left_out = self.n_terms_per_output()[output] - len(rows)
+        return _latex_sum(values, exps, _latex_vars(self.variables), digits, left_out)
 
     def __call__(self, x: ArrayLike | Tensor) -> Tensor:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
