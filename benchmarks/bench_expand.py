@@ -473,7 +473,7 @@ def _exact_engine(engine: str, net, lowered, spec: dict):
         }[engine]
         poly, seconds, cpu, hwm = _timed(lambda: polynet.expand(net, exact=exact))
         coefs = poly.exact_coefficients
-        info["polynet_engine"] = poly.info.get("engine")
+        info["polynet_engine"] = poly.provenance.engine
     elif engine == "flint-direct":
         units, seconds, cpu, hwm = _timed(lambda: _flint_direct(lowered))
         coefs = _dense([_flint_terms(u) for u in units], n, degree)

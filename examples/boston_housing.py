@@ -323,7 +323,7 @@ def polynomial_facts(
         "n_terms": poly.n_terms,
         "max_terms": poly.max_terms,
         "n_network_parameters": int(counts.n_parameters),
-        "expand_seconds": round(float(poly.info["seconds"]), 3),
+        "expand_seconds": round(float(poly.provenance.seconds), 3),
         "verification": {
             "passed": report.passed,
             "max_abs_error": report.max_abs_error,

@@ -319,13 +319,9 @@ class _SLNNEstimator(BaseEstimator):
         if getattr(self, "_polynomial", None) is None:
             poly = expand(self._raw_model())
             names = getattr(self, "feature_names_in_", None)
-            self._polynomial = NetworkPolynomial(
-                poly.index,
-                poly.coefficients,
-                degree_bound=poly.degree_bound,
+            self._polynomial = poly.replace(
                 variables=None if names is None else [str(n) for n in names],
                 n_network_parameters=sum(p.numel() for p in self.model_.parameters()),
-                info=poly.info,
             )
         return self._polynomial
 

@@ -292,10 +292,11 @@ def _polynomial_sections(
     poly = _step(section, "expansion refused", lambda: expand(model, max_memory=max_memory))
     if poly is None:
         return [theorem, section], None
-    info = poly.info
+    made = poly.provenance
+    seconds = float("nan") if made.seconds is None else made.seconds
     section.text(
-        f"`{poly!r}`, expanded in {info.get('seconds', float('nan')):.2f} s "
-        f"({info.get('engine', 'float64')} on {info.get('device', 'cpu')})."
+        f"`{poly!r}`, expanded in {seconds:.2f} s "
+        f"({made.engine or 'float64'} on {made.device or 'cpu'})."
     )
     points = None if resolved.X is None else _subset(resolved.X, VERIFY_POINTS)
     check = _step(
