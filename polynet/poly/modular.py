@@ -48,8 +48,8 @@ class ModOps:
         self._inv = 1.0 / p
         self.device = device
         # Split GEMMs so that a sum of products of residues stays exact in float64.
-        # Residues lie in (-p, 2p), so a product is below 4p² in magnitude.
-        self.inner = max(1, min(max_inner, (1 << _EXACT_BITS) // (4 * p * p) - 1))
+        # Residues are symmetric, |r| ≤ p/2 + 1, so a product is at most (p/2 + 1)².
+        self.inner = max(1, min(max_inner, (1 << _EXACT_BITS) // _residue_square(p) - 1))
         self._pow2 = np.ones(1, dtype=np.int64)
         # Dyadic decompositions do not depend on p: shared by the walks of all primes.
         self._cache = {} if cache is None else cache
@@ -86,17 +86,19 @@ class ModOps:
         return self._mod(r.t * self.pow2(e - r.e))
 
     def _mod(self, t: Tensor) -> Tensor:
-        """t reduced to (-p, 2p), in place: every caller passes a temporary it owns.
+        """t reduced to |t| ≤ p/2 + 1, in place: every caller passes a temporary it owns.
 
-        floor(t / p) computed as floor(t · (1/p)) may be off by one; the walk's bounds allow
-        for residues in (-p, 2p), and the final reconstruction reduces exactly.
+        Callers keep |t| < 2^53, so t · (1/p) is within 2^-20 of t / p and rounding it
+        leaves a remainder of at most p/2 + 1 in magnitude (symmetric residues make products
+        4x smaller than residues in [0, p), which buys a bit of prime per pass); the final
+        reconstruction reduces exactly.
         """
         n = t.numel()
         if self._scratch.numel() < n:
             self._scratch = torch.empty(n, dtype=torch.float64, device=self.device)
         q = self._scratch[:n].view(t.shape)
         torch.mul(t, self._inv, out=q)
-        q.floor_()
+        q.round_()
         return t.add_(q, alpha=-self.p)
 
     # -- structure --------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class ModOps:
         lift = self.pow2(out.e - scale) * (2 if symmetric else 1) % self.p
         aw = self._mod(a.t * self._mod(w.t * lift)[:, None]).T.contiguous()
         half = (self.p + 1) // 2
-        # Each target receives at most one reduced entry per row s: T_a · 2p stays exact.
+        # Each target receives at most one reduced entry per row s: T_a · (p/2 + 1) stays exact.
         target = torch.zeros(out.t.shape[1], dtype=torch.float64, device=self.device)
         for block in blocks:
             lhs = Residues(aw[block.start : block.stop], 0)
@@ -186,6 +188,11 @@ class ModOps:
                 d.copy_(self._mod(d * half))
             target.index_add_(0, block.targets, gram.reshape(-1))
         out.t[row] = self._mod(out.t[row] + self._mod(target))
+
+
+def _residue_square(p: int) -> int:
+    """The largest product of two reduced residues modulo p: (p/2 + 1)², rounded up."""
+    return (p // 2 + 2) ** 2
 
 
 def _dyadic(x: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -302,8 +309,12 @@ def expand_modular(
 ) -> ExactCoefficients:
     """Exact coefficients of shape (n_outputs, index.size)."""
     max_inner = _max_inner(lowered)
-    # Residues in (-p, 2p): a GEMM sums max_inner products below 4p².
-    bits = min(25, (_EXACT_BITS - 2 - math.ceil(math.log2(max_inner + 1))) // 2)
+    # The largest primes whose GEMMs need no split: max_inner products of at most
+    # (p/2 + 1)² each stay below 2^53 (the slack covers the +1 and one more addition).
+    bits = next(
+        (b for b in range(25, 2, -1) if max_inner * _residue_square(1 << b) < 1 << _EXACT_BITS - 1),
+        2,
+    )
     # Bound |coefficient| by the same walk on absolute values (rounding guarded by a margin).
     bound = walk(_absolute(lowered), FloatOps(device), the_plan, device).abs().max().item()
     if not math.isfinite(bound):
