@@ -277,21 +277,27 @@ def _reconstruct(
     n_limbs = (modulus.bit_length() + 1) // _LIMB_BITS + 2  # room for the sign
     base = 1 << _LIMB_BITS
     cofactors = [modulus // p for p in primes]
-    inverses = np.array([pow(c % p, -1, p) for c, p in zip(cofactors, primes)], dtype=np.int64)
+    inverses = np.array([pow(c % p, -1, p) for c, p in zip(cofactors, primes)], dtype=np.float64)
     limbs = np.array(
         [[(c >> (_LIMB_BITS * j)) & (base - 1) for j in range(n_limbs)] for c in cofactors],
         dtype=np.float64,
     )
     m_limbs = np.array([(modulus >> (_LIMB_BITS * j)) & (base - 1) for j in range(n_limbs)])
-    p_arr = np.array(primes, dtype=np.int64)[:, None]
-    u = np.stack([np.asarray(r, dtype=np.int64).reshape(-1) for r in residues])
-    u %= p_arr
-    u *= inverses[:, None]
-    u %= p_arr  # (k, N), each < p < 2^25
-    u_float = u.astype(np.float64)
-    m = np.rint((1.0 / p_arr[:, 0].astype(np.float64)) @ u_float).astype(np.int64)
+    p_float = np.array(primes, dtype=np.float64)[:, None]
+    # u_i in float64, symmetric: |r_i| < 2p and the inverse is below p < 2^25, so r_i · inv
+    # is exact (< 2^51) and t − p · round(t / p) leaves |u_i| ≤ p/2 + 1 (any representative
+    # serves: S ≡ N mod M whatever the u_i, and m rounds Σ u_i / p_i). Float64 arithmetic
+    # here is several times faster than int64's %.
+    u_float = np.stack([np.asarray(r, dtype=np.float64).reshape(-1) for r in residues])
+    u_float *= inverses[:, None]
+    quotient = u_float * (1.0 / p_float)
+    np.rint(quotient, out=quotient)
+    quotient *= p_float
+    u_float -= quotient
+    del quotient
+    m = np.rint((1.0 / p_float[:, 0]) @ u_float).astype(np.int64)
     # Limb-major (n_limbs, N): the carry loop below walks contiguous rows.
-    acc = (limbs.T @ u_float).astype(np.int64)  # S in limbs, each < k · 2^41
+    acc = (limbs.T @ u_float).astype(np.int64)  # S in limbs, each below k · 2^40 in magnitude
     acc -= m_limbs[:, None] * m[None, :]
     carry = np.zeros(acc.shape[1], dtype=np.int64)
     for row in acc:  # carry into [0, 2^16); the last carry is the sign (0 or -1)
@@ -331,12 +337,12 @@ def expand_modular(
     while sum(math.log2(p) for p in primes_for(bits, count)) < needed_bits:
         count += 1
     primes = primes_for(bits, count)
-    residues.append(np.mod(out.t.cpu().numpy().astype(np.int64), first[0]))
+    residues.append(out.t.cpu().numpy())
     for p in primes[1:]:
         r = walk(lowered, ModOps(p, device, max_inner, cache), the_plan, device)
         if r.e != scale:  # pragma: no cover - scales depend only on the float inputs
             raise RuntimeError("internal error: scales differ between primes.")
-        residues.append(np.mod(r.t.cpu().numpy().astype(np.int64), p))
+        residues.append(r.t.cpu().numpy())
         if progress is not None:
             progress.set_postfix_str(f"prime {len(residues)}/{count}")
     return _reconstruct(residues, primes, tuple(out.t.shape), 1 << scale)
