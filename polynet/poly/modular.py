@@ -48,8 +48,8 @@ class ModOps:
         self._inv = 1.0 / p
         self.device = device
         # Split GEMMs so that a sum of products of residues stays exact in float64.
-        # Residues lie in (-p, 2p), so a product is below 4p² in magnitude.
-        self.inner = max(1, min(max_inner, (1 << _EXACT_BITS) // (4 * p * p) - 1))
+        # Residues are symmetric, |r| ≤ p/2 + 1, so a product is at most (p/2 + 1)².
+        self.inner = max(1, min(max_inner, (1 << _EXACT_BITS) // _residue_square(p) - 1))
         self._pow2 = np.ones(1, dtype=np.int64)
         # Dyadic decompositions do not depend on p: shared by the walks of all primes.
         self._cache = {} if cache is None else cache
@@ -86,17 +86,19 @@ class ModOps:
         return self._mod(r.t * self.pow2(e - r.e))
 
     def _mod(self, t: Tensor) -> Tensor:
-        """t reduced to (-p, 2p), in place: every caller passes a temporary it owns.
+        """t reduced to |t| ≤ p/2 + 1, in place: every caller passes a temporary it owns.
 
-        floor(t / p) computed as floor(t · (1/p)) may be off by one; the walk's bounds allow
-        for residues in (-p, 2p), and the final reconstruction reduces exactly.
+        Callers keep |t| < 2^53, so t · (1/p) is within 2^-20 of t / p and rounding it
+        leaves a remainder of at most p/2 + 1 in magnitude (symmetric residues make products
+        4x smaller than residues in [0, p), which buys a bit of prime per pass); the final
+        reconstruction reduces exactly.
         """
         n = t.numel()
         if self._scratch.numel() < n:
             self._scratch = torch.empty(n, dtype=torch.float64, device=self.device)
         q = self._scratch[:n].view(t.shape)
         torch.mul(t, self._inv, out=q)
-        q.floor_()
+        q.round_()
         return t.add_(q, alpha=-self.p)
 
     # -- structure --------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class ModOps:
         lift = self.pow2(out.e - scale) * (2 if symmetric else 1) % self.p
         aw = self._mod(a.t * self._mod(w.t * lift)[:, None]).T.contiguous()
         half = (self.p + 1) // 2
-        # Each target receives at most one reduced entry per row s: T_a · 2p stays exact.
+        # Each target receives at most one reduced entry per row s: T_a · (p/2 + 1) stays exact.
         target = torch.zeros(out.t.shape[1], dtype=torch.float64, device=self.device)
         for block in blocks:
             lhs = Residues(aw[block.start : block.stop], 0)
@@ -186,6 +188,11 @@ class ModOps:
                 d.copy_(self._mod(d * half))
             target.index_add_(0, block.targets, gram.reshape(-1))
         out.t[row] = self._mod(out.t[row] + self._mod(target))
+
+
+def _residue_square(p: int) -> int:
+    """The largest product of two reduced residues modulo p: (p/2 + 1)², rounded up."""
+    return (p // 2 + 2) ** 2
 
 
 def _dyadic(x: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -270,21 +277,27 @@ def _reconstruct(
     n_limbs = (modulus.bit_length() + 1) // _LIMB_BITS + 2  # room for the sign
     base = 1 << _LIMB_BITS
     cofactors = [modulus // p for p in primes]
-    inverses = np.array([pow(c % p, -1, p) for c, p in zip(cofactors, primes)], dtype=np.int64)
+    inverses = np.array([pow(c % p, -1, p) for c, p in zip(cofactors, primes)], dtype=np.float64)
     limbs = np.array(
         [[(c >> (_LIMB_BITS * j)) & (base - 1) for j in range(n_limbs)] for c in cofactors],
         dtype=np.float64,
     )
     m_limbs = np.array([(modulus >> (_LIMB_BITS * j)) & (base - 1) for j in range(n_limbs)])
-    p_arr = np.array(primes, dtype=np.int64)[:, None]
-    u = np.stack([np.asarray(r, dtype=np.int64).reshape(-1) for r in residues])
-    u %= p_arr
-    u *= inverses[:, None]
-    u %= p_arr  # (k, N), each < p < 2^25
-    u_float = u.astype(np.float64)
-    m = np.rint((1.0 / p_arr[:, 0].astype(np.float64)) @ u_float).astype(np.int64)
+    p_float = np.array(primes, dtype=np.float64)[:, None]
+    # u_i in float64, symmetric: |r_i| < 2p and the inverse is below p < 2^25, so r_i · inv
+    # is exact (< 2^51) and t − p · round(t / p) leaves |u_i| ≤ p/2 + 1 (any representative
+    # serves: S ≡ N mod M whatever the u_i, and m rounds Σ u_i / p_i). Float64 arithmetic
+    # here is several times faster than int64's %.
+    u_float = np.stack([np.asarray(r, dtype=np.float64).reshape(-1) for r in residues])
+    u_float *= inverses[:, None]
+    quotient = u_float * (1.0 / p_float)
+    np.rint(quotient, out=quotient)
+    quotient *= p_float
+    u_float -= quotient
+    del quotient
+    m = np.rint((1.0 / p_float[:, 0]) @ u_float).astype(np.int64)
     # Limb-major (n_limbs, N): the carry loop below walks contiguous rows.
-    acc = (limbs.T @ u_float).astype(np.int64)  # S in limbs, each < k · 2^41
+    acc = (limbs.T @ u_float).astype(np.int64)  # S in limbs, each below k · 2^40 in magnitude
     acc -= m_limbs[:, None] * m[None, :]
     carry = np.zeros(acc.shape[1], dtype=np.int64)
     for row in acc:  # carry into [0, 2^16); the last carry is the sign (0 or -1)
@@ -302,8 +315,12 @@ def expand_modular(
 ) -> ExactCoefficients:
     """Exact coefficients of shape (n_outputs, index.size)."""
     max_inner = _max_inner(lowered)
-    # Residues in (-p, 2p): a GEMM sums max_inner products below 4p².
-    bits = min(25, (_EXACT_BITS - 2 - math.ceil(math.log2(max_inner + 1))) // 2)
+    # The largest primes whose GEMMs need no split: max_inner products of at most
+    # (p/2 + 1)² each stay below 2^53 (the slack covers the +1 and one more addition).
+    bits = next(
+        (b for b in range(25, 2, -1) if max_inner * _residue_square(1 << b) < 1 << _EXACT_BITS - 1),
+        2,
+    )
     # Bound |coefficient| by the same walk on absolute values (rounding guarded by a margin).
     bound = walk(_absolute(lowered), FloatOps(device), the_plan, device).abs().max().item()
     if not math.isfinite(bound):
@@ -320,12 +337,12 @@ def expand_modular(
     while sum(math.log2(p) for p in primes_for(bits, count)) < needed_bits:
         count += 1
     primes = primes_for(bits, count)
-    residues.append(np.mod(out.t.cpu().numpy().astype(np.int64), first[0]))
+    residues.append(out.t.cpu().numpy())
     for p in primes[1:]:
         r = walk(lowered, ModOps(p, device, max_inner, cache), the_plan, device)
         if r.e != scale:  # pragma: no cover - scales depend only on the float inputs
             raise RuntimeError("internal error: scales differ between primes.")
-        residues.append(np.mod(r.t.cpu().numpy().astype(np.int64), p))
+        residues.append(r.t.cpu().numpy())
         if progress is not None:
             progress.set_postfix_str(f"prime {len(residues)}/{count}")
     return _reconstruct(residues, primes, tuple(out.t.shape), 1 << scale)

@@ -30,3 +30,15 @@ def test_crt_rebuilds_large_signed_integers_through_the_byte_block():
     # Residues need not be reduced: the walk hands over values in (-p, 2p).
     shifted = [r + p * ((i % 3) - 1) for i, (r, p) in enumerate(zip(residues, primes))]
     assert _reconstruct(shifted, primes, (1, len(values)), 1).numerators[0].tolist() == values
+
+
+def test_crt_takes_symmetric_float_residues_as_the_walk_hands_them_over():
+    primes = primes_for(23, 12)
+    values = [0, 1, -1, 3**150, -(5**100), 2**250 - 1]
+    # The walk's residues: float64, |r| <= p/2 + 1 (here r - p where r > p/2).
+    residues = [
+        np.array([v % p - (p if v % p > p // 2 else 0) for v in values], dtype=np.float64)
+        for p in primes
+    ]
+    got = _reconstruct(residues, primes, (1, len(values)), 1)
+    assert got.numerators[0].tolist() == values
