@@ -21,7 +21,7 @@ import itertools
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
@@ -166,6 +166,24 @@ class FoldTerm:
         )
 
 
+def split_blocks(n_vars: int, degree: int, too_big: Callable[[Block], bool]) -> list[Block]:
+    """Output blocks by leading exponents, depth first with descending exponents, a block
+    split further while ``too_big(block)`` and it has variables left: they partition the
+    graded monomials of MonomialIndex(n_vars, degree)."""
+    out: list[Block] = []
+
+    def visit(prefix: tuple[int, ...]) -> None:
+        block = Block(prefix, n_vars, degree)
+        if block.n_rest > 0 and too_big(block):
+            for e in range(block.degree_rest, -1, -1):
+                visit((*prefix, e))
+        else:
+            out.append(block)
+
+    visit(())
+    return out
+
+
 @dataclass(frozen=True)
 class QuadraticFold:
     """out[o] = base[o] + Σ_terms Σ_j W[o, j] a_j b_j over MonomialIndex(n_vars, degree).
@@ -199,18 +217,11 @@ class QuadraticFold:
         """
         pair_elements = PAIR_ELEMENTS if pair_elements is None else pair_elements
         block_elements = BLOCK_ELEMENTS if block_elements is None else block_elements
-        out: list[Block] = []
-
-        def visit(prefix: tuple[int, ...]) -> None:
-            block = Block(prefix, self.n_vars, self.degree)
-            if block.n_rest > 0 and self._too_big(block, pair_elements, block_elements):
-                for e in range(block.degree_rest, -1, -1):
-                    visit((*prefix, e))
-            else:
-                out.append(block)
-
-        visit(())
-        return out
+        return split_blocks(
+            self.n_vars,
+            self.degree,
+            lambda block: self._too_big(block, pair_elements, block_elements),
+        )
 
     def _too_big(self, block: Block, pair_elements: int, block_elements: int) -> bool:
         return block.size * self.n_outputs > block_elements or self._largest(block) > pair_elements

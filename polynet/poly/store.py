@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from polynet.errors import PolynetError
-from polynet.poly.fold import Block, QuadraticFold, n_monomials
+from polynet.poly.fold import Block, QuadraticFold, n_monomials, split_blocks
 from polynet.poly.index import MonomialIndex, monomial_name
 
 __all__ = [
@@ -103,18 +103,7 @@ def exponents_at(n_vars: int, positions: ArrayLike) -> np.ndarray:
 
 def _size_blocks(n_vars: int, degree: int, limit: int) -> list[Block]:
     """Output blocks by leading exponents, depth first, each at most ``limit`` monomials."""
-    out: list[Block] = []
-
-    def visit(prefix: tuple[int, ...]) -> None:
-        block = Block(prefix, n_vars, degree)
-        if block.n_rest > 0 and block.size > limit:
-            for e in range(block.degree_rest, -1, -1):
-                visit((*prefix, e))
-        else:
-            out.append(block)
-
-    visit(())
-    return out
+    return split_blocks(n_vars, degree, lambda block: block.size > limit)
 
 
 # -- writing ----------------------------------------------------------------------------------
