@@ -6,10 +6,13 @@ Conventions, fixed here once:
 - monomials are in graded order, scikit-learn's ``PolynomialFeatures`` column order
   (``1, x0, x1, x0^2, x0 x1, x1^2, ...``), and are named like ``x0^2 x1``.
 
-Modules: ``index`` (MonomialIndex), ``network`` (a model read as affine and polynomial
-stages), ``dense`` (the dense walk), ``modular`` (its exact twin, prime by prime),
-``sparse`` (the exact ring walk), ``polynomial`` (NetworkPolynomial), ``expand``,
-``count`` (Theorem 2 counts without expanding).
+Modules: ``index`` (MonomialIndex), ``rules`` (the one table of what is polynomial),
+``network`` (a chain read as affine and polynomial stages), ``graph`` (any fx-traceable
+model on polynomial tensors), ``dense`` (the dense walk), ``fold`` (the last layer folded
+block by block), ``modular`` (the exact twin, prime by prime), ``sparse`` (the exact ring
+walk), ``polynomial`` (NetworkPolynomial), ``store`` (Zarr-backed polynomials, Dask),
+``evaluate`` (streaming evaluation), ``calculus`` and ``truncation``, ``expand``, ``count``
+(Theorem 2 counts without expanding).
 """
 
 from polynet.poly.expand import expand

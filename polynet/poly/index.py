@@ -127,6 +127,42 @@ class MonomialIndex:
         return _parents(self.n_vars, self.degree)
 
 
+def exponents_at(n_vars: int, positions: np.ndarray | list) -> np.ndarray:
+    """Exponent vectors of graded positions, shape (len(positions), n_vars), without the table.
+
+    The inverse of ``MonomialIndex.position``: it unranks each position (degree block, then
+    one exponent after another in descending order) instead of building the whole exponent
+    table, which at n = 30, D = 8 would take 11.7 GB.
+    """
+    g = np.asarray(positions, dtype=np.int64).reshape(-1)
+    out = np.zeros((len(g), n_vars), dtype=np.int64)
+    if not len(g):
+        return out
+    top = 0
+    while comb(n_vars + top, top) <= int(g.max()):
+        top += 1
+    ends = np.array([comb(n_vars + d, d) for d in range(top + 1)], dtype=np.int64)
+    degree = np.searchsorted(ends, g, side="right")
+    rank = g - np.where(degree > 0, ends[np.maximum(degree - 1, 0)], 0)
+    rest = degree.copy()
+    for v in range(n_vars - 1):
+        k = n_vars - v - 1  # variables after v
+        q = np.zeros_like(rest)  # degree left to the later variables
+        done = np.zeros(len(g), dtype=bool)
+        for step in range(top + 1):
+            size = comb(k - 1 + step, step)
+            stop = ~done & ((rank < size) | (step >= rest))
+            q[stop] = step
+            done |= stop
+            rank = np.where(done, rank, rank - size)
+            if done.all():
+                break
+        out[:, v] = rest - q
+        rest = q
+    out[:, n_vars - 1] = rest
+    return out
+
+
 def monomial_name(exponents: np.ndarray, variables: list[str]) -> str:
     """scikit-learn's name of one monomial: ``'1'``, ``'x0^2 x1'``."""
     parts = [v if p == 1 else f"{v}^{p}" for v, p in zip(variables, exponents.tolist()) if p]

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
-from polynet.poly.index import MonomialIndex, monomial_name
+from polynet.poly.index import MonomialIndex, exponents_at, monomial_name
 
 __all__ = ["NetworkPolynomial", "Term", "ExactCoefficients", "Slice", "Provenance"]
 
@@ -762,8 +762,6 @@ class NetworkPolynomial:
     def _exponents_of(self, rows: np.ndarray) -> np.ndarray:
         """Exponent rows of some positions, without building the whole table for a few rows
         (at 30 inputs and D = 8 the table takes 11.7 GB)."""
-        from polynet.poly.store import exponents_at
-
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) * 64 >= self.index.size:
             return self.exponents[rows]
@@ -915,6 +913,11 @@ class NetworkPolynomial:
             )
         try:
             index = MonomialIndex(payload["n_vars"], payload["index_degree"])
+            common = dict(
+                degree_bound=payload["degree_bound"],
+                variables=payload["variables"],
+                n_network_parameters=payload.get("n_network_parameters"),
+            )
             if version >= 2:
                 coefficients = coef
                 if block is not None:
@@ -925,9 +928,7 @@ class NetworkPolynomial:
                 return cls(
                     index,
                     coefficients,
-                    degree_bound=payload["degree_bound"],
-                    variables=payload["variables"],
-                    n_network_parameters=payload.get("n_network_parameters"),
+                    **common,
                     slice=None
                     if payload.get("slice") is None
                     else Slice.from_dict(payload["slice"]),
@@ -941,14 +942,7 @@ class NetworkPolynomial:
             if numerators is not None:
                 nums = np.array([[int(n) for n in row] for row in numerators], dtype=object)
                 coefficients = ExactCoefficients(nums, int(payload["exact_denominator"]))
-            return cls(
-                index,
-                coefficients,
-                degree_bound=payload["degree_bound"],
-                variables=payload["variables"],
-                n_network_parameters=payload.get("n_network_parameters"),
-                info=payload.get("info") or {},
-            )
+            return cls(index, coefficients, **common, info=payload.get("info") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise PolynetError(
                 f"{path} is a damaged polynomial file ({type(exc).__name__}: {exc}); write it "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -33,7 +32,7 @@ from torch import Tensor
 
 from polynet.errors import PolynetError
 from polynet.poly.fold import Block, QuadraticFold, n_monomials, split_blocks
-from polynet.poly.index import MonomialIndex, monomial_name
+from polynet.poly.index import MonomialIndex, exponents_at, monomial_name
 
 __all__ = [
     "StoredPolynomial",
@@ -62,43 +61,6 @@ def _zarr():
             'store= needs zarr; install it with pip install "polynet-slaf[scale]".'
         ) from exc
     return zarr
-
-
-# -- positions and exponents -----------------------------------------------------------------
-def exponents_at(n_vars: int, positions: ArrayLike) -> np.ndarray:
-    """Exponent vectors of graded positions, shape (len(positions), n_vars), without the table.
-
-    The inverse of ``MonomialIndex.position``: it unranks each position (degree block, then
-    one exponent after another in descending order) instead of building the whole exponent
-    table, which at n = 30, D = 8 would take 11.7 GB.
-    """
-    g = np.asarray(positions, dtype=np.int64).reshape(-1)
-    out = np.zeros((len(g), n_vars), dtype=np.int64)
-    if not len(g):
-        return out
-    top = 0
-    while n_monomials(n_vars, top) <= int(g.max()):
-        top += 1
-    ends = np.array([n_monomials(n_vars, d) for d in range(top + 1)], dtype=np.int64)
-    degree = np.searchsorted(ends, g, side="right")
-    rank = g - np.where(degree > 0, ends[np.maximum(degree - 1, 0)], 0)
-    rest = degree.copy()
-    for v in range(n_vars - 1):
-        k = n_vars - v - 1  # variables after v
-        q = np.zeros_like(rest)  # degree left to the later variables
-        done = np.zeros(len(g), dtype=bool)
-        for step in range(top + 1):
-            size = math.comb(k - 1 + step, step)
-            stop = ~done & ((rank < size) | (step >= rest))
-            q[stop] = step
-            done |= stop
-            rank = np.where(done, rank, rank - size)
-            if done.all():
-                break
-        out[:, v] = rest - q
-        rest = q
-    out[:, n_vars - 1] = rest
-    return out
 
 
 def _size_blocks(n_vars: int, degree: int, limit: int) -> list[Block]:
