@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polynet.poly import residue_kernels
 from polynet.poly.dense import CHUNK_ELEMENTS, FloatOps, Plan, walk
 from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
 from polynet.poly.polynomial import ExactCoefficients
@@ -55,6 +56,9 @@ class ModOps:
         self._cache = {} if cache is None else cache
         # One scratch buffer for the quotients of every reduction (no allocation per op).
         self._scratch = torch.empty(0, dtype=torch.float64, device=device)
+        # One-pass numba kernels on the CPU (polynet.poly.residue_kernels), torch otherwise.
+        on_cpu = torch.device(device).type == "cpu"
+        self._k = residue_kernels.kernels() if on_cpu and residue_kernels.available() else None
 
     # -- conversions ------------------------------------------------------------------------
     def pow2(self, k: int) -> int:
@@ -83,7 +87,12 @@ class ModOps:
     def _rescale(self, r: Residues, e: int) -> Tensor:
         if e == r.e:
             return r.t
-        return self._mod(r.t * self.pow2(e - r.e))
+        c = self.pow2(e - r.e)
+        if self._k is not None and r.t.is_contiguous():
+            out = torch.empty_like(r.t)
+            self._k.scale_reduce(_flat(r.t), float(c), float(self.p), self._inv, _flat(out))
+            return out
+        return self._mod(r.t * c)
 
     def _mod(self, t: Tensor) -> Tensor:
         """t reduced to |t| ≤ p/2 + 1, in place: every caller passes a temporary it owns.
@@ -93,6 +102,9 @@ class ModOps:
         4x smaller than residues in [0, p), which buys a bit of prime per pass); the final
         reconstruction reduces exactly.
         """
+        if self._k is not None and t.is_contiguous():
+            self._k.reduce(_flat(t), float(self.p), self._inv)
+            return t
         n = t.numel()
         if self._scratch.numel() < n:
             self._scratch = torch.empty(n, dtype=torch.float64, device=self.device)
@@ -156,6 +168,16 @@ class ModOps:
     def outer_fold(self, a: Residues, b: Residues, pmap: Tensor, cols: int) -> Residues:
         rows, ta, tb = a.t.shape[0], a.t.shape[1], b.t.shape[1]
         out = torch.zeros(rows, cols, dtype=torch.float64, device=self.device)
+        if self._k is not None:
+            self._k.outer_fold(
+                a.t.contiguous().numpy(),
+                b.t.contiguous().numpy(),
+                pmap.numpy(),
+                float(self.p),
+                self._inv,
+                out.numpy(),
+            )
+            return Residues(out, a.e + b.e)
         flat = pmap.reshape(-1)
         step = max(1, CHUNK_ELEMENTS // (ta * tb))
         for s in range(0, rows, step):
@@ -178,9 +200,26 @@ class ModOps:
         half = (self.p + 1) // 2
         # Each target receives at most one reduced entry per row s: T_a · (p/2 + 1) stays exact.
         target = torch.zeros(out.t.shape[1], dtype=torch.float64, device=self.device)
+        rhs = b.t
         for block in blocks:
-            lhs = Residues(aw[block.start : block.stop], 0)
-            gram = self.matmul(lhs, Residues(b.t[:, block.col_start :], 0)).t
+            lhs = aw[block.start : block.stop]
+            if self._k is not None:
+                # Unreduced when one GEMM is exact; the kernel reduces while it scatters.
+                if lhs.shape[1] <= self.inner:
+                    gram = lhs @ rhs[:, block.col_start :]
+                else:
+                    gram = self.matmul(Residues(lhs, 0), Residues(rhs[:, block.col_start :], 0)).t
+                self._k.gram_scatter(
+                    gram.numpy(),
+                    block.targets.view(gram.shape).numpy(),
+                    block.start - block.col_start if symmetric else -1,
+                    float(half),
+                    float(self.p),
+                    self._inv,
+                    target.numpy(),
+                )
+                continue
+            gram = self.matmul(Residues(lhs, 0), Residues(rhs[:, block.col_start :], 0)).t
             if symmetric:
                 diag = gram[:, : block.stop - block.start]
                 diag.triu_()
@@ -188,6 +227,11 @@ class ModOps:
                 d.copy_(self._mod(d * half))
             target.index_add_(0, block.targets, gram.reshape(-1))
         out.t[row] = self._mod(out.t[row] + self._mod(target))
+
+
+def _flat(t: Tensor) -> np.ndarray:
+    """A contiguous CPU tensor as a flat numpy view of the same memory."""
+    return t.view(-1).numpy()
 
 
 def _residue_square(p: int) -> int:

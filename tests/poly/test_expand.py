@@ -261,3 +261,17 @@ def test_cuda_expansion_matches_cpu():
     assert verify(net.cuda(), gpu, torch.randn(10, 4)).passed
     exact = expand(net.cuda(), exact=True)
     assert (exact.exact_coefficients == expand(net.cpu(), exact=True).exact_coefficients).all()
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_numba_residue_kernels_give_the_torch_walks_residues(seed, monkeypatch):
+    from polynet.poly import residue_kernels
+
+    if not residue_kernels.available():
+        pytest.skip("numba is not installed (the fast extra)")
+    arch = {"n": 4, "hidden": [5, 3], "degree": [4, 2, 1], "out": 2, "basis": "taylor"}
+    net = build({**arch, "share": "channel", "gate": False, "seed": seed})
+    fast = expand(net, exact="modular").exact_coefficients
+    monkeypatch.setenv("POLYNET_RESIDUE_KERNELS", "torch")
+    assert not residue_kernels.available()
+    assert (fast == expand(net, exact="modular").exact_coefficients).all()
