@@ -22,8 +22,8 @@ from torch import Tensor
 
 from polynet.poly import residue_kernels
 from polynet.poly.dense import CHUNK_ELEMENTS, FloatOps, Plan, walk
+from polynet.poly.exact import ExactCoefficients
 from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
-from polynet.poly.polynomial import ExactCoefficients
 
 __all__ = ["ModOps", "expand_modular", "primes_for"]
 
@@ -314,7 +314,7 @@ def _reconstruct(
     S = Σ u_i · (M/p_i) and m = round(Σ u_i / p_i) (|N| is far below M/2, so the rounding is
     never in doubt). S is one float64 GEMM of the u_i against the 16-bit limbs of the M/p_i
     (exact: every sum stays below 2^53); the limbs are then carried, as two's complement, and
-    turned into Python integers through one byte block.
+    kept as one block of two's-complement bytes (ExactCoefficients decodes it on first use).
     """
     k = len(primes)
     modulus = math.prod(primes)
@@ -350,8 +350,8 @@ def _reconstruct(
         row &= base - 1
     if k and ((carry != 0) & (carry != -1)).any():  # pragma: no cover - bounds guarantee it
         raise RuntimeError("internal error: the CRT carry left its range.")
-    block = acc.T.astype("<u2").tobytes()
-    return ExactCoefficients.from_bytes(block, 2 * n_limbs, shape, denominator)
+    block = acc.T.astype("<u2", order="C").view(np.uint8)  # (N, 2 · n_limbs): one numerator per row
+    return ExactCoefficients.from_block(block, shape, denominator)
 
 
 def expand_modular(

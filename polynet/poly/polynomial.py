@@ -30,6 +30,7 @@ from torch import Tensor
 
 from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
+from polynet.poly.exact import ExactCoefficients
 from polynet.poly.index import MonomialIndex, exponents_at, monomial_name
 
 __all__ = ["NetworkPolynomial", "Term", "ExactCoefficients", "Slice", "Provenance"]
@@ -41,122 +42,6 @@ _FORMAT = "polynet.NetworkPolynomial"
 _FORMAT_VERSION = 2
 # The keys of the version-1 ``info`` dict, which the constructor still accepts.
 _INFO_KEYS = ("input_shape", "inputs", "fixed", "seconds", "engine", "device", "raw_units")
-
-
-class ExactCoefficients:
-    """Exact rational coefficients as integer numerators over one common denominator.
-
-    One denominator (a power of two for a network's dyadic weights) keeps the exact path's
-    arithmetic in integers; ``fractions()`` gives ``fractions.Fraction`` values on demand.
-    The arrays are read-only: an ``ExactCoefficients`` is a value.
-    """
-
-    __slots__ = ("numerators", "denominator", "_fractions")
-
-    def __init__(self, numerators: np.ndarray, denominator: int) -> None:
-        denominator = int(denominator)
-        if denominator <= 0:
-            raise ValueError(f"denominator must be positive, got {denominator}.")
-        nums = np.asarray(numerators, dtype=object)
-        if nums is numerators:
-            nums = nums.copy()
-        # Cancel the common factor so equal values have equal representations.
-        flat = nums.reshape(-1)
-        g = math.gcd(denominator, *flat[flat != 0].tolist()) if denominator > 1 else 1
-        if g > 1:
-            nums = (nums // g).astype(object)
-            denominator //= g
-        nums.setflags(write=False)
-        self.numerators = nums
-        self.denominator = denominator
-        self._fractions: np.ndarray | None = None
-
-    @classmethod
-    def from_fractions(cls, values: np.ndarray) -> ExactCoefficients:
-        flat = [Fraction(v) for v in np.asarray(values, dtype=object).reshape(-1)]
-        den = math.lcm(*[f.denominator for f in flat]) if flat else 1
-        nums = [f.numerator * (den // f.denominator) for f in flat]
-        return cls(np.array(nums, dtype=object).reshape(np.shape(values)), den)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.numerators.shape
-
-    def fractions(self) -> np.ndarray:
-        """Object array of ``Fraction`` (computed once, read-only)."""
-        if self._fractions is None:
-            d = self.denominator
-            flat = [Fraction(n, d) for n in self.numerators.reshape(-1).tolist()]
-            fractions = np.array(flat, dtype=object).reshape(self.shape)
-            fractions.setflags(write=False)
-            self._fractions = fractions
-        return self._fractions
-
-    def floats(self) -> np.ndarray:
-        """Correctly rounded float64 values."""
-        d = self.denominator
-        flat = [n / d for n in self.numerators.reshape(-1).tolist()]
-        return np.array(flat, dtype=np.float64).reshape(self.shape)
-
-    def nonzero(self) -> np.ndarray:
-        return self.numerators != 0
-
-    # -- bytes (the save format) -------------------------------------------------------------
-    def to_bytes(self) -> tuple[bytes, int]:
-        """The numerators as one block of fixed-width little-endian two's-complement integers.
-
-        Returns the block and the width in bytes (the same for every numerator).
-        """
-        flat = self.numerators.reshape(-1).tolist()
-        top = max((abs(n).bit_length() for n in flat), default=0)
-        width = top // 8 + 1  # room for the sign bit
-        return b"".join([int(n).to_bytes(width, "little", signed=True) for n in flat]), width
-
-    @classmethod
-    def from_bytes(
-        cls, block: bytes | memoryview, width: int, shape: Sequence[int], denominator: int
-    ) -> ExactCoefficients:
-        """The inverse of :meth:`to_bytes`."""
-        size = math.prod(shape)
-        if width < 1 or len(block) != size * width:
-            raise ValueError(
-                f"a numerator block of {len(block)} bytes does not hold {size} numerators "
-                f"of {width} bytes."
-            )
-        view = memoryview(block)
-        from_bytes = int.from_bytes
-        flat = [
-            from_bytes(view[i : i + width], "little", signed=True)
-            for i in range(0, size * width, width)
-        ]
-        nums = np.empty(size, dtype=object)
-        nums[:] = flat
-        return cls(nums.reshape(tuple(shape)), denominator)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ExactCoefficients):
-            return NotImplemented
-        return (
-            self.shape == other.shape
-            and self.denominator == other.denominator
-            and bool((self.numerators == other.numerators).all())
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def combine(self, other: ExactCoefficients, sign: int = 1) -> ExactCoefficients:
-        den = math.lcm(self.denominator, other.denominator)
-        return ExactCoefficients(
-            self.numerators * (den // self.denominator)
-            + sign * other.numerators * (den // other.denominator),
-            den,
-        )
-
-    def scaled(self, factor: Fraction) -> ExactCoefficients:
-        factor = Fraction(factor)
-        return ExactCoefficients(
-            self.numerators * factor.numerator, self.denominator * factor.denominator
-        )
 
 
 @dataclass(frozen=True)
