@@ -148,6 +148,10 @@ def run(flint: bool, before: str, repeat: int) -> dict:
     # -- exact expansion -------------------------------------------------------------------
     poly, t_now = _median(lambda: polynet.expand(net, exact="modular"), repeat)
     row("exact expand", "polynet exact='modular' (now)", t_now, f"{poly.n_terms:,} terms")
+    # The numerators stay one byte block until read; this row also decodes every one of them
+    # into a Python int, what a caller reading all exact values pays once.
+    _, t_decoded = _median(lambda: polynet.expand(net, exact="modular")._exact.numerators, repeat)
+    row("exact expand", "same, then every numerator as a Python int", t_decoded, "")
     lowered = lower(net, None, None)
     the_plan = plan(lowered)
     old = _modular_before(before)
@@ -215,6 +219,8 @@ def run(flint: bool, before: str, repeat: int) -> dict:
         "exact_engine_before_s": t_old,
         "flint_direct_s": t_flint,
         "speedup_vs_flint": None if t_flint is None else t_flint / t_now,
+        "exact_expand_decoded_s": t_decoded,
+        "speedup_vs_flint_decoded": None if t_flint is None else t_flint / t_decoded,
         "speedup_vs_before": None if t_old is None else t_old / t_engine,
     }
     return {"rows": rows, "summary": summary}
@@ -265,6 +271,11 @@ def _markdown(report: dict) -> str:
             "exact expansion ≥ 20× python-flint",
             f"{s['speedup_vs_flint']:.1f}×",
             s["speedup_vs_flint"] >= 20,
+        )
+        goal(
+            "the same, every numerator decoded to a Python int",
+            f"{s['speedup_vs_flint_decoded']:.1f}×",
+            s["speedup_vs_flint_decoded"] >= 20,
         )
     return "\n".join(lines) + "\n"
 
