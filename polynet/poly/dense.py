@@ -215,12 +215,11 @@ class Plan:
 
     @property
     def store_peak_bytes(self) -> float:
-        """Estimated peak memory when the result goes to a store block by block."""
-        work = [s.bytes - (self.result_bytes if s.kind == "fused" else 0.0) for s in self.steps]
-        if self.fuse_last:
-            block = min(self.result_bytes, BLOCK_ELEMENTS * 8.0)
-            return max(work, default=0.0) + block * 3
-        return self.peak_bytes
+        """Estimated peak memory when the result goes to a store block by block (counted by
+        :func:`polynet.poly.store.store_peak_bytes`: blocks, threads, map cache, writer)."""
+        from polynet.poly.store import store_peak_bytes
+
+        return store_peak_bytes(self)
 
     @property
     def exact_peak_bytes(self) -> float:

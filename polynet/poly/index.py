@@ -229,24 +229,41 @@ def _degrees(n: int, degree: int) -> np.ndarray:
     return _readonly(np.repeat(np.arange(degree + 1), counts))
 
 
-@lru_cache(maxsize=8)
+#: Rows of the successor table computed at once (bounds its temporaries, int64 × n_vars each).
+SUCCESSOR_ROWS = 1 << 13
+
+
 def _successors(n: int, degree: int) -> np.ndarray:
-    # succ[m, v] = position of (monomial m) * x_v, for m of degree < ``degree``. Multiplying by
-    # x_v raises the degree left after variables u < v by one and leaves the others: so the
-    # rank terms of _position split into a prefix (shifted) and a suffix (unchanged) sum.
-    e = _exponents(n, degree - 1)
-    table = _counts(n, degree)
-    d = e.sum(1)
-    rest = d[:, None] - np.cumsum(e, axis=1)  # degree left after variables 0..u
-    cols = np.arange(n - 1)
-    rows_bottom = n - cols - 1
-    same = table[rows_bottom, rest[:, :-1]]
-    shifted = table[rows_bottom, rest[:, :-1] + 1]
-    zero = np.zeros((len(e), 1), dtype=np.int64)
-    prefix = np.concatenate([zero, np.cumsum(shifted, axis=1)], axis=1)
-    suffix = np.concatenate([np.cumsum(same[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
-    offset = table[n, d + 1]  # monomials of degree < d + 1
-    return _readonly(offset[:, None] + prefix + suffix)
+    # succ[m, v] = position of (monomial m) * x_v, for m of degree < ``degree``, built level by
+    # level from the monomial tree of _tree (no exponent table): with u the variable m adds to
+    # its parent p, m x_v is a child of m for v >= u, at first_child(m) + v - u; for v < u it is
+    # q x_u with q = p x_v (same degree as m, a row already filled), a child of q.
+    # Not cached: its callers keep the product maps built from it (fold's int32 map cache,
+    # _product_map), and a table per (n, degree) of the fold's blocks would stay alive next
+    # to them; building it again costs about what building its map costs.
+    size = comb(n + degree - 1, degree - 1)
+    parent, var = _tree(n, degree - 1)
+    low = np.maximum(var, 0)  # smallest variable a child may add
+    first = np.empty(size, dtype=np.int64)  # position of the first child
+    for d in range(degree):
+        lo, hi = (comb(n + d - 1, d - 1) if d else 0), comb(n + d, d)
+        counts = n - low[lo:hi]
+        np.cumsum(counts, out=first[lo:hi])
+        first[lo:hi] += hi - counts  # children of degree d + 1 start at position hi
+    succ = np.empty((size, n), dtype=np.int64)
+    cols = np.arange(n)
+    succ[0] = 1 + cols
+    for d in range(1, degree):
+        # Rows of one degree at a time: their parents' rows are complete.
+        end = comb(n + d, d)
+        for lo in range(comb(n + d - 1, d - 1), end, SUCCESSOR_ROWS):
+            hi = min(end, lo + SUCCESSOR_ROWS)
+            u = var[lo:hi, None]
+            q = succ[parent[lo:hi]]
+            through = first[q] + u - low[q]
+            np.add(first[lo:hi, None] - u, cols, out=q)  # the children of m
+            succ[lo:hi] = np.where(cols < u, through, q)
+    return _readonly(succ)
 
 
 @lru_cache(maxsize=64)
@@ -267,12 +284,27 @@ def _product_map(n: int, a: int, b: int) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _parents(n: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
-    e = _exponents(n, degree)
-    # The last variable with a non-zero exponent; removing it gives the parent.
-    nonzero = e > 0
-    var = np.where(nonzero.any(1), n - 1 - np.argmax(nonzero[:, ::-1], axis=1), -1)
-    parent_exp = e.copy()
-    has = var >= 0
-    parent_exp[np.nonzero(has)[0], var[has]] -= 1
-    parent = np.where(has, _position(parent_exp, n, degree), -1)
+    parent, var = _tree(n, degree)
     return _readonly(parent), _readonly(var)
+
+
+def _tree(n: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    # For each monomial m of degree >= 1: its parent m / x_v and v, the last variable with a
+    # non-zero exponent (-1, -1 at the constant). The graded order is this tree's level order:
+    # each monomial's children add a variable >= its own v, in increasing v (as _exponents
+    # builds the table), so parents and variables follow from counts, without exponents.
+    size = comb(n + degree, degree)
+    parent = np.empty(size, dtype=np.int64)
+    var = np.empty(size, dtype=np.int64)
+    parent[0] = var[0] = -1
+    low = np.zeros(1, dtype=np.int64)  # smallest variable a child of each row may add
+    start, stop = 0, 1  # the positions of the previous degree
+    for _ in range(degree):
+        counts = n - low
+        total = int(counts.sum())
+        first = np.cumsum(counts) - counts  # each row's first child, within the next degree
+        parent[stop : stop + total] = np.repeat(np.arange(start, stop), counts)
+        low = np.arange(total) - np.repeat(first - low, counts)
+        var[stop : stop + total] = low
+        start, stop = stop, stop + total
+    return parent, var

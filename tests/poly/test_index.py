@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import PolynomialFeatures
 
+from polynet.poly import index
 from polynet.poly.index import MonomialIndex
 
 
@@ -48,6 +49,26 @@ def test_parents_rebuild_every_monomial():
     assert parent[0] == -1 and var[0] == -1
     unit = np.eye(4, dtype=np.int64)
     np.testing.assert_array_equal(idx.exponents[parent[1:]] + unit[var[1:]], idx.exponents[1:])
+
+
+@pytest.mark.parametrize("n, degree", [(1, 5), (2, 4), (3, 3), (5, 4), (9, 2)])
+@pytest.mark.parametrize("rows", [3, 1 << 13])
+def test_successors_are_the_products_by_each_variable(monkeypatch, n, degree, rows):
+    # Built from the monomial tree without an exponent table, a few rows at a time.
+    monkeypatch.setattr(index, "SUCCESSOR_ROWS", rows)
+    e = MonomialIndex(n, degree - 1).exponents
+    expected = MonomialIndex(n, degree).position(e[:, None, :] + np.eye(n, dtype=np.int64))
+    np.testing.assert_array_equal(index._successors(n, degree), expected)
+
+
+def test_parents_and_successors_build_no_exponent_table():
+    # The store's fold builds both over its blocks' indices; an exponent table there would be
+    # (monomials × variables) int64 per block size.
+    index._exponents.cache_clear()
+    index._parents.cache_clear()
+    index._parents(6, 5)
+    index._successors(6, 5)
+    assert index._exponents.cache_info().misses == 0
 
 
 def test_index_is_an_immutable_hashable_value():

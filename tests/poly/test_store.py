@@ -99,6 +99,49 @@ def test_store_overwrites_a_store_but_not_other_data(tmp_path, net):
         polynet.expand(net, store=tmp_path / "data")
 
 
+def test_the_store_path_builds_no_exponent_table(tmp_path, net, small_blocks):
+    # Exponents over the whole index (11.7 GB at n = 30, degree 8) or a block's would be
+    # memory the estimate does not count: the fold and the writer work from counts.
+    from polynet.poly import index
+
+    index._exponents.cache_clear()
+    polynet.expand(net, store=tmp_path / "c.zarr")
+    assert index._exponents.cache_info().misses == 0
+
+
+def test_store_estimate_follows_the_blocks_not_the_index(monkeypatch):
+    from polynet.poly.dense import plan
+    from polynet.poly.expand import estimate
+    from polynet.poly.network import lower
+
+    plans = {n: plan(lower(polynet.SLNN(n, [128, 64], [4, 2]).eval())) for n in (30, 40, 60)}
+    peaks = {n: store.store_peak_bytes(p, workers=2) for n, p in plans.items()}
+    # 60 inputs, degree 8: 55 GB of coefficients; the store needs a few GiB (blocks, the map
+    # cache, the unit powers of degree <= 4), growing with T(n, 4), not with the index.
+    assert plans[60].result_bytes > 50e9
+    assert peaks[30] < peaks[40] < peaks[60] < 5 * 2**30
+    # Each thread of the local scheduler holds its own block, Gram chunk and group.
+    assert store.store_peak_bytes(plans[40], workers=4) > peaks[40]
+    monkeypatch.setattr(store, "_local_workers", lambda: 3)
+    assert estimate(polynet.SLNN(40, [128, 64], [4, 2]).eval()).store_peak_bytes == (
+        store.store_peak_bytes(plans[40], workers=3)
+    )
+
+
+def test_heap_guard_trims_only_past_its_limit(monkeypatch):
+    calls = []
+    monkeypatch.setattr(store, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    store.HeapGuard(float("inf"))()
+    assert calls == []
+    guard = store.HeapGuard(0)
+    guard()
+    guard()  # within TRIM_MIN_SECONDS of the first
+    if store._rss_bytes() is not None:
+        assert calls == [0] and guard.trims == 1
+    monkeypatch.setattr(store, "_MALLOC_TRIM", None)  # no glibc: nothing to call
+    store.HeapGuard(0)()
+
+
 @pytest.mark.slow
 def test_local_cluster_equals_memory(tmp_path, net, small_blocks):
     distributed = pytest.importorskip("distributed")
