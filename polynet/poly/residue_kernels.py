@@ -64,7 +64,7 @@ class _Kernels:
             setattr(self, name, fn)
 
 
-# The kernels, as plain Python (numba compiles them; the tests also run them uncompiled).
+# The kernels, as plain Python; numba compiles them (a test compares them with the torch code).
 
 
 def _reduce(x, p, inv):  # pragma: no cover - compiled by numba
