@@ -202,13 +202,13 @@ class ModOps:
         target = torch.zeros(out.t.shape[1], dtype=torch.float64, device=self.device)
         rhs = b.t
         for block in blocks:
-            lhs = aw[block.start : block.stop]
-            if self._k is not None:
+            lhs, rows = aw[block.start : block.stop], rhs[:, block.col_start :]
+            if self._k is not None and lhs.shape[1] <= self.inner:
                 # Unreduced when one GEMM is exact; the kernel reduces while it scatters.
-                if lhs.shape[1] <= self.inner:
-                    gram = lhs @ rhs[:, block.col_start :]
-                else:
-                    gram = self.matmul(Residues(lhs, 0), Residues(rhs[:, block.col_start :], 0)).t
+                gram = lhs @ rows
+            else:
+                gram = self.matmul(Residues(lhs, 0), Residues(rows, 0)).t
+            if self._k is not None:
                 self._k.gram_scatter(
                     gram.numpy(),
                     block.targets.view(gram.shape).numpy(),
@@ -219,7 +219,6 @@ class ModOps:
                     target.numpy(),
                 )
                 continue
-            gram = self.matmul(Residues(lhs, 0), Residues(rhs[:, block.col_start :], 0)).t
             if symmetric:
                 diag = gram[:, : block.stop - block.start]
                 diag.triu_()
