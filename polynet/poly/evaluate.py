@@ -390,3 +390,66 @@ def _points(x: ArrayLike | Tensor, n_vars: int, device: torch.device) -> Tensor:
         extra = " or (B,)" if n_vars == 1 else ""
         raise ValueError(f"points must have shape (B, {n_vars}){extra}, got {tuple(t.shape)}.")
     return t
+
+
+# -- the budget check -------------------------------------------------------------------------
+def evaluate_checked(
+    poly: NetworkPolynomial,
+    x: ArrayLike | Tensor,
+    *,
+    max_memory: int | float | str | None = None,
+    backend: Backend = "auto",
+) -> Tensor:
+    """:func:`evaluate` after checking its memory against the budget (what ``poly(x)`` does).
+
+    Raises
+    ------
+    ExpansionTooLargeError
+        The evaluation would need more than ``max_memory`` (default: half the available
+        memory of the polynomial's device); nothing was allocated.
+    """
+    check_evaluation_budget(poly, _n_points(x), max_memory)
+    return evaluate(poly, x, backend=backend)
+
+
+def check_evaluation_budget(
+    poly: NetworkPolynomial, n_points: int, max_memory: int | float | str | None = None
+) -> None:
+    """Refuse, with the numbers, an evaluation at ``n_points`` points over the budget."""
+    from polynet.errors import ExpansionTooLargeError
+    from polynet.poly.expand import _fmt_gib, memory_budget, parse_bytes
+
+    index, n_out = poly.index, poly.n_outputs
+    need = evaluation_bytes(index, n_out, n_points)
+    budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(poly.device)
+    if need <= budget:
+        return
+    fits = _most_points(index, n_out, budget, n_points)
+    batches = (
+        f"evaluate it in batches of at most {fits:,} points"
+        if fits
+        else "no batch of points fits: free memory"
+    )
+    raise ExpansionTooLargeError(
+        f"evaluating this polynomial ({index.size:,} monomials of degree <= {index.degree} in "
+        f"{index.n_vars} variables, {n_out} output(s), "
+        f"{_fmt_gib(8 * n_out * index.size)} of coefficients) at {n_points:,} points needs "
+        f"about {_fmt_gib(need)} more, over the budget of {_fmt_gib(budget)}; {batches}, or "
+        "raise max_memory=."
+    )
+
+
+def _most_points(index: MonomialIndex, n_out: int, budget: int, n_points: int) -> int:
+    lo, hi = 0, n_points  # the most points that fit (the estimate grows with the points)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if evaluation_bytes(index, n_out, mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _n_points(x: ArrayLike | Tensor) -> int:
+    shape = x.shape if hasattr(x, "shape") else np.shape(x)
+    return int(shape[0]) if len(shape) else 1
