@@ -680,7 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolynetError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
+        refusal = getattr(exc, "refusal", None)  # alternatives rendered as this CLI's flags
+        text = exc if refusal is None else refusal.cli_text()
+        print(f"polynet {args.command}: error: {text}", file=sys.stderr)
         return 1
     except ValueError as exc:  # an argument value the library refused
         if args.debug:

@@ -113,7 +113,7 @@ def test_wrong_shapes_say_what_was_expected():
 def test_torch_backend_runs_on_the_polynomials_device():
     poly, rng = random_poly(3, 4, 2, 2)
     x = rng.uniform(-1, 1, size=(50, 3))
-    ref = poly(x)
+    ref = poly(torch.from_numpy(x))
     on_device = poly.to(DEVICE)
     ev = Evaluator(on_device, backend="auto" if DEVICE == "cuda" else "torch")
     assert ev.backend == "torch"
