@@ -417,7 +417,8 @@ def check_evaluation_budget(
 ) -> None:
     """Refuse, with the numbers, an evaluation at ``n_points`` points over the budget."""
     from polynet.errors import ExpansionTooLargeError
-    from polynet.poly.expand import _fmt_gib, memory_budget, parse_bytes
+    from polynet.poly.expand import memory_budget, parse_bytes
+    from polynet.poly.refusal import fmt_bytes
 
     index, n_out = poly.index, poly.n_outputs
     need = evaluation_bytes(index, n_out, n_points)
@@ -433,8 +434,8 @@ def check_evaluation_budget(
     raise ExpansionTooLargeError(
         f"evaluating this polynomial ({index.size:,} monomials of degree <= {index.degree} in "
         f"{index.n_vars} variables, {n_out} output(s), "
-        f"{_fmt_gib(8 * n_out * index.size)} of coefficients) at {n_points:,} points needs "
-        f"about {_fmt_gib(need)} more, over the budget of {_fmt_gib(budget)}; {batches}, or "
+        f"{fmt_bytes(8 * n_out * index.size)} of coefficients) at {n_points:,} points needs "
+        f"about {fmt_bytes(need)} more, over the budget of {fmt_bytes(budget)}; {batches}, or "
         "raise max_memory=."
     )
 

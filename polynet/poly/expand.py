@@ -25,6 +25,8 @@ from polynet.poly.refusal import (
     available_bytes,
     check_counts,
     disk_free,
+    fmt_bytes,
+    fmt_seconds,
     largest_slice,
 )
 
@@ -87,12 +89,9 @@ def memory_budget(device: torch.device | str) -> int:
     return int(available * DEFAULT_MEMORY_FRACTION)
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
+# Sizes and durations are written as refusals write them (scientific past 10^6 GiB).
+_fmt_bytes = _fmt_gib = fmt_bytes
+_fmt_seconds = fmt_seconds
 
 
 def slice_values(
@@ -463,18 +462,6 @@ def _check_budget(
         raise_budget=peak <= available_bytes(device),
     )
     raise ExpansionTooLargeError(refusal.python_text(), refusal)
-
-
-def _fmt_gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else _fmt_bytes(n)
-
-
-def _fmt_seconds(s: float) -> str:
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 120:
-        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
-    return f"{s / 60:.0f} min"
 
 
 @dataclass(frozen=True)
