@@ -196,7 +196,8 @@ def _markdown(result: dict) -> str:
     lines = [
         f"machine {result['machine']}; old = {result['old_ref']}",
         "",
-        "| case | engine | first call | first call CPU | peak above RSS | second call (CPU) | notes |",
+        "| case | engine | first call | first call CPU | peak above RSS | second call (CPU) "
+        "| notes |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
