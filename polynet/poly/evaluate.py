@@ -141,7 +141,7 @@ def _walk(x, coef, c0, n_vars, degree, block, out):  # pragma: no cover - numba
 
 # -- the evaluator ----------------------------------------------------------------------------
 class Evaluator:
-    """A polynomial prepared for repeated evaluation: its walk plan and reordered coefficients.
+    """A polynomial prepared for repeated evaluation (torch: its coefficients regrouped).
 
     Parameters
     ----------
@@ -151,11 +151,13 @@ class Evaluator:
     index : MonomialIndex, optional
         The monomials of bare coefficients; required with them, ignored with a polynomial.
     backend : {"auto", "numba", "torch"}, default "auto"
-        ``auto`` is numba on the CPU when numba imports, torch otherwise (and always on CUDA).
+        ``auto`` is torch (matrix products, no compilation), except on the CPU for
+        polynomials whose regrouped coefficients would take more than 256 MiB, where it is
+        numba when numba is installed (it reads the coefficients in place).
     block : int, optional
         Points per block: numba's SIMD width per walk (default 128, fewer when the batch is
-        small, so that every thread gets a block), torch's block (default:
-        as many as a 256 MiB budget for two degree slices of monomial values allows).
+        small, so that every thread gets a block), torch's block (default: as many as a
+        64 MiB budget for monomial values and products allows).
 
     Examples
     --------
