@@ -14,6 +14,7 @@ __all__ = [
     "NotFittedError",
     "DataError",
     "TrainingDivergedError",
+    "StoreError",
     "PolynetWarning",
 ]
 
@@ -58,3 +59,7 @@ class TrainingDivergedError(PolynetError, FloatingPointError):
 
 class PolynetWarning(UserWarning):
     """Computed, but look at this (an ill-conditioned fit, a verification near tolerance)."""
+
+
+class StoreError(PolynetError, OSError):
+    """A polynomial store or cached file that is damaged, incomplete or could not be written."""
