@@ -302,12 +302,11 @@ def _cmd_expand(args: argparse.Namespace) -> int:
 
 def _write_outputs(poly: Any, args: argparse.Namespace) -> None:
     """The --latex file and the --out bundle (a .zarr store was written by expand itself)."""
-    from pathlib import Path
-
     from polynet import export
+    from polynet.atomic import write_bytes_atomic
 
     if args.latex:
-        Path(args.latex).write_text(poly.to_latex() + "\n")
+        write_bytes_atomic(args.latex, (poly.to_latex() + "\n").encode())
         print(f"latex        {args.latex}")
     if _is_store(args.out):
         print(f"wrote        {poly.path}")
@@ -643,6 +642,52 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an --out or --latex that cannot be written before any work starts: a path
+    below a regular file, or in a folder that is read-only or not ours to write."""
+    import os
+    from pathlib import Path
+
+    for flag in ("out", "latex"):
+        value = getattr(args, flag, None)
+        if not value:
+            continue
+        path = Path(value).absolute()
+        probe = path if path.is_dir() else path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise PolynetError(
+                f"--{flag} {value}: {probe} is a file, not a folder, so nothing can be written "
+                "below it; choose another path."
+            )
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise PolynetError(
+                f"--{flag} {value}: cannot write in {probe} (read-only or permission denied); "
+                "choose a folder you can write to."
+            )
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One line for an OSError: what happened to which file, and what to do."""
+    import errno
+
+    where = exc.filename if exc.filename is not None else "a file"
+    advice = {
+        errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+        errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+        errno.EFBIG: "the file is larger than this system allows: write elsewhere",
+        errno.EACCES: "permission denied: choose a folder you can write to, or fix permissions",
+        errno.EPERM: "not permitted: choose a folder you can write to, or fix permissions",
+        errno.EROFS: "the file system is read-only: write elsewhere",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+        errno.EISDIR: "it is a folder, not a file: give a file path",
+        errno.ENOENT: "no such file or folder: check the path",
+    }.get(exc.errno, "check the path and the disk")
+    detail = exc.strerror or str(exc)
+    return f"{where}: {detail}; {advice}. Earlier files there are unchanged."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``polynet`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
@@ -664,21 +709,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(name)s: %(message)s",
     )
     started = time.perf_counter()
+    # The one error boundary: every failure is one line on stderr (the traceback with
+    # --debug); 1 for errors, 2 for argument values the library refused.
+    code, message, error = 1, None, None
     try:
+        _check_output_paths(args)
         code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:  # stdout closed early (| head): stop quietly, as unix tools do
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a descriptor (captured)
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     except PolynetError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        message, error = str(exc), exc
     except ValueError as exc:  # an argument value the library refused
-        if args.debug:
-            traceback.print_exc()
-        print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        code, message, error = 2, str(exc), exc
+    except OSError as exc:  # no space, not a directory, permissions, a vanished file
+        message, error = _os_error_message(exc), exc
     except KeyboardInterrupt:
         print(f"polynet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        error = exc
+        message = (
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in polynet: rerun "
+            "with --debug and report the traceback."
+        )
+    if message is not None:
+        if args.debug:
+            traceback.print_exception(error)
+        print(f"polynet {args.command}: error: {message}", file=sys.stderr)
+        return code
     logging.getLogger(__name__).info(
         "%s finished in %.1f s", args.command, time.perf_counter() - started
     )
