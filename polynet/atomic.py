@@ -93,6 +93,7 @@ def atomic_write(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Bina
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, path.name)
     mode = _mode_for(path, 0o666)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=suffix)
     try:

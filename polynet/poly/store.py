@@ -509,7 +509,7 @@ class _CheckedArray:
             return self._array[key]
         except Exception as exc:  # noqa: BLE001 - codecs raise ValueError, RuntimeError, ...
             raise StoreError(
-                f"{self._path} is damaged: a chunk of {self._where(key)} cannot be read "
+                f"{self._path} is damaged: chunk {self._bad_chunk()} cannot be read "
                 f"({type(exc).__name__}: {exc}); run the expansion again to rewrite the store."
             ) from exc
 
@@ -517,14 +517,15 @@ class _CheckedArray:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
-    def _where(self, key: Any) -> str:
-        cols = key[1] if isinstance(key, tuple) and len(key) > 1 else slice(None)
-        if isinstance(cols, slice):
-            lo, hi, _ = cols.indices(self.shape[1])
-            first, last = lo // self.chunks[1], max(lo, hi - 1) // self.chunks[1]
-            key_of = self._array.metadata.encode_chunk_key
-            names = [str(self._path / "coefficients" / key_of((0, c))) for c in (first, last)]
-            return names[0] if first == last else f"{names[0]} .. {names[1]}"
+    def _bad_chunk(self) -> str:
+        """The file of the first chunk that cannot be read (found by reading each)."""
+        step = self.chunks[1]
+        for c in range(-(-self.shape[1] // step)):
+            try:
+                self._array[:, c * step : (c + 1) * step]
+            except Exception:  # noqa: BLE001
+                key = self._array.metadata.encode_chunk_key((0, c))
+                return str(self._path / "coefficients" / key)
         return "the coefficients"
 
 
