@@ -61,32 +61,44 @@ def kill_at(owner, name, n, after=False):
     setattr(owner, name, wrapper)
 
 out = sys.stdout
+def child(req, copy):
+    code = 3
+    try:
+        os.dup2(2, 1)
+        os.environ.update(req.get("env") or {})
+        os.environ["COPY"] = str(copy)
+        if req.get("fsize"):
+            import resource
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (req["fsize"], req["fsize"]))
+        scope = {**globals(), "__name__": "child"}
+        exec(req["code"], scope)
+        code = scope.get("exit_code", 0)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush(); sys.stderr.flush()
+        except BaseException:
+            pass
+        os._exit(code)
+
 for line in sys.stdin:
     req = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            os.dup2(2, 1)
-            os.environ.update(req.get("env") or {})
-            if req.get("fsize"):
-                import resource
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-                resource.setrlimit(resource.RLIMIT_FSIZE, (req["fsize"], req["fsize"]))
-            scope = {**globals(), "__name__": "child"}
-            exec(req["code"], scope)
-            code = scope.get("exit_code", 0)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush(); sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    killed = os.WIFSIGNALED(status)
-    reply = {"killed": killed, "code": None if killed else os.WEXITSTATUS(status)}
-    out.write(json.dumps(reply) + "\n")
+    pids = []
+    for copy in range(req.get("copies", 1)):  # copies run at the same time
+        pid = os.fork()
+        if pid == 0:
+            child(req, copy)
+        pids.append(pid)
+    replies = []
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        killed = os.WIFSIGNALED(status)
+        replies.append({"killed": killed, "code": None if killed else os.WEXITSTATUS(status)})
+    out.write(json.dumps(replies if len(replies) > 1 else replies[0]) + "\n")
     out.flush()
 """
 
@@ -105,9 +117,11 @@ class Zygote:
             cwd=ROOT,
         )
 
-    def run(self, code: str, env: dict | None = None, fsize: int | None = None) -> dict:
-        """Run ``code`` in a fresh fork; returns {"killed": bool, "code": exit code}."""
+    def run(self, code: str, env: dict | None = None, fsize: int | None = None, copies: int = 1):
+        """Run ``code`` in a fresh fork (``copies`` forks at once, $COPY telling them apart);
+        returns {"killed": bool, "code": exit code} (a list of them for copies > 1)."""
         request = {"code": textwrap.dedent(code), "env": env or {}, "fsize": fsize}
+        request["copies"] = copies
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -288,9 +302,7 @@ def test_crash_at_each_rename_of_a_two_rename_replacement(zygote, polys, bundles
 
 @pytest.fixture
 def store_net(monkeypatch):
-    """Small budgets: a 3-input network writes many blocks and chunks."""
-    monkeypatch.setattr(fold, "PAIR_ELEMENTS", 64)
-    monkeypatch.setattr(fold, "BLOCK_ELEMENTS", 32)
+    """Small chunks: a 3-input network's store has several."""
     monkeypatch.setattr(store, "CHUNK_TERMS", 8)
     nets = []
     for seed in (1, 2):
@@ -302,7 +314,7 @@ def store_net(monkeypatch):
 STORE_SETUP = """
 import torch, polynet.atomic
 from polynet.poly import fold, store
-fold.PAIR_ELEMENTS, fold.BLOCK_ELEMENTS, store.CHUNK_TERMS = 64, 32, 8
+store.CHUNK_TERMS = 8
 torch.manual_seed(2)
 net = polynet.SLNN(3, [5, 4], [2, 2], out_features=2).eval()
 """
@@ -599,23 +611,19 @@ def test_read_only_folders(zygote, polys, checkpoint, tmp_path):
             ro.chmod(0o755)
 
 
-def test_two_processes_on_one_cache(tmp_path):
-    code = textwrap.dedent(
-        """
-        import sys, torch, polynet
+def test_two_processes_on_one_cache(zygote, tmp_path):
+    result = zygote.run(
+        f"""
         from polynet.poly import fold
         fold.DISK_CACHE_MIN_ENTRIES = 1
         torch.manual_seed(5)
         net = polynet.SLNN(4, [6, 5], [3, 2]).eval()
-        torch.save(polynet.expand(net).coefficients, sys.argv[1])
-        """
+        torch.save(polynet.expand(net).coefficients, "{tmp_path}/" + os.environ["COPY"] + ".pt")
+        """,
+        env={"POLYNET_CACHE_DIR": str(tmp_path / "cache")},
+        copies=2,
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "POLYNET_CACHE_DIR": str(tmp_path / "cache")}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"{i}.pt")], env=env)
-        for i in range(2)
-    ]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert result == [{"killed": False, "code": 0}] * 2
     torch.manual_seed(5)
     fold.clear_cache()
     ref = polynet.expand(polynet.SLNN(4, [6, 5], [3, 2]).eval()).coefficients
@@ -735,26 +743,19 @@ def test_cli_errors_are_one_line(zygote, checkpoint, tmp_path, polys):
     assert "Traceback" in err and result["code"] == 1
 
 
-def test_closed_stdout_exits_quietly(checkpoint):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "polynet",
-            "expand",
-            str(checkpoint),
-            "--top",
-            "50",
-            "--no-progress",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
+def test_closed_stdout_exits_quietly(zygote, checkpoint, tmp_path):
+    err = tmp_path / "stderr.txt"
+    result = zygote.run(
+        f"""
+        read, write = os.pipe()
+        os.close(read)  # like `| head -0`: nobody reads stdout
+        os.dup2(write, 1)
+        os.dup2(os.open("{err}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as Python sets it up
+        exit_code = polynet.cli.main(["expand", "{checkpoint}", "--top", "50", "--no-progress"])
+        """
     )
-    proc.stdout.close()  # like `| head -0`
-    err = proc.stderr.read().decode()
-    assert proc.wait(timeout=300) == 141 and err == "", err
+    assert result == {"killed": False, "code": 141} and err.read_text() == ""
 
 
 def test_graph_model_with_store_is_refused(tmp_path):
