@@ -1403,7 +1403,16 @@ def from_onnx(
     _check_opset(proto, onnx.defs.onnx_opset_version(), model)
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)  # the walk names unnamed nodes; the caller's proto stays as it was
-    return _Builder(copy, input_shape).run()
+    try:
+        return _Builder(copy, input_shape).run()
+    except PolynetError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # a damaged but parsable file
+        where = f"{os.fspath(model)!r}" if isinstance(model, (str, os.PathLike)) else "the model"
+        raise CheckpointError(
+            f"{where} cannot be read as a network ({type(exc).__name__}: {exc}); the file is "
+            "damaged or inconsistent. Export it again."
+        ) from exc
 
 
 def _check_opset(proto: Any, newest: int, source: Any) -> None:

@@ -778,3 +778,29 @@ def test_zip_damage_names_the_file(tmp_path, polys):
         zf.writestr("meta.npy", b"not an array")
     with pytest.raises(PolynetError, match=str(path)):
         NetworkPolynomial.load(path)
+
+
+def test_damaged_onnx_files_error_or_load(tmp_path):
+    """ONNX files carry no checksum: a flipped weight byte cannot be seen (docs/files.md);
+    every other damage is a PolynetError, never a raw exception."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 1], [1.0, 2.0])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Mul", ["h", "h"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1])],
+        [w],
+    )
+    raw = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    path = tmp_path / "m.onnx"
+    errors = 0
+    for damaged in [*_flips(raw, 120), *_truncations(raw, 10)]:
+        path.write_bytes(damaged)
+        try:
+            polynet.expand(polynet.from_onnx(path))
+        except PolynetError:
+            errors += 1
+    assert errors > 20
