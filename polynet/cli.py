@@ -668,11 +668,14 @@ def _check_output_paths(args: argparse.Namespace) -> None:
             )
 
 
-def _os_error_message(exc: OSError) -> str:
+def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
     """One line for an OSError: what happened to which file, and what to do."""
     import errno
 
-    where = exc.filename if exc.filename is not None else "a file"
+    where = exc.filename
+    if where is None:  # a failed write() names no file: name the outputs being written
+        outs = [f"--{f} {getattr(args, f)}" for f in ("out", "latex") if getattr(args, f, None)]
+        where = "writing " + " and ".join(outs) if outs else "a file"
     advice = {
         errno.ENOSPC: "the disk is full: free some space or write elsewhere",
         errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
@@ -729,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # an argument value the library refused
         code, message, error = 2, str(exc), exc
     except OSError as exc:  # no space, not a directory, permissions, a vanished file
-        message, error = _os_error_message(exc), exc
+        message, error = _os_error_message(exc, args), exc
     except KeyboardInterrupt:
         print(f"polynet {args.command}: interrupted", file=sys.stderr)
         return 130

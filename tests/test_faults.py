@@ -804,3 +804,20 @@ def test_damaged_onnx_files_error_or_load(tmp_path):
         except PolynetError:
             errors += 1
     assert errors > 20
+
+
+def test_written_files_honour_the_umask(tmp_path, polys):
+    from polynet.export import write_bundle
+
+    old = os.umask(0o027)
+    try:
+        path = NetworkPolynomial.load(polys[0]).save(tmp_path / "p.npz")
+        write_bundle(NetworkPolynomial.load(polys[0]), tmp_path / "b")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b").stat().st_mode & 0o777 == 0o750
+    assert all(p.stat().st_mode & 0o777 == 0o640 for p in (tmp_path / "b").iterdir())
+    path.chmod(0o600)  # a replaced file keeps its mode
+    NetworkPolynomial.load(polys[1]).save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
