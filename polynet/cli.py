@@ -389,6 +389,8 @@ def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-8)")
     p.add_argument("--n-box", type=_positive_int, default=1000, help="points from the box")
     p.add_argument("--device", default=None, help="where to evaluate (default: cpu)")
+    p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -430,7 +432,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"note: {exc} Verifying on the box [-1, 1]^n only.", file=sys.stderr)
     tol = DEFAULT_TOL if args.tol is None else args.tol
-    report = polynet.verify(model, poly, x, tol=tol, n_box=args.n_box, device=args.device)
+    report = polynet.verify(
+        model,
+        poly,
+        x,
+        tol=tol,
+        n_box=args.n_box,
+        device=args.device,
+        progress=not args.no_progress,
+        max_memory=args.max_memory,
+    )
     print(report)
     return 0 if report.passed else 1
 
@@ -728,7 +739,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     except PolynetError as exc:
-        message, error = str(exc), exc
+        refusal = getattr(exc, "refusal", None)  # alternatives rendered as this CLI's flags
+        message, error = (str(exc) if refusal is None else refusal.cli_text()), exc
     except ValueError as exc:  # an argument value the library refused
         code, message, error = 2, str(exc), exc
     except OSError as exc:  # no space, not a directory, permissions, a vanished file

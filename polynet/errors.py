@@ -28,7 +28,17 @@ class NotExpandableError(PolynetError, ValueError):
 
 
 class ExpansionTooLargeError(PolynetError, MemoryError):
-    """An expansion refused before it started because it would exceed the memory budget."""
+    """An expansion refused before it started because it would exceed the memory budget.
+
+    Attributes
+    ----------
+    refusal : polynet.poly.refusal.Refusal or None
+        The numbers and the alternatives that fit, for rendering (the CLI names its flags).
+    """
+
+    def __init__(self, message: str, refusal: object = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class CheckpointError(PolynetError, ValueError):

@@ -442,7 +442,7 @@ class SLNNRegressor(RegressorMixin, _SLNNEstimator):
     >>> reg = SLNNRegressor(hidden=8, max_epochs=10, device="cpu", random_state=0).fit(X, y)
     >>> reg.score(X, y) > 0.4
     True
-    >>> bool(np.allclose(reg.polynomial_(X).numpy().ravel(), reg.predict(X)))
+    >>> bool(np.allclose(reg.polynomial_(X).ravel(), reg.predict(X)))
     True
     """
     )

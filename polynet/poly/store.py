@@ -685,17 +685,27 @@ class StoredPolynomial:
         left_out = self.n_terms_per_output()[output] - len(rows)
         return _latex_sum(values, exps, _latex_vars(self.variables), digits, left_out)
 
-    def __call__(self, x: ArrayLike | Tensor) -> Tensor:
+    def __call__(self, x: ArrayLike | Tensor, *, progress: Any = None) -> Tensor | np.ndarray:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
 
         Block by block over the leading exponents: a block's monomials are x_lead^prefix times
         the monomials of the remaining variables, so no (points × all terms) matrix is built.
+        A tensor in gives a tensor, anything else a NumPy array; ``progress`` (a tqdm bar) is
+        told of every block read.
         """
-        return evaluate_blocks(self._array, self.n_vars, self.index.degree, x, self._device)
+        out = evaluate_blocks(
+            self._array, self.n_vars, self.index.degree, x, self._device, progress=progress
+        )
+        return out if torch.is_tensor(x) else out.cpu().numpy()
 
 
 def evaluate_blocks(
-    coefficients: Any, n_vars: int, degree: int, x: ArrayLike | Tensor, device=None
+    coefficients: Any,
+    n_vars: int,
+    degree: int,
+    x: ArrayLike | Tensor,
+    device=None,
+    progress: Any = None,
 ) -> Tensor:
     """Σ_r coefficients[:, r] · monomial_r(x) block by block over the leading exponents.
 
@@ -712,7 +722,12 @@ def evaluate_blocks(
         raise ValueError(f"points must have shape (B, {n_vars}), got {tuple(x.shape)}.")
     out = x.new_zeros(x.shape[0], coefficients.shape[0])
     reader = _ChunkReader(coefficients)
-    for block in _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS):
+    blocks = _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS)
+    if progress is not None:
+        progress.reset(total=len(blocks))
+    for block in blocks:
+        if progress is not None:
+            progress.update(1)
         coef = np.concatenate([reader.read(g, ln) for g, _, ln in block.runs()], axis=1)
         if not coef.any():
             continue
