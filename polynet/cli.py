@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from polynet.errors import PolynetError
+from polynet.threads import limit_threads
 
 __all__ = ["main", "COMMANDS"]
 
@@ -59,6 +60,10 @@ def _key_value(text: str) -> tuple[str, Any]:
 def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     from polynet.bases import BASES
     from polynet.data import LOADERS
+    from polynet.data.registry import NEEDS_EXTRA
+    from polynet.extras import install_hint
+
+    extras = "; ".join(f"{n} needs {install_hint(m)}" for n, m in sorted(NEEDS_EXTRA.items()))
 
     p = subparsers.add_parser(
         "train",
@@ -70,7 +75,13 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", required=True, choices=sorted(LOADERS), help="data set name")
+    d.add_argument(
+        "--dataset",
+        required=True,
+        choices=sorted(LOADERS),
+        help=f"data set name ({extras}; mnist and fashion-mnist read the files named by "
+        "--dataset-arg path=...)",
+    )
     d.add_argument(
         "--dataset-arg",
         metavar="KEY=VALUE",
@@ -114,7 +125,6 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument("--seed", type=int, default=0, help="seeds the model and the training")
-    t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default=None, help="directory for model.safetensors")
     return p
@@ -616,12 +626,19 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int
 def _add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
     # On subcommands the default is SUPPRESS, so `polynet --debug train` and
     # `polynet train --debug` both work without one overwriting the other.
-    group = parser.add_argument_group("output")
+    group = parser.add_argument_group("general")
     group.add_argument(
         "--debug", action="store_true", default=default, help="show tracebacks on errors"
     )
     group.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
+    )
+    group.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None if default is False else default,
+        help="CPU threads (default: one per core no other process is using; one for small "
+        "networks)",
     )
 
 
@@ -665,7 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.perf_counter()
     try:
-        code = args.handler(args)
+        with limit_threads(args.threads):
+            code = args.handler(args)
     except PolynetError as exc:
         if args.debug:
             traceback.print_exc()
@@ -676,8 +694,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"polynet {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training says which weights it kept and where
+        detail = f": {exc}" if str(exc) else ""
+        print(f"polynet {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
     logging.getLogger(__name__).info(
         "%s finished in %.1f s", args.command, time.perf_counter() - started

@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.threads import thread_policy
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -65,6 +66,7 @@ def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
     return points if poly.slice is None else poly.slice.embed(points)
 
 
+@thread_policy
 def verify(
     model: nn.Module,
     poly: NetworkPolynomial,

@@ -20,6 +20,7 @@ from polynet.errors import CheckpointError, ExpansionTooLargeError, NotExpandabl
 from polynet.poly.dense import FloatOps, plan, walk
 from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.threads import thread_policy
 
 __all__ = ["Estimate", "estimate", "expand", "memory_budget", "parse_bytes"]
 
@@ -250,6 +251,7 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
     )
 
 
+@thread_policy
 def expand(
     model: nn.Module,
     exact: Exact = False,
@@ -526,13 +528,9 @@ def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progr
         from polynet.poly.sparse import expand_sparse
 
         if engine == "flint":
-            try:
-                import flint  # noqa: F401
-            except ImportError as exc:
-                raise ImportError(
-                    "exact='flint' needs python-flint; install it with "
-                    "pip install \"polynet-slaf[flint]\" or use exact='sympy'."
-                ) from exc
+            from polynet.extras import require
+
+            require("flint", "exact='flint' (--exact flint)", "use exact='sympy'")
         return expand_sparse(lowered, engine, the_plan.index)
     if engine == "modular":
         from polynet.poly.modular import expand_modular
