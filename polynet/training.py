@@ -835,7 +835,7 @@ def _interrupted(
         if result.checkpoint is not None
         else "nothing was written (no out= directory)"
     )
-    logger.warning("fit: interrupted; kept %s, %s", kept, where)
+    logger.info("fit: interrupted; kept %s, %s", kept, where)
     return TrainingInterrupted(
         f"training interrupted after {len(log)} epochs; the model holds {kept}; {where}.",
         result,
