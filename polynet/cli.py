@@ -657,7 +657,25 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = add_parser(subparsers)
         _add_common_options(sub, argparse.SUPPRESS)
         sub.set_defaults(handler=handler)
+    parser.set_defaults(subparsers=subparsers.choices)
     return parser
+
+
+def _reject_unknown(parser: argparse.ArgumentParser, args: Any, unknown: list[str]) -> None:
+    """Usage error for unrecognised arguments, from the subcommand's parser (its usage), with
+    the closest flag for each mistyped one (argparse's suggest_on_error is Python 3.14+)."""
+    import difflib
+
+    target = args.subparsers.get(args.command, parser) if args.command else parser
+    flags = [f for f in target._option_string_actions if f.startswith("--")]
+    hints = []
+    for arg in unknown:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=")[0], flags, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    target.error(message + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -668,7 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            _reject_unknown(parser, args, unknown)
     except SystemExit as exc:  # --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
