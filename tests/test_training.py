@@ -380,12 +380,21 @@ def test_sigint_to_polynet_train_leaves_a_loadable_checkpoint(tmp_path):
     from polynet.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "polynet", "train", "--dataset", "xor", "--hidden", "8", "--degrees", "2"]
+    argv = [
+        sys.executable,
+        "-m",
+        "polynet",
+        "train",
+        "--dataset",
+        "xor",
+        "--hidden",
+        "8",
+        "--degrees",
+        "2",
+    ]
     argv += ["--epochs", "100000", "--threads", "1", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         # Wait until the progress bar (stderr) shows a few epochs done.
         seen = b""

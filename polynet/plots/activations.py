@@ -251,7 +251,9 @@ def _legend(fig: Figure, histogram: bool, nearest: bool, ncols: int) -> None:
             )
         )
     if histogram:
-        handles.append(Patch(color="0.82", label="inputs z on the data, channels pooled (count: right axis)"))
+        handles.append(
+            Patch(color="0.82", label="inputs z on the data, channels pooled (count: right axis)")
+        )
     fig.legend(
         handles=handles,
         loc="outside lower center",
