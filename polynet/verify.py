@@ -13,6 +13,7 @@ from torch import nn
 
 from polynet.poly.evaluate import check_evaluation_budget
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.threads import thread_policy
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -73,6 +74,7 @@ def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
     return points if poly.slice is None else poly.slice.embed(points)
 
 
+@thread_policy
 def verify(
     model: nn.Module,
     poly: NetworkPolynomial,

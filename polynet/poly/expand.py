@@ -30,6 +30,7 @@ from polynet.poly.refusal import (
     fmt_seconds,
     largest_slice,
 )
+from polynet.threads import thread_policy
 
 __all__ = ["Estimate", "estimate", "expand", "memory_budget", "parse_bytes"]
 
@@ -292,6 +293,7 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
     )
 
 
+@thread_policy
 def expand(
     model: nn.Module,
     exact: Exact = False,
@@ -581,13 +583,9 @@ def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progr
         from polynet.poly.sparse import expand_sparse
 
         if engine == "flint":
-            try:
-                import flint  # noqa: F401
-            except ImportError as exc:
-                raise ImportError(
-                    "exact='flint' needs python-flint; install it with "
-                    "pip install \"polynet-slaf[flint]\" or use exact='sympy'."
-                ) from exc
+            from polynet.extras import require
+
+            require("flint", "exact='flint' (--exact flint)", "use exact='sympy'")
         return expand_sparse(lowered, engine, the_plan.index)
     if engine == "modular":
         from polynet.poly.modular import expand_modular

@@ -60,13 +60,9 @@ EVAL_ELEMENTS = 1 << 22
 
 
 def _zarr():
-    try:
-        import zarr
-    except ImportError as exc:
-        raise ImportError(
-            'store= needs zarr; install it with pip install "polynet-slaf[scale]".'
-        ) from exc
-    return zarr
+    from polynet.extras import require
+
+    return require("zarr", "a .zarr store (store=, or --out DIR.zarr)")
 
 
 def _size_blocks(n_vars: int, degree: int, limit: int) -> list[Block]:
@@ -280,12 +276,9 @@ def _block_results(
 ) -> Iterator[tuple[list[Block], list[np.ndarray]]]:
     blocks = fold.blocks()
     if client is None:
-        try:
-            import dask
-        except ImportError as exc:
-            raise ImportError(
-                'store= runs blocks with dask; install it with pip install "polynet-slaf[scale]".'
-            ) from exc
+        from polynet.extras import require
+
+        dask = require("dask", "writing a .zarr store block by block (store=)")
 
         workers = _local_workers()
         groups = _groups(fold, blocks, 4 * workers)
