@@ -14,6 +14,8 @@ __all__ = [
     "NotFittedError",
     "DataError",
     "TrainingDivergedError",
+    "StoreError",
+    "MissingExtraError",
     "PolynetWarning",
 ]
 
@@ -66,5 +68,27 @@ class TrainingDivergedError(PolynetError, FloatingPointError):
         self.result = result
 
 
+class MissingExtraError(PolynetError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra.
+
+    Attributes
+    ----------
+    module : str
+        The missing import name (e.g. ``"zarr"``).
+    extra : str or None
+        The ``polynet-slaf`` extra that installs it (e.g. ``"scale"``).
+    """
+
+    def __init__(self, message: str, module: str, extra: str | None = None) -> None:
+        super().__init__(message)
+        self.module = module
+        self.extra = extra
+        self.name = module
+
+
 class PolynetWarning(UserWarning):
     """Computed, but look at this (an ill-conditioned fit, a verification near tolerance)."""
+
+
+class StoreError(PolynetError, OSError):
+    """A polynomial store or cached file that is damaged, incomplete or could not be written."""

@@ -13,6 +13,7 @@ from torch import nn
 
 from polynet.poly.evaluate import check_evaluation_budget
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.threads import thread_policy
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -38,6 +39,8 @@ class VerificationReport:
     max_terms: int
     n_network_parameters: int
     passed: bool
+    #: Data rows left out because they hold NaN or Inf (no network maps them to a number).
+    n_dropped_points: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +51,12 @@ class VerificationReport:
             [
                 f"verification {verdict} (tolerance {self.tol:.1e} relative)",
                 f"  points              {self.n_data_points} from the data, "
-                f"{self.n_box_points} from its bounding box",
+                f"{self.n_box_points} from its bounding box"
+                + (
+                    f" ({self.n_dropped_points} data rows with NaN/Inf left out)"
+                    if self.n_dropped_points
+                    else ""
+                ),
                 f"  max |poly - net|    {self.max_abs_error:.3e} (all points), "
                 f"{self.data_max_abs_error:.3e} (data)",
                 f"  relative error      {self.max_rel_error:.3e} (all points, to max|net| = "
@@ -66,6 +74,7 @@ def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
     return points if poly.slice is None else poly.slice.embed(points)
 
 
+@thread_policy
 def verify(
     model: nn.Module,
     poly: NetworkPolynomial,
@@ -83,7 +92,9 @@ def verify(
     Points are the data ``x`` (network inputs, or only the sliced inputs for a slice
     polynomial) and ``n_box`` points drawn uniformly from their bounding box (from [-1, 1]^n
     when ``x`` is None). It passes when the relative error max|p − f| / max|f| is within
-    ``tol`` over all points and over the data points alone. The model is copied; the
+    ``tol`` over all points and over the data points alone. Data rows holding NaN or Inf
+    are left out and counted in the report (``n_dropped_points``): they say nothing about the
+    polynomial, and one such row would make every error NaN. The model is copied; the
     caller's model is not changed.
 
     Parameters
@@ -126,7 +137,19 @@ def verify(
     >>> verify(net, polynet.expand(net)).passed
     True
     """
-    device = torch.device(device) if device is not None else poly.device
+    try:
+        good_tol = 0 < float(tol) < math.inf
+    except (TypeError, ValueError):
+        good_tol = False
+    if not good_tol:
+        raise ValueError(f"tol must be a positive number, got {tol!r}; the default is 1e-8.")
+    if device is not None:
+        from polynet.training import resolve_device
+
+        device = resolve_device(device)
+    else:
+        device = poly.device
+    n_dropped = 0
     if x is not None:
         data = torch.as_tensor(x if torch.is_tensor(x) else np.asarray(x, dtype=np.float64))
         data = data.to(device=device, dtype=torch.float64)
@@ -137,6 +160,15 @@ def verify(
                 f"x must have shape (B, {poly.n_vars}) (the polynomial's variables), "
                 f"got {tuple(data.shape)}."
             )
+        finite = torch.isfinite(data).all(1)
+        n_dropped = int((~finite).sum())
+        if n_dropped == len(data) and n_dropped:
+            raise ValueError(
+                f"x has NaN or Inf in every one of its {n_dropped} rows; no data point is left "
+                "to verify on. Clean the data, or pass x=None to verify on the box [-1, 1]^n."
+            )
+        if n_dropped:
+            data = data[finite]
         low, high = data.min(0).values, data.max(0).values
     else:
         data = torch.zeros(0, poly.n_vars, dtype=torch.float64, device=device)
@@ -187,6 +219,7 @@ def verify(
         max_terms=poly.max_terms,
         n_network_parameters=int(n_params),
         passed=passed,
+        n_dropped_points=n_dropped,
     )
 
 

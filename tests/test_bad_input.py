@@ -21,7 +21,7 @@ from torch import nn
 
 import polynet
 from polynet import SLNN, cli, data, training
-from polynet.checkpoint import _tensor_digest, load_checkpoint, read_metadata, save
+from polynet.checkpoint import _header_digest, _tensor_digest, load_checkpoint, read_metadata, save
 from polynet.errors import CheckpointError, DataError, NotExpandableError
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -138,6 +138,7 @@ def _rewrite(path: Path, header_changes=None, tensor_changes=None, fix_digest=Tr
     header.update(header_changes or {})
     if fix_digest:
         header["sha256"] = _tensor_digest(tensors)
+        header["header_sha256"] = json.dumps(_header_digest(header))
     safetensors.torch.save_file(tensors, path, metadata=header)
 
 
