@@ -419,12 +419,12 @@ def check_evaluation_budget(
 ) -> None:
     """Refuse, with the numbers, an evaluation at ``n_points`` points over the budget."""
     from polynet.errors import ExpansionTooLargeError
-    from polynet.poly.expand import memory_budget, parse_bytes
+    from polynet.poly.expand import _budget
     from polynet.poly.refusal import fmt_bytes
 
     index, n_out = poly.index, poly.n_outputs
     need = evaluation_bytes(index, n_out, n_points)
-    budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(poly.device)
+    budget = _budget(max_memory, poly.device)
     if need <= budget:
         return
     fits = _most_points(index, n_out, budget, n_points)
