@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import weakref
+from collections import OrderedDict
 from math import comb
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -411,7 +413,36 @@ def evaluate_checked(
         memory of the polynomial's device); nothing was allocated.
     """
     check_evaluation_budget(poly, _n_points(x), max_memory)
-    return evaluate(poly, x, backend=backend)
+    if backend != "auto":
+        return evaluate(poly, x, backend=backend)
+    return _cached_evaluator(poly)(x)
+
+
+#: Evaluators kept for the last few polynomials called (a polynomial is a value: its repeated
+#: calls need not regroup its coefficients again), when their regrouped copy is this small.
+_KEEP = 4
+_KEEP_BYTES = 64 << 20
+_kept: OrderedDict[int, tuple[Any, int, Tensor, Evaluator]] = OrderedDict()
+
+
+def _cached_evaluator(poly: NetworkPolynomial) -> Evaluator:
+    key, coef = id(poly), poly.coefficients
+    hit = _kept.get(key)
+    # The same live polynomial, the same coefficient tensor, not written to since.
+    if hit is not None and hit[0]() is poly and hit[2] is coef and hit[1] == coef._version:
+        _kept.move_to_end(key)
+        return hit[3]
+    ev = Evaluator(poly)
+    if ev._cached() and ev.n_outputs * ev._plan.n_padded * 8 <= _KEEP_BYTES:
+        _kept[key] = (
+            weakref.ref(poly, lambda _, key=key: _kept.pop(key, None)),
+            coef._version,
+            coef,
+            ev,
+        )
+        while len(_kept) > _KEEP:
+            _kept.popitem(last=False)
+    return ev
 
 
 def check_evaluation_budget(
