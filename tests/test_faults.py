@@ -853,3 +853,23 @@ def test_written_files_honour_the_umask(tmp_path, polys):
     path.chmod(0o600)  # a replaced file keeps its mode
     NetworkPolynomial.load(polys[1]).save(path)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_damaged_gzip_idx_files_are_data_errors(tmp_path):
+    import gzip
+
+    from polynet.data.images import read_idx
+    from polynet.errors import DataError
+
+    images = np.random.default_rng(0).integers(0, 255, (20, 28, 28), dtype=np.uint8)
+    header = b"\x00\x00\x08\x03" + b"".join(int(s).to_bytes(4, "big") for s in images.shape)
+    raw = gzip.compress(header + images.tobytes())
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    for damaged in [*_flips(raw, 60), *_truncations(raw, 6)]:
+        path.write_bytes(damaged)
+        try:
+            got = read_idx(path)
+        except DataError as exc:
+            assert str(path) in str(exc)
+            continue
+        assert np.array_equal(got, images)  # gzip's CRC-32: damage never reads as data
