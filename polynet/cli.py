@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from polynet.errors import PolynetError
+from polynet.threads import limit_threads
 
 __all__ = ["main", "COMMANDS"]
 
@@ -59,6 +60,10 @@ def _key_value(text: str) -> tuple[str, Any]:
 def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     from polynet.bases import BASES
     from polynet.data import LOADERS
+    from polynet.data.registry import NEEDS_EXTRA
+    from polynet.extras import install_hint
+
+    extras = "; ".join(f"{n} needs {install_hint(m)}" for n, m in sorted(NEEDS_EXTRA.items()))
 
     p = subparsers.add_parser(
         "train",
@@ -70,7 +75,13 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", required=True, choices=sorted(LOADERS), help="data set name")
+    d.add_argument(
+        "--dataset",
+        required=True,
+        choices=sorted(LOADERS),
+        help=f"data set name ({extras}; mnist and fashion-mnist read the files named by "
+        "--dataset-arg path=...)",
+    )
     d.add_argument(
         "--dataset-arg",
         metavar="KEY=VALUE",
@@ -114,7 +125,6 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument("--seed", type=int, default=0, help="seeds the model and the training")
-    t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default=None, help="directory for model.safetensors")
     return p
@@ -389,6 +399,8 @@ def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-8)")
     p.add_argument("--n-box", type=_positive_int, default=1000, help="points from the box")
     p.add_argument("--device", default=None, help="where to evaluate (default: cpu)")
+    p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -430,7 +442,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"note: {exc} Verifying on the box [-1, 1]^n only.", file=sys.stderr)
     tol = DEFAULT_TOL if args.tol is None else args.tol
-    report = polynet.verify(model, poly, x, tol=tol, n_box=args.n_box, device=args.device)
+    report = polynet.verify(
+        model,
+        poly,
+        x,
+        tol=tol,
+        n_box=args.n_box,
+        device=args.device,
+        progress=not args.no_progress,
+        max_memory=args.max_memory,
+    )
     print(report)
     return 0 if report.passed else 1
 
@@ -615,12 +636,19 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int
 def _add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
     # On subcommands the default is SUPPRESS, so `polynet --debug train` and
     # `polynet train --debug` both work without one overwriting the other.
-    group = parser.add_argument_group("output")
+    group = parser.add_argument_group("general")
     group.add_argument(
         "--debug", action="store_true", default=default, help="show tracebacks on errors"
     )
     group.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
+    )
+    group.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None if default is False else default,
+        help="CPU threads (default: one per core no other process is using; one for small "
+        "networks)",
     )
 
 
@@ -639,6 +667,7 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = add_parser(subparsers)
         _add_common_options(sub, argparse.SUPPRESS)
         sub.set_defaults(handler=handler)
+    parser.set_defaults(subparsers=subparsers.choices)
     return parser
 
 
@@ -691,6 +720,23 @@ def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
     return f"{where}: {detail}; {advice}. Earlier files there are unchanged."
 
 
+def _reject_unknown(parser: argparse.ArgumentParser, args: Any, unknown: list[str]) -> None:
+    """Usage error for unrecognised arguments, from the subcommand's parser (its usage), with
+    the closest flag for each mistyped one (argparse's suggest_on_error is Python 3.14+)."""
+    import difflib
+
+    target = args.subparsers.get(args.command, parser) if args.command else parser
+    flags = [f for f in target._option_string_actions if f.startswith("--")]
+    hints = []
+    for arg in unknown:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=")[0], flags, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    target.error(message + (f" ({'; '.join(hints)})" if hints else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``polynet`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
@@ -699,7 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            _reject_unknown(parser, args, unknown)
     except SystemExit as exc:  # --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
@@ -717,7 +765,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code, message, error = 1, None, None
     try:
         _check_output_paths(args)
-        code = args.handler(args)
+        with limit_threads(args.threads):
+            code = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except BrokenPipeError:  # stdout closed early (| head): stop quietly, as unix tools do
         import os
@@ -728,13 +777,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     except PolynetError as exc:
-        message, error = str(exc), exc
+        refusal = getattr(exc, "refusal", None)  # alternatives rendered as this CLI's flags
+        message, error = (str(exc) if refusal is None else refusal.cli_text()), exc
     except ValueError as exc:  # an argument value the library refused
         code, message, error = 2, str(exc), exc
     except OSError as exc:  # no space, not a directory, permissions, a vanished file
         message, error = _os_error_message(exc, args), exc
-    except KeyboardInterrupt:
-        print(f"polynet {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training says which weights it kept and where
+        detail = f": {exc}" if str(exc) else ""
+        print(f"polynet {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
         error = exc

@@ -15,6 +15,7 @@ __all__ = [
     "DataError",
     "TrainingDivergedError",
     "StoreError",
+    "MissingExtraError",
     "PolynetWarning",
 ]
 
@@ -28,7 +29,17 @@ class NotExpandableError(PolynetError, ValueError):
 
 
 class ExpansionTooLargeError(PolynetError, MemoryError):
-    """An expansion refused before it started because it would exceed the memory budget."""
+    """An expansion refused before it started because it would exceed the memory budget.
+
+    Attributes
+    ----------
+    refusal : polynet.poly.refusal.Refusal or None
+        The numbers and the alternatives that fit, for rendering (the CLI names its flags).
+    """
+
+    def __init__(self, message: str, refusal: object = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class CheckpointError(PolynetError, ValueError):
@@ -55,6 +66,24 @@ class TrainingDivergedError(PolynetError, FloatingPointError):
     def __init__(self, message: str, result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class MissingExtraError(PolynetError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra.
+
+    Attributes
+    ----------
+    module : str
+        The missing import name (e.g. ``"zarr"``).
+    extra : str or None
+        The ``polynet-slaf`` extra that installs it (e.g. ``"scale"``).
+    """
+
+    def __init__(self, message: str, module: str, extra: str | None = None) -> None:
+        super().__init__(message)
+        self.module = module
+        self.extra = extra
+        self.name = module
 
 
 class PolynetWarning(UserWarning):

@@ -1372,13 +1372,9 @@ def from_onnx(
     >>> net(torch.tensor([[1.0, 1.0]]))
     tensor([[9.]], grad_fn=<MulBackward0>)
     """
-    try:
-        import onnx
-    except ImportError:
-        raise PolynetError(
-            'reading ONNX models needs the onnx package: pip install "polynet-slaf[onnx]" '
-            "(or pip install onnx)."
-        ) from None
+    from polynet.extras import require
+
+    onnx = require("onnx", "reading ONNX models (from_onnx, polynet expand MODEL.onnx)")
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if not os.path.isfile(path):

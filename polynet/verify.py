@@ -11,7 +11,9 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
+from polynet.poly.evaluate import check_evaluation_budget
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.threads import thread_policy
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -72,6 +74,7 @@ def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
     return points if poly.slice is None else poly.slice.embed(points)
 
 
+@thread_policy
 def verify(
     model: nn.Module,
     poly: NetworkPolynomial,
@@ -81,6 +84,8 @@ def verify(
     n_box: int = 1000,
     seed: int = 0,
     device: torch.device | str | None = None,
+    progress: bool = False,
+    max_memory: int | float | str | None = None,
 ) -> VerificationReport:
     """Compare ``poly`` with ``model`` run in float64 evaluation mode.
 
@@ -108,10 +113,22 @@ def verify(
         Seed of the box sample.
     device : torch.device or str, optional
         Where to evaluate (default: the polynomial's device).
+    progress : bool, default=False
+        Show a progress bar over the points (or the store's blocks) while the polynomial is
+        evaluated.
+    max_memory : int or str, optional
+        Memory budget of the evaluation, bytes or a size like ``"4GiB"`` (default: half the
+        available memory).
 
     Returns
     -------
     VerificationReport
+
+    Raises
+    ------
+    ExpansionTooLargeError
+        Evaluating the polynomial at the points would exceed ``max_memory``; checked before
+        anything is evaluated.
 
     Examples
     --------
@@ -161,6 +178,8 @@ def verify(
     box = torch.rand(n_box, poly.n_vars, generator=gen, dtype=torch.float64).to(device)
     box = low + (high - low) * box
     points = torch.cat([data, box])
+    if isinstance(poly, NetworkPolynomial):
+        check_evaluation_budget(poly, points.shape[0], max_memory)
 
     net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
     full = _embed(poly, points)
@@ -168,7 +187,7 @@ def verify(
     with torch.no_grad():
         expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
         expected = expected.reshape(points.shape[0], -1)
-        got = poly.to(device)(points)
+        got = _evaluate(poly.to(device), points, progress)
     abs_err, scale, rel_err = _errors(got, expected)
     # Judged on the data alone too: at high degree the box corners dominate max|net|, and a
     # polynomial that cancels badly on the data would pass relative to them.
@@ -202,6 +221,31 @@ def verify(
         passed=passed,
         n_dropped_points=n_dropped,
     )
+
+
+#: Points evaluated between two updates of the progress bar: at least this many,
+_PROGRESS_POINTS = 64
+#: and at most this many updates.
+_PROGRESS_STEPS = 50
+
+
+def _evaluate(poly, points: torch.Tensor, progress: bool) -> torch.Tensor:
+    """poly(points), by batches of points behind a progress bar (a store: by its blocks)."""
+    if not progress:
+        return poly(points)
+    from tqdm.auto import tqdm
+
+    if not isinstance(poly, NetworkPolynomial):  # a store reads its blocks once per call
+        with tqdm(desc="verify", unit="block", leave=False) as bar:
+            return poly(points, progress=bar)
+    n = points.shape[0]
+    step = max(_PROGRESS_POINTS, -(-n // _PROGRESS_STEPS))
+    parts = []
+    with tqdm(total=n, desc="verify", unit="point", leave=False) as bar:
+        for s in range(0, n, step):
+            parts.append(poly(points[s : s + step]))
+            bar.update(parts[-1].shape[0])
+    return torch.cat(parts) if parts else poly(points)
 
 
 def _errors(got: torch.Tensor, expected: torch.Tensor) -> tuple[float, float, float]:

@@ -21,6 +21,16 @@ from polynet.poly.dense import FloatOps, plan, walk
 from polynet.poly.finite import check_finite
 from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.poly.refusal import (
+    Refusal,
+    available_bytes,
+    check_counts,
+    disk_free,
+    fmt_bytes,
+    fmt_seconds,
+    largest_slice,
+)
+from polynet.threads import thread_policy
 
 __all__ = ["Estimate", "estimate", "expand", "memory_budget", "parse_bytes"]
 
@@ -110,12 +120,9 @@ def memory_budget(device: torch.device | str, fraction: float = DEFAULT_MEMORY_F
     return int(available * fraction)
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
+# Sizes and durations are written as refusals write them (scientific past 10^6 GiB).
+_fmt_bytes = _fmt_gib = fmt_bytes
+_fmt_seconds = fmt_seconds
 
 
 def slice_values(
@@ -247,12 +254,22 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
     work_device = torch.device(device) if device is not None else None
     budget = _budget(max_memory, work_device or torch.device("cpu"))
     if peak > budget:
-        D = sketch.degree_bound
-        raise ExpansionTooLargeError(
-            f"expanding this model needs about {_fmt_bytes(peak)} (monomials of degree <= {D} "
-            f"in {n} inputs), over the budget of {_fmt_bytes(budget)}; raise max_memory= or "
-            "count the terms without expanding with polynet.count_terms(model, input_shape=...)."
+
+        def slice_peak(k: int) -> int:
+            return max(math.comb(k + r.degree, r.degree) * r.values * 24 for r in sketch.nodes)
+
+        refusal = Refusal(
+            "model",
+            n,
+            sketch.degree_bound,
+            math.prod(sketch.output.value_shape),
+            peak,
+            budget,
+            slice_inputs=largest_slice(lambda k: slice_peak(k) <= budget, n - 1),
+            raise_budget=peak <= available_bytes(work_device or "cpu"),
+            count_hint="polynet.count_terms(model, input_shape=...)",
         )
+        raise ExpansionTooLargeError(refusal.python_text(), refusal)
     result = expand_graph(model, shape, device, entry=entry)
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
@@ -276,6 +293,7 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
     )
 
 
+@thread_policy
 def expand(
     model: nn.Module,
     exact: Exact = False,
@@ -375,6 +393,8 @@ def expand(
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.
         model = chain
     start = time.perf_counter()
+    budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
+    check_counts(model, input_shape, inputs, budget, device, store, exact)
     lowered = lower(model, input_shape, device)
     variables = None
     info: dict = {"input_shape": list(lowered.input_shape)}
@@ -388,7 +408,7 @@ def expand(
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
     budget = _budget(max_memory, work_device)
-    _check_budget(lowered, the_plan, budget, exact, store is not None)
+    _check_budget(lowered, the_plan, budget, exact, store, work_device)
     n_params = sum(p.numel() for p in model.parameters())
     if store is not None:
         if exact:
@@ -448,41 +468,40 @@ def _work_device(lowered: LoweredNetwork, device) -> torch.device:
 
 
 def _check_budget(
-    lowered: LoweredNetwork, the_plan, budget: int, exact: Exact, store: bool = False
+    lowered: LoweredNetwork, the_plan, budget: int, exact: Exact, store=None, device="cpu"
 ) -> None:
-    peak = the_plan.store_peak_bytes if store else the_plan.peak_bytes
+    peak = the_plan.store_peak_bytes if store is not None else the_plan.peak_bytes
     if exact:
         # Exact coefficients are Python rationals: ~100 bytes each at least, per output.
         peak = max(the_plan.exact_peak_bytes, the_plan.index.size * the_plan.n_outputs * 200)
     if peak <= budget:
         return
-    n, D = lowered.n_inputs, lowered.degree_bound
-    hint = (
-        ""
-        if store or exact
-        else f'write the result to disk block by block with store="coeffs.zarr" (needs about '
-        f"{_fmt_gib(the_plan.store_peak_bytes)}), "
+    n = lowered.n_inputs
+
+    def slice_fits(k: int) -> bool:
+        sliced = plan(_slice(lowered, list(range(k)), np.zeros(n)))
+        return (sliced.exact_peak_bytes if exact else sliced.peak_bytes) <= budget
+
+    store_peak = the_plan.store_peak_bytes
+    offer_store = (
+        store is None
+        and not exact
+        and store_peak <= budget
+        and the_plan.result_bytes <= disk_free(".")
     )
-    raise ExpansionTooLargeError(
-        f"expanding this network needs about {_fmt_gib(peak)} and {_fmt_seconds(the_plan.seconds)}"
-        f" (C({n}+{D}, {D}) = {the_plan.index.size:,} monomials of degree <= {D} in {n} inputs, "
-        f"{_fmt_gib(the_plan.result_bytes)} of coefficients), over the budget of "
-        f"{_fmt_gib(budget)}; {hint}expand a subset of the inputs with inputs=[...] and "
-        "fixed=..., raise max_memory=, or count the terms without expanding with "
-        "polynet.count_terms(model)."
+    refusal = Refusal(
+        "network",
+        n,
+        lowered.degree_bound,
+        the_plan.n_outputs,
+        peak,
+        budget,
+        seconds=the_plan.seconds,
+        slice_inputs=largest_slice(slice_fits, n - 1),
+        store_bytes=store_peak if offer_store else None,
+        raise_budget=peak <= available_bytes(device),
     )
-
-
-def _fmt_gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else _fmt_bytes(n)
-
-
-def _fmt_seconds(s: float) -> str:
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 120:
-        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
-    return f"{s / 60:.0f} min"
+    raise ExpansionTooLargeError(refusal.python_text(), refusal)
 
 
 @dataclass(frozen=True)
@@ -564,13 +583,9 @@ def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progr
         from polynet.poly.sparse import expand_sparse
 
         if engine == "flint":
-            try:
-                import flint  # noqa: F401
-            except ImportError as exc:
-                raise ImportError(
-                    "exact='flint' needs python-flint; install it with "
-                    "pip install \"polynet-slaf[flint]\" or use exact='sympy'."
-                ) from exc
+            from polynet.extras import require
+
+            require("flint", "exact='flint' (--exact flint)", "use exact='sympy'")
         return expand_sparse(lowered, engine, the_plan.index)
     if engine == "modular":
         from polynet.poly.modular import expand_modular

@@ -533,16 +533,19 @@ class NetworkPolynomial:
             raise ValueError(f"points must have shape (B, {self.n_vars}), got {tuple(t.shape)}.")
         return t
 
-    def __call__(self, x: ArrayLike | Tensor) -> Tensor:
+    def __call__(self, x: ArrayLike | Tensor) -> Tensor | np.ndarray:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
 
-        Streams over the points without a points × terms matrix (:mod:`polynet.poly.evaluate`):
-        numba on the CPU when installed, torch otherwise and on CUDA. Exact polynomials are
-        evaluated from their float64 coefficients.
+        A tensor in gives a float64 tensor on the polynomial's device; anything else (a NumPy
+        array, a list) gives a NumPy array. Streams over the points without a points × terms
+        matrix or an exponent table (:mod:`polynet.poly.evaluate`), and refuses with
+        :class:`~polynet.errors.ExpansionTooLargeError` before an evaluation that would not
+        fit in memory. Exact polynomials are evaluated from their float64 coefficients.
         """
-        from polynet.poly.evaluate import evaluate
+        from polynet.poly.evaluate import evaluate_checked
 
-        return evaluate(self, x)
+        out = evaluate_checked(self, x)
+        return out if torch.is_tensor(x) else out.cpu().numpy()
 
     # -- calculus and truncation (polynet.poly.calculus, polynet.poly.truncation) ---------
     def derivative(self, i: int | str) -> NetworkPolynomial:

@@ -60,13 +60,9 @@ EVAL_ELEMENTS = 1 << 22
 
 
 def _zarr():
-    try:
-        import zarr
-    except ImportError as exc:
-        raise ImportError(
-            'store= needs zarr; install it with pip install "polynet-slaf[scale]".'
-        ) from exc
-    return zarr
+    from polynet.extras import require
+
+    return require("zarr", "a .zarr store (store=, or --out DIR.zarr)")
 
 
 def _size_blocks(n_vars: int, degree: int, limit: int) -> list[Block]:
@@ -280,12 +276,9 @@ def _block_results(
 ) -> Iterator[tuple[list[Block], list[np.ndarray]]]:
     blocks = fold.blocks()
     if client is None:
-        try:
-            import dask
-        except ImportError as exc:
-            raise ImportError(
-                'store= runs blocks with dask; install it with pip install "polynet-slaf[scale]".'
-            ) from exc
+        from polynet.extras import require
+
+        dask = require("dask", "writing a .zarr store block by block (store=)")
 
         workers = _local_workers()
         groups = _groups(fold, blocks, 4 * workers)
@@ -685,17 +678,27 @@ class StoredPolynomial:
         left_out = self.n_terms_per_output()[output] - len(rows)
         return _latex_sum(values, exps, _latex_vars(self.variables), digits, left_out)
 
-    def __call__(self, x: ArrayLike | Tensor) -> Tensor:
+    def __call__(self, x: ArrayLike | Tensor, *, progress: Any = None) -> Tensor | np.ndarray:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
 
         Block by block over the leading exponents: a block's monomials are x_lead^prefix times
         the monomials of the remaining variables, so no (points × all terms) matrix is built.
+        A tensor in gives a tensor, anything else a NumPy array; ``progress`` (a tqdm bar) is
+        told of every block read.
         """
-        return evaluate_blocks(self._array, self.n_vars, self.index.degree, x, self._device)
+        out = evaluate_blocks(
+            self._array, self.n_vars, self.index.degree, x, self._device, progress=progress
+        )
+        return out if torch.is_tensor(x) else out.cpu().numpy()
 
 
 def evaluate_blocks(
-    coefficients: Any, n_vars: int, degree: int, x: ArrayLike | Tensor, device=None
+    coefficients: Any,
+    n_vars: int,
+    degree: int,
+    x: ArrayLike | Tensor,
+    device=None,
+    progress: Any = None,
 ) -> Tensor:
     """Σ_r coefficients[:, r] · monomial_r(x) block by block over the leading exponents.
 
@@ -712,7 +715,12 @@ def evaluate_blocks(
         raise ValueError(f"points must have shape (B, {n_vars}), got {tuple(x.shape)}.")
     out = x.new_zeros(x.shape[0], coefficients.shape[0])
     reader = _ChunkReader(coefficients)
-    for block in _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS):
+    blocks = _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS)
+    if progress is not None:
+        progress.reset(total=len(blocks))
+    for block in blocks:
+        if progress is not None:
+            progress.update(1)
         coef = np.concatenate([reader.read(g, ln) for g, _, ln in block.runs()], axis=1)
         if not coef.any():
             continue
