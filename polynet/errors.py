@@ -14,6 +14,7 @@ __all__ = [
     "NotFittedError",
     "DataError",
     "TrainingDivergedError",
+    "PartialPolynomialError",
     "PolynetWarning",
 ]
 
@@ -54,6 +55,11 @@ class TrainingDivergedError(PolynetError, FloatingPointError):
     def __init__(self, message: str, result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class PartialPolynomialError(PolynetError, ValueError):
+    """A part of the network's polynomial (its Taylor polynomial of degree q) used where only
+    the whole polynomial will do, such as verifying it against the forward pass."""
 
 
 class PolynetWarning(UserWarning):

@@ -31,11 +31,13 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 from polynet.poly.dense import _groups
 from polynet.poly.index import MonomialIndex
 from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.poly.polynomial import NetworkPolynomial
 
 __all__ = [
     "expand_truncated",
@@ -413,7 +415,9 @@ def _first_layer(
 
 def _is_identity(weight: Tensor) -> bool:
     m, n = weight.shape
-    return m == n and bool(torch.equal(weight, torch.eye(n, dtype=weight.dtype, device=weight.device)))
+    return m == n and bool(
+        torch.equal(weight, torch.eye(n, dtype=weight.dtype, device=weight.device))
+    )
 
 
 def choose_variables(m1: int, n: int, q: int, identity: bool) -> str:
@@ -604,3 +608,314 @@ def _horner_truncated(ring, alpha: np.ndarray, z, q: int):
         if a != 0:
             acc = acc + ring.scalar(a)
     return acc
+
+
+def check_center(at: ArrayLike | Tensor, n: int) -> np.ndarray:
+    """The expansion point as n finite float64 values (an image is flattened)."""
+    try:
+        center = np.asarray(
+            at.detach().cpu().numpy() if torch.is_tensor(at) else at, dtype=np.float64
+        ).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"at= must be a point of {n} input values, got {at!r}.") from exc
+    if center.shape != (n,):
+        raise ValueError(
+            f"at= must have {n} values (one per network input), got {center.size}; pass one "
+            "sample, e.g. X[0], not a batch."
+        )
+    if not np.isfinite(center).all():
+        raise ValueError("at= values must be finite.")
+    return center
+
+
+def recentre(lowered: LoweredNetwork, center: np.ndarray) -> LoweredNetwork:
+    """The network as a function of u = x - center: the affine map u ↦ u + center first."""
+    n = lowered.n_inputs
+    device = _device_of(lowered)
+    shift = Affine(
+        torch.ones(n, dtype=torch.float64, device=device),
+        torch.as_tensor(center, dtype=torch.float64, device=device),
+        ("at",),
+    )
+    return LoweredNetwork((shift, *lowered.stages), n, lowered.input_shape)
+
+
+def _device_of(lowered: LoweredNetwork) -> torch.device:
+    for stage in lowered.stages:
+        return (stage.bias if isinstance(stage, Affine) else stage.coefficients).device
+    return torch.device("cpu")
+
+
+def _fmt(n: float) -> str:
+    return f"{n:.3g}" if n >= 1e6 else f"{n:,.0f}"
+
+
+def truncated_polynomial(
+    lowered: LoweredNetwork,
+    degree: int,
+    *,
+    exact: bool | str,
+    device: torch.device,
+    budget: int,
+    center: np.ndarray | None = None,
+    variables: list[str] | None = None,
+    n_network_parameters: int | None = None,
+    info: dict | None = None,
+) -> NetworkPolynomial:
+    """The degree ≤ ``degree`` part of ``lowered``'s polynomial (at ``center``: in u = x - x0)
+    as a NetworkPolynomial over MonomialIndex(n, degree), after a memory check.
+
+    Its ``degree_bound`` stays the network's D; ``notes["taylor"]`` says what it is.
+    """
+    import time
+
+    from polynet.errors import ExpansionTooLargeError
+
+    start = time.perf_counter()
+    n, D = lowered.n_inputs, lowered.degree_bound
+    q = degree
+    if center is not None:
+        lowered = recentre(lowered, center)
+    index = MonomialIndex(n, q)
+    if exact:
+        width = max([n] + [s.out_features for s in lowered.stages if isinstance(s, Affine)])
+        peak = width * index.size * 200.0
+    else:
+        peak = truncated_peak_bytes(lowered, q)
+    if peak > budget:
+        size = math.comb(n + q, q)
+        lower_q = ", ".join(
+            f"degree={r}: {_fmt(math.comb(n + r, r))} terms" for r in range(1, min(q, 4))
+        )
+        raise ExpansionTooLargeError(
+            f"the degree <= {q} part in {n} inputs has {_fmt(size)} monomials and needs about "
+            f"{peak / 2**30:.3g} GiB{' on the exact path' if exact else ''}, over the budget "
+            f"of {budget / 2**30:.3g} GiB; ask for a lower degree ({lower_q or 'degree=1'}), "
+            "expand a subset of the inputs with inputs= and fixed=, or raise max_memory=."
+        )
+    if exact:
+        if exact == "modular":
+            raise ValueError(
+                "exact='modular' is not available with degree=; use exact=True (python-flint "
+                "or SymPy rationals)."
+            )
+        kind = exact if isinstance(exact, str) else _exact_kind()
+        coefficients = expand_truncated_exact(lowered, q, index, kind)
+        engine = f"{kind} truncated"
+    else:
+        coefficients = expand_truncated(lowered, q, device)
+        engine = "float64 truncated"
+    names = variables
+    if center is not None:
+        names = [
+            ("u" + v[1:]) if v.startswith("x") else f"u{i}"
+            for i, v in enumerate(variables or [f"x{i}" for i in range(n)])
+        ]
+    notes = {
+        "taylor": {
+            "degree": q,
+            "center": None if center is None else center.tolist(),
+            "network_degree": D,
+        }
+    }
+    return NetworkPolynomial(
+        index,
+        coefficients,
+        degree_bound=D,
+        variables=names,
+        n_network_parameters=n_network_parameters,
+        notes=notes,
+        info={
+            **(info or {}),
+            "seconds": time.perf_counter() - start,
+            "engine": engine,
+            "device": str(device),
+        },
+    )
+
+
+def _exact_kind() -> str:
+    try:
+        import flint  # noqa: F401
+
+        return "flint"
+    except ImportError:
+        return "sympy"
+
+
+def describe(poly: NetworkPolynomial) -> str | None:
+    """One line saying what a truncated or re-centred polynomial is, or None for a whole one."""
+    taylor = poly.notes.get("taylor")
+    if not taylor:
+        return None
+    q, center, D = taylor.get("degree"), taylor.get("center"), taylor.get("network_degree")
+    where = "at the origin" if center is None else "at x0, in u = x - x0"
+    if q is None:
+        return f"the network's whole polynomial re-centred {where[3:]}"
+    if D is not None and q >= D:
+        return f"the network's whole polynomial (degree {D} <= {q}), {where}"
+    return (
+        f"the network's Taylor polynomial of degree {q} {where}: the part of degree <= {q} of "
+        f"its degree-{D} polynomial, not the whole network"
+    )
+
+
+def expand_taylor(
+    model,
+    degree: int | None,
+    at: ArrayLike | Tensor | None,
+    *,
+    exact: bool | str = False,
+    device=None,
+    inputs=None,
+    fixed=None,
+    max_memory=None,
+    input_shape=None,
+) -> NetworkPolynomial:
+    """``expand(model, degree=, at=)``: the chain model's Taylor polynomial of degree ``degree``
+    at ``at`` (the origin when None), or its whole polynomial re-centred at ``at``.
+
+    ``model`` is a resolved chain (``expand`` has read checkpoints and traced custom chains).
+    """
+    import time
+
+    from polynet.poly.dense import FloatOps, plan, walk
+    from polynet.poly.expand import (
+        _check_budget,
+        _expand_exact,
+        _slice,
+        _work_device,
+        memory_budget,
+        parse_bytes,
+    )
+    from polynet.poly.network import lower
+    from polynet.validation import check_int
+
+    if degree is not None:
+        degree = check_int(degree, "degree", 0, hint="degree=1 gives the constant and linear terms")
+    lowered = lower(model, input_shape, device)
+    info: dict = {"input_shape": list(lowered.input_shape)}
+    variables = None
+    if inputs is not None:
+        variables = [f"x{i}" for i in inputs]
+        lowered = _slice(lowered, inputs, fixed)
+        info["inputs"] = [int(i) for i in inputs]
+        info["fixed"] = lowered.stages[0].bias.cpu().tolist()
+    elif fixed is not None:
+        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    center = None if at is None else check_center(at, lowered.n_inputs)
+    work_device = _work_device(lowered, device)
+    budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(work_device)
+    n_params = sum(p.numel() for p in model.parameters())
+    if degree is not None:
+        return truncated_polynomial(
+            lowered,
+            degree,
+            exact=exact,
+            device=work_device,
+            budget=budget,
+            center=center,
+            variables=variables,
+            n_network_parameters=n_params,
+            info=info,
+        )
+    # The whole polynomial re-centred: the dense walk on x = u + x0.
+    start = time.perf_counter()
+    shifted = recentre(lowered, center)
+    the_plan = plan(shifted)
+    _check_budget(shifted, the_plan, budget, exact)
+    if exact:
+        coefficients = _expand_exact(shifted, exact, the_plan, work_device, None)
+    else:
+        coefficients = walk(shifted, FloatOps(work_device), the_plan, work_device)
+    names = variables or [f"x{i}" for i in range(lowered.n_inputs)]
+    return NetworkPolynomial(
+        the_plan.index,
+        coefficients,
+        degree_bound=lowered.degree_bound,
+        variables=["u" + v[1:] for v in names],
+        n_network_parameters=n_params,
+        notes={
+            "taylor": {
+                "degree": None,
+                "center": center.tolist(),
+                "network_degree": lowered.degree_bound,
+            }
+        },
+        info={
+            **info,
+            "seconds": time.perf_counter() - start,
+            "engine": "float64" if not exact else str(exact),
+            "device": str(work_device),
+        },
+    )
+
+
+def homogeneous_values(block: Tensor, v: Tensor, d: int) -> Tensor:
+    """Σ_α c_α v^α over one degree-d block: (rows × H(n, d)), (B × n) → (B × rows).
+
+    Goes one leading variable at a time (the tuples starting with a are the degree-(d-1)
+    block of the variables a..n-1), so no exponent table is built.
+    """
+    n = v.shape[1]
+    if d == 0:
+        return block[:, 0].expand(v.shape[0], -1).clone()
+    if d == 1:
+        return v @ block.T
+    if d == 2:
+        iu = torch.triu_indices(n, n, device=v.device)
+        return (v[:, iu[0]] * v[:, iu[1]]) @ block.T
+    out = v.new_zeros(v.shape[0], block.shape[0])
+    pos = 0
+    for a in range(n):
+        size = _hom(n - a, d - 1)
+        tail = homogeneous_values(block[:, pos : pos + size], v[:, a:], d - 1)
+        out += v[:, a : a + 1] * tail
+        pos += size
+    return out
+
+
+def taylor_errors(
+    model: torch.nn.Module, poly: NetworkPolynomial, n_directions: int = 3, seed: int = 0
+) -> list[float]:
+    """Per degree block r, max over random directions v of |P_r(v) - (d/dt)^r f(x0 + t v)/r!|
+    at t = 0, relative to the largest such derivative (absolute where it is 0).
+
+    The reference is float64 autograd of the model (a copy) along each line; ``poly`` is a
+    Taylor polynomial from ``expand(model, degree=q[, at=x0])`` (x0 = 0 without ``at``).
+    """
+    import copy
+
+    taylor = poly.notes.get("taylor") or {}
+    q = poly.index.degree
+    n = poly.n_vars
+    gen = torch.Generator().manual_seed(seed)
+    directions = torch.randn(n_directions, n, generator=gen, dtype=torch.float64)
+    directions = directions.to(poly.device)
+    center = torch.as_tensor(taylor.get("center") or [0.0] * n, dtype=torch.float64)
+    center = center.to(poly.device)
+    net = copy.deepcopy(model).to(device=poly.device, dtype=torch.float64).eval()
+    t = torch.zeros(n_directions, dtype=torch.float64, device=poly.device, requires_grad=True)
+    x = center + t[:, None] * directions
+    if poly.slice is not None:
+        x = poly.slice.embed(x)
+    shape = poly.input_shape
+    y = net(x.reshape(-1, *shape) if shape and len(shape) > 1 else x).reshape(n_directions, -1)
+    jets = torch.zeros(q + 1, n_directions, poly.n_outputs, dtype=torch.float64)
+    for o in range(poly.n_outputs):
+        g = y[:, o]
+        for r in range(q + 1):
+            jets[r, :, o] = g.detach().cpu() / math.factorial(r)
+            if r < q:
+                (g,) = torch.autograd.grad(g.sum(), t, create_graph=True, allow_unused=True)
+                if g is None:  # no dependence left on t
+                    break
+    errors = []
+    coef = poly.coefficients
+    for r in range(q + 1):
+        block = coef[:, _start(n, r) : _start(n, r + 1)]
+        got = homogeneous_values(block, directions, r).cpu()
+        scale = float(jets[r].abs().max())
+        err = float((got - jets[r]).abs().max())
+        errors.append(err / scale if scale > 0 else err)
+    return errors
