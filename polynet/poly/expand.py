@@ -345,7 +345,7 @@ def expand(
     model = as_sequential(resolve_model(model))
     partial = degree is not None or at is not None or form != "dense"
     if partial:
-        _check_partial_options(degree, at, form, store, client, exact)
+        _check_partial_options(degree, at, form, store, client, exact, inputs)
     if not is_chain(model):
         from polynet.poly.graph import as_chain, trace
 
@@ -434,7 +434,7 @@ def expand(
     )
 
 
-def _check_partial_options(degree, at, form, store, client, exact) -> None:
+def _check_partial_options(degree, at, form, store, client, exact, inputs) -> None:
     """Refuse options that degree=, at= and form= do not combine with."""
     what = "degree=" if degree is not None else "at=" if at is not None else "form='factored'"
     if form not in ("dense", "factored"):
@@ -444,10 +444,11 @@ def _check_partial_options(degree, at, form, store, client, exact) -> None:
             f"{what} returns its polynomial in memory; store= and client= apply to the whole "
             "expansion only. Drop store= (and client=)."
         )
-    if form == "factored" and (degree is not None or at is not None or exact):
+    if form == "factored" and (degree is not None or at is not None or exact or inputs):
         raise ValueError(
-            "form='factored' gives the whole polynomial in float64 and takes no degree=, at= or "
-            "exact=; call .truncate(degree=q) on the result for the low-degree part."
+            "form='factored' gives the whole polynomial in all inputs in float64 and takes no "
+            "degree=, at=, exact= or inputs=; call .truncate(degree=q) on the result for the "
+            "low-degree part."
         )
 
 
