@@ -919,3 +919,31 @@ def taylor_errors(
         err = float((got - jets[r]).abs().max())
         errors.append(err / scale if scale > 0 else err)
     return errors
+
+
+def point_from_checkpoint(ckpt, spec: str) -> np.ndarray:
+    """The point ``--at`` names: ``test:I``/``train:I`` (a row of the checkpoint's data, in the
+    model's own inputs), a bare ``I`` (= ``test:I``), or n comma-separated values."""
+    text = str(spec).strip()
+    split, _, row = text.rpartition(":")
+    if "," in text or (not row.isdigit()):
+        try:
+            return np.array([float(v) for v in text.split(",")], dtype=np.float64)
+        except ValueError:
+            raise ValueError(
+                f"--at must be 'test:I', 'train:I', a row number I, or comma-separated input "
+                f"values, got {spec!r}."
+            ) from None
+    split = split or "test"
+    if split not in ("test", "train"):
+        raise ValueError(f"--at names the split 'test' or 'train', got {split!r} in {spec!r}.")
+    from polynet import data
+
+    ds = data.from_metadata(ckpt.metadata)
+    rows = ds.X_test if split == "test" else ds.X_train
+    i = int(row)
+    if i >= len(rows):
+        raise ValueError(
+            f"--at {spec}: the {split} split has {len(rows)} rows (0..{len(rows) - 1})."
+        )
+    return np.asarray(rows[i], dtype=np.float64).reshape(-1)
