@@ -455,7 +455,9 @@ def truncated_peak_bytes(lowered: LoweredNetwork, q: int) -> float:
         peak += max(widths[1:-1]) * t * 8.0 * 3  # dense units of the middle layers
     if len(polys) >= 2:
         w2 = widths[1]
-        peak += w2 * math.comb(nv + q - 1, q - 1) * 8.0 * 2  # powers w^a, a >= 2, at degree < q
+        peak += (
+            w2 * math.comb(nv + max(q - 1, 0), max(q - 1, 0)) * 8.0 * 2
+        )  # powers w^a, a >= 2, at degree < q
     if where == "u" and not identity:
         peak += n_out * t * 8.0 + min(m1**q, 1 << 30) * 8.0 + CHUNK_ELEMENTS * 8.0 * 2
     return peak + CHUNK_ELEMENTS * 8.0
