@@ -33,7 +33,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @given(
     st.fixed_dictionaries(
         {
-            "n": st.integers(1, 4),
+            "n": st.integers(1, 3),
             "hidden": st.lists(st.integers(1, 4), min_size=1, max_size=2),
             "k1": st.integers(1, 3),
             "k2": st.integers(1, 2),
