@@ -449,7 +449,9 @@ def truncated_peak_bytes(lowered: LoweredNetwork, q: int) -> float:
         width = run[-1].out_features if run else width
         widths.append(width)
     peak = result
-    if where == "x":
+    if where == "x" and len(polys) == 1:
+        peak += m1 * math.comb(n + max(q - 1, 0), max(q - 1, 0)) * 8.0 * (q >= 3)  # w², fused
+    elif where == "x":
         peak += m1 * t * 8.0 * 2  # powers of the first layer's linear forms, and y1
     if len(polys) >= 3:
         peak += max(widths[1:-1]) * t * 8.0 * 3  # dense units of the middle layers
@@ -482,6 +484,12 @@ def expand_truncated(lowered: LoweredNetwork, q: int, device) -> Tensor:
     where = choose_variables(m1, n, q, identity)
     gamma = taylor_shift(polys[0].coefficients.to(device), bias, q)  # (m1, min(k1, q) + 1)
     nv = m1 if where == "u" else n
+    if len(polys) == 1 and where == "x":
+        # One SLAF in x: Σ_j V[o, j] q_j(w_j·x + b_j) as Gram folds of the linear forms, not
+        # a dense power of each of the m1 forms (a conv layer has m1 = C·H·W of them).
+        v, c = _compose(affines[1], m1, device)
+        linear = _Poly(n, q, m1, [_Block(bias[:, None]), _Block(weight)] + [None] * (q - 1))
+        return torch.cat(_fused_last(linear, polys[0].coefficients.to(device), v, c, q), dim=1)
     y1 = _first_polynomials(gamma, weight, nv, q, where, device)
     if len(polys) == 1:
         v, c = _compose(affines[1], m1, device)
