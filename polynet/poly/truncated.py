@@ -761,7 +761,7 @@ def describe(poly: NetworkPolynomial) -> str | None:
     q, center, D = taylor.get("degree"), taylor.get("center"), taylor.get("network_degree")
     where = "at the origin" if center is None else "at x0, in u = x - x0"
     if q is None:
-        return f"the network's whole polynomial re-centred {where[3:]}"
+        return f"the network's whole polynomial, re-centred {where}"
     if D is not None and q >= D:
         return f"the network's whole polynomial (degree {D} <= {q}), {where}"
     return (

@@ -66,6 +66,12 @@ def test_truncated_equals_the_full_expansion_truncated(arch):
     cut = full.coefficients[:, : min(part.index.size, full.index.size)]
     assert rel_err(part.coefficients[:, : cut.shape[1]], cut) <= RTOL
     assert not part.coefficients[:, cut.shape[1] :].any()  # nothing above the network's D
+    # at a point: the whole polynomial re-centred there (the dense walk), then truncated
+    x0 = torch.randn(arch["n"], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    local = polynet.expand(net, degree=q, at=x0)
+    whole = polynet.expand(net, at=x0)
+    cut = whole.coefficients[:, : min(local.index.size, whole.index.size)]
+    assert rel_err(local.coefficients[:, : cut.shape[1]], cut) <= RTOL
 
 
 @pytest.mark.parametrize(
