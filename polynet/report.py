@@ -77,6 +77,10 @@ class _Section:
     def problem(self, value: str) -> None:
         self.blocks.append(("problem", value))
 
+    def caveat(self, value: str) -> None:
+        """A result shown, with what it does not mean (one line, highlighted)."""
+        self.blocks.append(("caveat", value.removeprefix("caveat: ")))
+
     def figure(self, figure: _Figure) -> None:
         self.blocks.append(("figure", figure))
 
@@ -395,8 +399,11 @@ def _analysis_section(poly: NetworkPolynomial, resolved: _Data) -> _Section:
         f"Exact Sobol indices of output 0 (of {poly.n_outputs}), inputs independent and uniform "
         f"on {where}: computed from the polynomial's Legendre coefficients, not sampled."
     )
-    section.markdown_table(s.table(0).split("\n\n")[0])
-    section.text(s.table(0).split("\n\n")[1] + ".")
+    table, *notes = s.table(0).split("\n\n")
+    section.markdown_table(table)
+    section.text(notes[0] + ".")
+    for caveat in notes[1:]:  # the box-vs-data variance caveat
+        section.caveat(caveat)
     fig = _step(section, "Sobol figure", lambda: analysis_figures.plot_sobol(s))
     if fig is not None:
         section.figure(_Figure("sobol.png", _png(fig), "First-order and total Sobol indices."))
@@ -416,6 +423,8 @@ def _analysis_section(poly: NetworkPolynomial, resolved: _Data) -> _Section:
         f"Sparsification: {sp.n_terms:,} of {int(sp.terms[-1]):,} terms keep every output "
         f"within {sp.tol:.3g} on the box (certified bound {sp.bound:.3g}{measured})."
     )
+    if sp.caveat():
+        section.caveat(sp.caveat())
     fig = _step(section, "sparsification figure", lambda: analysis_figures.plot_sparsification(sp))
     if fig is not None:
         section.figure(
@@ -499,6 +508,8 @@ def _write_markdown(path: Path, heading: str, sections: list[_Section]) -> None:
                 lines += ["```", value, "```", ""]
             elif kind == "problem":
                 lines += [f"> **Not shown.** {value}", ""]
+            elif kind == "caveat":
+                lines += [f"> **Caveat.** {value}", ""]
             elif kind == "mdtable":
                 lines += [value, ""]
             elif kind == "table":
@@ -574,6 +585,8 @@ def _html(heading: str, sections: list[_Section]) -> str:
                 body.append(f"<pre>{html.escape(value)}</pre>")
             elif kind == "problem":
                 body.append(f'<p class="problem"><strong>Not shown.</strong> {_inline(value)}</p>')
+            elif kind == "caveat":
+                body.append(f'<p class="problem"><strong>Caveat.</strong> {_inline(value)}</p>')
             elif kind == "mdtable":
                 body.append(_md_table_to_html(value))
             elif kind == "table":

@@ -336,7 +336,7 @@ def load_digits(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
     random_state : int, default=0
         Seed of the split.
     """
-    raw = _sklearn_datasets().load_digits()
+    raw = _sklearn_datasets("digits").load_digits()
     parts = _split(
         raw.data.astype(np.float64), raw.target.astype(np.int64), test_size, random_state
     )

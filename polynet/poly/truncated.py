@@ -790,14 +790,7 @@ def expand_taylor(
     import time
 
     from polynet.poly.dense import FloatOps, plan, walk
-    from polynet.poly.expand import (
-        _check_budget,
-        _expand_exact,
-        _slice,
-        _work_device,
-        memory_budget,
-        parse_bytes,
-    )
+    from polynet.poly.expand import _budget, _check_budget, _expand_exact, _slice, _work_device
     from polynet.poly.network import lower
     from polynet.validation import check_int
 
@@ -815,7 +808,7 @@ def expand_taylor(
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
     center = None if at is None else check_center(at, lowered.n_inputs)
     work_device = _work_device(lowered, device)
-    budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(work_device)
+    budget = _budget(max_memory, work_device)
     n_params = sum(p.numel() for p in model.parameters())
     if degree is not None:
         return truncated_polynomial(
@@ -833,7 +826,7 @@ def expand_taylor(
     start = time.perf_counter()
     shifted = recentre(lowered, center)
     the_plan = plan(shifted)
-    _check_budget(shifted, the_plan, budget, exact)
+    _check_budget(shifted, the_plan, budget, exact, device=work_device)
     if exact:
         coefficients = _expand_exact(shifted, exact, the_plan, work_device, None)
     else:
