@@ -264,6 +264,21 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="fold the data set's standardisation into the network: the polynomial is in the "
         "original features (named after them) and the target's original units",
     )
+    p.add_argument(
+        "--degree",
+        type=_positive_int,
+        default=None,
+        help="only the exact part of degree <= DEGREE (the Taylor polynomial of that degree), "
+        "for any number of inputs",
+    )
+    p.add_argument(
+        "--at",
+        default=None,
+        metavar="ROW",
+        help="expand around a point, in u = x - x0: 'test:I' or 'train:I' (row I of the "
+        "checkpoint's data split, in the model's inputs), a bare I (= test:I), or the n input "
+        "values separated by commas",
+    )
     p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
     p.add_argument("--device", default=None, help="where to compute (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -294,6 +309,13 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         store=args.out if to_store else None,
     )
+    if args.degree is not None or args.at is not None:
+        if args.raw_units:
+            raise ValueError("--raw-units does not combine with --degree or --at yet.")
+        from polynet.poly.truncated import point_from_checkpoint
+
+        at = None if args.at is None else point_from_checkpoint(ckpt, args.at)
+        options.update(degree=args.degree, at=at, progress=False)
     if args.raw_units:
         poly = export.expand_raw_units(ckpt, **options)
     else:
@@ -366,10 +388,22 @@ def _n_inputs(model: Any) -> int:
 
 
 def _print_polynomial(poly: Any, top: int) -> None:
+    from polynet.poly.truncated import describe
+
     made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
+    part = describe(poly)
+    if part is not None:
+        print(f"this is      {part}")
     print(f"degree       {poly.degree} (bound D = {poly.degree_bound})")
-    print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
+    if part is not None and poly.index.degree < poly.degree_bound:
+        n, q = poly.n_vars, poly.index.degree
+        print(
+            f"terms        {poly.n_terms:,} non-zero of C(n+q, q) = C({n}+{q}, {q}) = "
+            f"{poly.index.size:,} (C(n+D, D) = {poly.max_terms:.3g})"
+        )
+    else:
+        print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
     print(f"network      {poly.n_network_parameters:,} parameters")
     seconds = float("nan") if made.seconds is None else made.seconds
     print(f"time         {seconds:.3f} s ({made.engine or ''}, {made.device})")

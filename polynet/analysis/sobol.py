@@ -330,7 +330,7 @@ def _data_variance(poly: NetworkPolynomial, data: ArrayLike) -> np.ndarray:
             f"data must have shape (n_samples, {poly.n_vars}) in the polynomial's variables, "
             f"got {x.shape}."
         )
-    values = np.asarray(poly.to("cpu")(x).double().numpy()).reshape(len(x), -1)
+    values = np.asarray(poly.to("cpu")(x), dtype=np.float64).reshape(len(x), -1)
     return values.var(axis=0)
 
 

@@ -12,7 +12,8 @@ model on polynomial tensors), ``dense`` (the dense walk), ``fold`` (the last lay
 block by block), ``modular`` (the exact twin, prime by prime), ``sparse`` (the exact ring
 walk), ``polynomial`` (NetworkPolynomial), ``store`` (Zarr-backed polynomials, Dask),
 ``evaluate`` (streaming evaluation), ``calculus`` and ``truncation``, ``expand``, ``count``
-(Theorem 2 counts without expanding).
+(Theorem 2 counts without expanding), ``truncated`` (the exact degree <= q part and the Taylor
+polynomial at a point, for any number of inputs) and ``factored`` (an MLP as G(W1 x + b1)).
 """
 
 from polynet.poly.expand import expand
