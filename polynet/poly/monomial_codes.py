@@ -65,6 +65,16 @@ def _steps(n_vars: int, width: int) -> np.ndarray:
     return steps
 
 
+@lru_cache(maxsize=32)
+def _bases(n_vars: int, width: int) -> np.ndarray:
+    # Code of the first tuple of each degree d, plus the rank formula's constant T[n, d-1].
+    table = _tail_counts(n_vars, width)
+    base = _offsets(n_vars, width)[: width + 1] + np.concatenate([[0], table[n_vars, :width]])
+    base[0] = 0
+    base.setflags(write=False)
+    return base
+
+
 def encode(tuples: np.ndarray, n_vars: int) -> np.ndarray:
     """Codes of monomials given as ascending variable tuples padded with ``n_vars``.
 
@@ -82,28 +92,19 @@ def encode(tuples: np.ndarray, n_vars: int) -> np.ndarray:
     >>> encode(np.array([[2, 2], [0, 1], [0, 2], [2, 3]]), 3).tolist()  # x2^2, x0 x1, x0 x2, x2
     [9, 5, 6, 3]
     """
-    t = np.asarray(tuples, dtype=np.int64)
+    t = np.asarray(tuples)
     width = t.shape[1]
+    columns = [t[:, j].astype(np.int64) for j in range(width)]
+    d = np.zeros(len(t), dtype=np.int64)
+    for col in columns:
+        d += col < n_vars
+    code = _bases(n_vars, width)[d]
     if width == 0:
-        return np.zeros(len(t), dtype=np.int64)
-    table, steps = _tail_counts(n_vars, width), _steps(n_vars, width)
-    d = np.count_nonzero(t < n_vars, axis=1)
-    base = _offsets(n_vars, width)[: width + 1] + np.concatenate([[0], table[n_vars, :width]])
-    base[0] = 0
-    # Rows by degree (graded input is already in order): each block is d plain look-ups.
-    order = None if len(d) < 2 or (d[1:] >= d[:-1]).all() else np.argsort(d, kind="stable")
-    ds = d if order is None else d[order]
-    bounds = np.searchsorted(ds, np.arange(width + 2))
-    code = np.empty(len(t), dtype=np.int64)
-    for degree in range(width + 1):
-        lo, hi = bounds[degree], bounds[degree + 1]
-        if lo == hi:
-            continue
-        rows = slice(lo, hi) if order is None else order[lo:hi]
-        block = np.full(hi - lo, base[degree], dtype=np.int64)
-        for j in range(degree):
-            block += steps[n_vars - t[rows, j], degree - 1 - j]
-        code[rows] = block
+        return code
+    flat = _steps(n_vars, width).reshape(-1)
+    for j in range(width):
+        # Padding looks up row 0 of the steps, which is 0; so does r < 0, clamped to 0.
+        code += flat[(n_vars - columns[j]) * width + np.maximum(d - 1 - j, 0)]
     return code
 
 

@@ -269,9 +269,10 @@ def pattern_signature(stages: list[PatternStage], group: Group) -> bytes:
 # -- supports -----------------------------------------------------------------------------------
 
 
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
+def _sorted_unique(a: np.ndarray, presorted: bool = False) -> np.ndarray:
     # Sort-based: numpy's hash-based int64 unique is very slow with many distinct values.
-    a = np.sort(a, kind="stable") if len(a) < 1 << 16 else np.sort(a)
+    if not presorted:
+        a = np.sort(a)
     if not len(a):
         return a
     keep = np.empty(len(a), bool)
@@ -420,7 +421,10 @@ def support_codes(stages: list[PatternStage], n_inputs: int, degree: int) -> np.
         total += len(parts[-1])
         if total > MAX_CODES_TOTAL:
             raise SupportTooLarge
-    return _sorted_unique(np.concatenate(parts))
+    merged = np.concatenate(parts)
+    del parts
+    merged.sort()
+    return _sorted_unique(merged, presorted=True)
 
 
 def support_count(stages: list[PatternStage], n_inputs: int, degree: int) -> int | None:
