@@ -262,6 +262,7 @@ def expand(
     progress: bool = False,
     store: str | Path | None = None,
     client: object | None = None,
+    sparse: bool | None = None,
 ) -> NetworkPolynomial:
     """Expand an evaluation-mode network into one explicit polynomial per output.
 
@@ -300,10 +301,15 @@ def expand(
     client : dask.distributed.Client, optional
         With ``store``: compute the blocks as Dask tasks on this cluster (default: Dask's
         local threaded scheduler).
+    sparse : bool, optional
+        True: expand a chain field by field over its receptive fields' monomials only and
+        return a :class:`~polynet.poly.sparse_polynomial.SparsePolynomial` (float path). None
+        (default): do so when the dense form is over ``max_memory`` and the sparse one fits.
+        False: never.
 
     Returns
     -------
-    NetworkPolynomial
+    NetworkPolynomial or SparsePolynomial
 
     Raises
     ------
@@ -350,8 +356,21 @@ def expand(
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
     budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(work_device)
-    _check_budget(lowered, the_plan, budget, exact, store is not None)
     n_params = sum(p.numel() for p in model.parameters())
+    if sparse or sparse is None and not (exact or store or inputs is not None):
+        from polynet.poly.field_expand import expand_sparse
+
+        dense_refusal = None
+        if not sparse:
+            try:
+                _check_budget(lowered, the_plan, budget, exact, store is not None)
+            except ExpansionTooLargeError as exc:
+                dense_refusal = exc
+        if sparse or dense_refusal is not None:
+            return expand_sparse(
+                lowered, work_device, budget, dense_refusal, exact, inputs, store, n_params
+            )
+    _check_budget(lowered, the_plan, budget, exact, store is not None)
     if store is not None:
         if exact:
             raise ValueError("store= writes float64 coefficients; use exact=False with store=.")

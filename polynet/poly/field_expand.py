@@ -36,7 +36,7 @@ from polynet.poly.receptive import (
 )
 from polynet.poly.sparse_polynomial import SparsePolynomial
 
-__all__ = ["SparsePlan", "expand_fields", "plan_fields", "sparse_polynomial"]
+__all__ = ["SparsePlan", "expand_fields", "expand_sparse", "plan_fields", "sparse_polynomial"]
 
 logger = logging.getLogger(__name__)
 
@@ -246,3 +246,53 @@ def sparse_polynomial(
             "fields": len(sparse_plan.groups),
         },
     )
+
+
+def expand_sparse(
+    lowered: LoweredNetwork,
+    device: torch.device,
+    budget: int,
+    dense_refusal: ExpansionTooLargeError | None,
+    exact: object = False,
+    inputs: object = None,
+    store: object = None,
+    n_network_parameters: int | None = None,
+) -> SparsePolynomial:
+    """``expand``'s sparse branch: checked options, the support counted, the budget asked.
+
+    ``dense_refusal`` is the dense form's refusal when the sparse form was not asked for: it
+    is raised, with the sparse form's size added, when the sparse form does not fit either.
+    """
+    if dense_refusal is None and (exact or store is not None or inputs is not None):
+        raise ValueError(
+            "sparse=True expands the whole network in float64; it does not combine with "
+            "exact=, store= or inputs= (pass sparse=False for those)."
+        )
+    try:
+        sparse_plan = plan_fields(lowered)
+    except ExpansionTooLargeError as exc:
+        if dense_refusal is None:
+            raise
+        raise ExpansionTooLargeError(
+            f"{dense_refusal} The sparse form (sparse=True) does not help here: {exc}"
+        ) from dense_refusal
+    if sparse_plan.peak_bytes > budget:
+        message = (
+            f"the sparse form of this network has {sparse_plan.n_terms:,} monomials and needs "
+            f"about {_gib(sparse_plan.peak_bytes)}, over the budget of {_gib(budget)}"
+        )
+        if dense_refusal is not None:
+            raise ExpansionTooLargeError(f"{dense_refusal} With sparse=True: {message}.")
+        raise ExpansionTooLargeError(
+            f"{message}; raise max_memory= or expand a subset of the "
+            "inputs with inputs=[...] and fixed=... (sparse=False)."
+        )
+    if dense_refusal is not None:
+        logger.info("dense form over budget (%s); expanding field by field", dense_refusal)
+    return sparse_polynomial(
+        lowered, device, n_network_parameters=n_network_parameters, sparse_plan=sparse_plan
+    )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.1f} MiB"

@@ -788,6 +788,10 @@ class NetworkPolynomial:
             raise PolynetError(
                 f"{path} is not a readable polynomial file ({exc}); write it with poly.save()."
             ) from exc
+        if isinstance(payload, dict) and payload.get("format") == "polynet.SparsePolynomial":
+            from polynet.poly.sparse_polynomial import SparsePolynomial
+
+            return SparsePolynomial.load(path)  # a sparse expansion's file
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise PolynetError(f"{path} is not a polynet polynomial file.")
         version = payload.get("version", 0)

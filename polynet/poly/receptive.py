@@ -350,8 +350,8 @@ def _power(s: _Support, k: int, n: int) -> _Support:
     return result
 
 
-def local_support(stages: list[PatternStage], group: Group) -> np.ndarray:
-    """Sorted codes, in the field's variables, of the monomials the group's units can hold."""
+def local_support(stages: list[PatternStage], group: Group) -> _Support:
+    """The monomials the group's units can hold, in the field's variables."""
     n = len(group.field)
     # Units of the stage before stage 0 are the field's inputs: {1, x_i}.
     sets = [_Support(np.array([0, 1 + i], np.int64), 1) for i in range(n)]
@@ -376,7 +376,7 @@ def local_support(stages: list[PatternStage], group: Group) -> np.ndarray:
             used = _sorted_unique(ids)
             sets = [_power(sets[m], s.degree, n) for m in used]
             ids = np.searchsorted(used, ids)
-    return _union([sets[m] for m in _sorted_unique(ids)], n).explicit(n)
+    return _union([sets[m] for m in _sorted_unique(ids)], n)
 
 
 class SupportCache:
@@ -386,6 +386,7 @@ class SupportCache:
     def __init__(self, stages: list[PatternStage], n_inputs: int, degree: int) -> None:
         self.stages, self.n_inputs, self.degree = stages, n_inputs, degree
         self._local: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._support: dict[bytes, _Support] = {}
 
     def local(self, group: Group) -> np.ndarray:
         """Sorted codes of the group's support in the field's variables."""
@@ -396,10 +397,16 @@ class SupportCache:
         tuples = self._entry(group)[1]
         return encode(np.append(group.field, self.n_inputs)[tuples], self.n_inputs)
 
+    def support(self, group: Group) -> _Support:
+        key = pattern_signature(self.stages, group)
+        if key not in self._support:
+            self._support[key] = local_support(self.stages, group)
+        return self._support[key]
+
     def _entry(self, group: Group) -> tuple[np.ndarray, np.ndarray]:
         key = pattern_signature(self.stages, group)
         if key not in self._local:
-            local = local_support(self.stages, group)
+            local = self.support(group).explicit(len(group.field))
             self._local[key] = local, decode(local, len(group.field), self.degree)
         return self._local[key]
 
@@ -430,6 +437,14 @@ def support_codes(stages: list[PatternStage], n_inputs: int, degree: int) -> np.
 def support_count(stages: list[PatternStage], n_inputs: int, degree: int) -> int | None:
     """Number of monomials in the generic support, or None when too large to enumerate."""
     try:
+        groups = receptive_groups(stages, n_inputs)
+        cache = SupportCache(stages, n_inputs, degree)
+        for group in groups:  # a field of all inputs with every monomial: nothing to merge
+            found = cache.support(group)
+            if found.full and len(group.field) == n_inputs and found.degree == degree:
+                return n_codes(n_inputs, degree)
+        if not codes_fit(n_inputs, degree):
+            return None
         return len(support_codes(stages, n_inputs, degree))
     except SupportTooLarge:
         return None
