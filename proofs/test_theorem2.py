@@ -352,7 +352,9 @@ TWO_BLOCKS = {
         116,
     ),
     "4x4-pooled": (
-        lambda: polynet.ConvSLNN(1, (4, 4), [1, 2], [2, 2], out_features=1), (1, 4, 4), None
+        lambda: polynet.ConvSLNN(1, (4, 4), [1, 2], [2, 2], out_features=1),
+        (1, 4, 4),
+        None,
     ),
 }
 

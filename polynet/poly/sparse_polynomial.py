@@ -260,17 +260,21 @@ class SparsePolynomial:
             t = t[:, None]
         if t.dim() != 2 or t.shape[1] != self.n_vars:
             raise ValueError(f"points must have shape (B, {self.n_vars}), got {tuple(t.shape)}.")
-        ones = torch.ones(t.shape[0], 1, dtype=torch.float64, device=t.device)
-        ext = torch.cat([t, ones], dim=1)  # column n_vars is the padding "variable" 1
-        out = torch.zeros(t.shape[0], self.n_outputs, dtype=torch.float64, device=t.device)
+        # Rows of the transposed points: row n_vars is the padding "variable", 1.
+        ext = torch.cat([t.T, t.new_ones(1, t.shape[0])]).contiguous()  # (n + 1, B)
+        out = t.new_zeros(self.n_outputs, t.shape[0])
         step = max(1024, EVAL_BLOCK_ELEMENTS // max(t.shape[0], 1))
         tuples = self.tuples
         for start in range(0, len(self._codes), step):
             block = torch.from_numpy(tuples[start : start + step].astype(np.int64)).to(t.device)
-            mono = ext[:, block[:, 0]] if block.shape[1] else ones.expand(-1, len(block))
-            for j in range(1, block.shape[1]):
-                mono = mono * ext[:, block[:, j]]
-            out += mono @ self._coefficients[:, start : start + step].T
+            if not block.shape[1]:
+                mono = t.new_ones(len(block), t.shape[0])
+            else:
+                mono = ext[block[:, 0]]
+                for j in range(1, block.shape[1]):
+                    mono *= ext[block[:, j]]
+            out += self._coefficients[:, start : start + step] @ mono
+        out = out.T
         return out
 
     # -- lookup and views --
