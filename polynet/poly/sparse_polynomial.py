@@ -252,8 +252,9 @@ class SparsePolynomial:
     def __call__(self, x: ArrayLike | Tensor) -> Tensor:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
 
-        Term block by term block: each block's monomials are products of D gathered columns
-        (no exponent table), then one matrix product with the block's coefficients.
+        No exponent table: each term's monomial is the product of its D variables' values. On
+        the CPU with numba installed, one compiled pass over the terms; otherwise term block
+        by term block (gathered rows, then one matrix product per block).
         """
         t = torch.as_tensor(x, dtype=torch.float64, device=self.device)
         if t.dim() == 1 and self.n_vars == 1:
@@ -263,8 +264,13 @@ class SparsePolynomial:
         # Rows of the transposed points: row n_vars is the padding "variable", 1.
         ext = torch.cat([t.T, t.new_ones(1, t.shape[0])]).contiguous()  # (n + 1, B)
         out = t.new_zeros(self.n_outputs, t.shape[0])
-        step = max(1024, EVAL_BLOCK_ELEMENTS // max(t.shape[0], 1))
         tuples = self.tuples
+        kernel = _numba_kernel() if t.device.type == "cpu" and tuples.shape[1] else None
+        if kernel is not None:  # one fused pass over the terms, no block temporaries
+            coef = self._coefficients.detach().cpu().numpy()
+            kernel(ext.numpy(), tuples, coef, out.numpy(), self.n_vars)
+            return out.T
+        step = max(1024, EVAL_BLOCK_ELEMENTS // max(t.shape[0], 1))
         for start in range(0, len(self._codes), step):
             block = torch.from_numpy(tuples[start : start + step].astype(np.int64)).to(t.device)
             if not block.shape[1]:
@@ -476,3 +482,37 @@ class SparsePolynomial:
             input_shape=meta["input_shape"],
             notes=meta.get("notes") or {},
         )
+
+
+_KERNEL: list = []
+
+
+def _numba_kernel():
+    """The compiled term loop, or None without numba (compiled on first use)."""
+    if not _KERNEL:
+        try:
+            import numba
+        except ImportError:
+            _KERNEL.append(None)
+        else:
+            _KERNEL.append(numba.njit(cache=True)(_term_loop))
+    return _KERNEL[0]
+
+
+def _term_loop(ext, tuples, coef, out, pad):  # pragma: no cover - run compiled
+    n_points = ext.shape[1]
+    mono = np.empty(n_points)
+    for t in range(tuples.shape[0]):
+        for b in range(n_points):
+            mono[b] = ext[tuples[t, 0], b]
+        for j in range(1, tuples.shape[1]):
+            v = tuples[t, j]
+            if v == pad:
+                break
+            for b in range(n_points):
+                mono[b] *= ext[v, b]
+        for o in range(coef.shape[0]):
+            c = coef[o, t]
+            if c != 0.0:
+                for b in range(n_points):
+                    out[o, b] += c * mono[b]

@@ -47,6 +47,18 @@ def test_call_equals_dense_and_forward(pair):
         sparse(torch.zeros(3, 4))
 
 
+def test_torch_evaluation_equals_the_compiled_one(pair, monkeypatch):
+    from polynet.poly import sparse_polynomial as module
+
+    _, dense, sparse = pair
+    x = torch.rand(5, 25, dtype=torch.float64)
+    compiled = sparse(x)
+    monkeypatch.setattr(module, "_KERNEL", [None])  # as without numba, or on CUDA
+    monkeypatch.setattr(module, "EVAL_BLOCK_ELEMENTS", 64)  # several term blocks
+    assert torch.allclose(sparse(x), compiled, rtol=RTOL, atol=0)
+    assert torch.allclose(sparse(x), dense(x), rtol=RTOL, atol=0)
+
+
 def test_terms_coefficient_latex_and_sympy_match_dense(pair):
     _, dense, sparse = pair
     for output in (0, 1):
