@@ -210,8 +210,11 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
 def _support(model: nn.Module, shape: tuple[int, ...], degree: int) -> int | None:
     from polynet.poly.receptive import patterns_of_model, support_count
 
-    stages = patterns_of_model(model, shape)
-    return None if stages is None else support_count(stages, math.prod(shape), degree)
+    try:
+        stages = patterns_of_model(model, shape)
+        return None if stages is None else support_count(stages, math.prod(shape), degree)
+    except (ValueError, RuntimeError):  # a shape the chain cannot take: expand says why
+        return None
 
 
 def _count_graph(model: nn.Module, input_shape) -> TermCount:

@@ -107,6 +107,8 @@ def patterns_of_model(model: nn.Module, shape: tuple[int, ...]) -> list[PatternS
         if isinstance(layer, SLAF):
             out.append(PatternStage("units", n, degree=layer.degree))
         elif isinstance(layer, nn.Linear):
+            if len(shape) != 1 or shape[0] != layer.in_features:
+                return None
             out.append(PatternStage("matrix", layer.out_features, _full(layer.out_features, n)))
             shape = (layer.out_features,)
         elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):

@@ -31,6 +31,7 @@ from polynet.poly.index import MonomialIndex, monomial_name
 from polynet.poly.monomial_codes import codes_fit, decode, encode
 from polynet.poly.polynomial import (
     NetworkPolynomial,
+    Provenance,
     Term,
     _jsonable,
     _latex_sum,
@@ -163,6 +164,12 @@ class SparsePolynomial:
     @property
     def notes(self) -> Mapping[str, Any]:
         return dict(self._notes)
+
+    @property
+    def provenance(self) -> Provenance:
+        """Seconds, engine and device of the expansion (from ``notes``)."""
+        notes = self._notes
+        return Provenance(notes.get("seconds"), notes.get("engine"), notes.get("device"))
 
     @property
     def n_outputs(self) -> int:
