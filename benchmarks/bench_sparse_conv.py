@@ -84,6 +84,7 @@ if engine != "count":
         from polynet.poly.sparse_polynomial import SparsePolynomial
         sparse = poly if isinstance(poly, SparsePolynomial) else SparsePolynomial.from_dense(poly)
         np.savez(out, codes=sparse.codes, coefficients=sparse.coefficients.numpy())
+row["load_average"] = list(__import__("os").getloadavg())
 print(json.dumps(row))
 """
 
@@ -178,6 +179,12 @@ def main() -> None:
         "rows": rows,
         "agreement": checks,
     }
+    if OUT.exists():  # keep the other sizes' rows of an earlier run
+        earlier = json.loads(OUT.read_text())
+        sizes = set(args.sizes)
+        result["rows"] = [r for r in earlier["rows"] if r["size"] not in sizes] + rows
+        result["agreement"] = [r for r in earlier["agreement"] if r["size"] not in sizes] + checks
+        result["earlier_machine"] = earlier.get("machine")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
     print(f"wrote {OUT.relative_to(ROOT)}")

@@ -507,8 +507,12 @@ def _numba_kernel():
 
 
 def _term_loop(ext, tuples, coef, out, pad):  # pragma: no cover - run compiled
+    # Compensated (Neumaier) sums: millions of terms added one by one would otherwise lose
+    # about sqrt(terms) ulps (5e-14 relative at 177,734 terms), where the dense evaluator's
+    # tree loses a few.
     n_points = ext.shape[1]
     mono = np.empty(n_points)
+    comp = np.zeros_like(out)
     for t in range(tuples.shape[0]):
         for b in range(n_points):
             mono[b] = ext[tuples[t, 0], b]
@@ -522,4 +526,12 @@ def _term_loop(ext, tuples, coef, out, pad):  # pragma: no cover - run compiled
             c = coef[o, t]
             if c != 0.0:
                 for b in range(n_points):
-                    out[o, b] += c * mono[b]
+                    x = c * mono[b]
+                    s = out[o, b]
+                    total = s + x
+                    if abs(s) >= abs(x):
+                        comp[o, b] += (s - total) + x
+                    else:
+                        comp[o, b] += (x - total) + s
+                    out[o, b] = total
+    out += comp
