@@ -1,7 +1,8 @@
 """polynet: neural networks with learned polynomial activations, collapsed into one polynomial.
 
-The public API is the names in ``__all__``; :mod:`polynet.training`, :mod:`polynet.data` and
-:mod:`polynet.plots` are used as modules. Importing polynet loads neither matplotlib,
+The public API is the names in ``__all__``; :mod:`polynet.training`, :mod:`polynet.data`,
+:mod:`polynet.plots`, :mod:`polynet.export`, :mod:`polynet.report` and :mod:`polynet.analysis`
+are used as modules (``polynet.training.fit`` works after ``import polynet``). Importing polynet loads neither matplotlib,
 scikit-learn nor python-flint.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from polynet.analysis.sobol import SobolIndices, sobol
 from polynet.approximate import approximate, from_network
 from polynet.bases import Basis
-from polynet.checkpoint import load
+from polynet.model_source import load, save
 from polynet.errors import (
     CheckpointError,
     DataError,
@@ -38,6 +39,7 @@ __all__ = [
     "ConvSLNN",
     "Basis",
     "load",
+    "save",
     "expand",
     "verify",
     "count_terms",
@@ -63,6 +65,9 @@ __all__ = [
 ]
 
 _ESTIMATORS = ("SLNNRegressor", "SLNNClassifier")
+#: Submodules the README uses as ``polynet.<name>``, imported on first access (they load
+#: matplotlib or scikit-learn only when used).
+_SUBMODULES = ("training", "data", "plots", "export", "report", "analysis")
 
 
 def from_onnx(model: object, *, input_shape: tuple[int, ...] | None = None) -> object:
@@ -80,4 +85,8 @@ def __getattr__(name: str) -> object:
         from polynet import estimators
 
         return getattr(estimators, name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"polynet.{name}")
     raise AttributeError(f"module 'polynet' has no attribute {name!r}")

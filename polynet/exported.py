@@ -27,6 +27,7 @@ import os
 import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -251,14 +252,22 @@ class _Translator:
         self.n_consts = 0
         self.value: dict[torch.fx.Node, Any] = {}  # real values on the example input
         self.new: dict[torch.fx.Node, Any] = {}  # input-dependent nodes -> new nodes
+        self.slafs: dict[str, str] = {}  # new module name -> path in the exported model
+        self.named: dict[int, str] = {}  # id of a program parameter -> its name here
 
     def const(self, value: Any) -> Any:
-        if torch.is_tensor(value):
-            name = f"_c{self.n_consts}"
-            self.n_consts += 1
+        if not torch.is_tensor(value):
+            return value
+        if id(value) in self.named:  # a parameter used twice stays one parameter
+            return self.graph.get_attr(self.named[id(value)])
+        name = f"_c{self.n_consts}"
+        self.n_consts += 1
+        if isinstance(value, nn.Parameter):  # kept as a parameter, so counts stay right
+            self.root.register_parameter(name, nn.Parameter(value.detach().clone()))
+            self.named[id(value)] = name
+        else:
             self.root.register_buffer(name, value.detach().clone())
-            return self.graph.get_attr(name)
-        return value
+        return self.graph.get_attr(name)
 
     def arg(self, a: Any) -> Any:
         """A new-graph argument: the new node for input-dependent values, else a constant."""
@@ -272,6 +281,8 @@ class _Translator:
         return self.graph.call_function(target, args, kwargs)
 
     def run(self) -> torch.fx.GraphModule:
+        groups = _slaf_groups(self.gm)
+        ends = {g.output: g for g in groups}
         for node in self.gm.graph.nodes:
             args = torch.fx.node.map_arg(node.args, lambda n: self.value.get(n))
             kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: self.value.get(n))
@@ -310,10 +321,35 @@ class _Translator:
             )
             if depends:
                 self.new[node] = self.translate(node)
-        self.graph.eliminate_dead_code()
+                if node in ends:
+                    self._recover_slaf(ends[node])
         module = torch.fx.GraphModule(self.root, self.graph)
+        module.graph.eliminate_dead_code()
+        module.recompile()
         module.delete_all_unused_submodules()
+        read = {n.target for n in module.graph.nodes if n.op == "get_attr"}
+        for store in (module._buffers, module._parameters):  # constants no op reads any more
+            for name in [k for k in store if k not in read]:
+                del store[name]
+        module.slaf_paths = dict(self.slafs)
         return module
+
+    def _recover_slaf(self, group: _Group) -> None:
+        """Put the SLAF module back in place of its ops when it computes the same values.
+
+        The module lets ``polynet plot`` draw it and the expander use its fused path; its
+        constructor arguments come from its tensors, the basis is the one that reproduces the
+        program's values on the example input.
+        """
+        if group.input not in self.new:
+            return
+        slaf = _rebuild_slaf(self.gm, group.path, self.value[group.input], self.value[group.output])
+        if slaf is None:
+            return
+        name = "slaf_" + group.path.replace(".", "_")
+        self.root.add_module(name, slaf)
+        self.slafs[name] = group.path
+        self.new[group.output] = self.graph.call_module(name, (self.new[group.input],))
 
     def translate(self, node: torch.fx.Node) -> Any:
         if node.target is operator.getitem:
@@ -413,6 +449,79 @@ class _Translator:
         if conv is None:
             return self.graph.call_function(node.target, tuple(a), kw)
         return self.call(conv, a[0], a[1], a[2], stride, padding, dilation, groups)
+
+
+@dataclass
+class _Group:
+    path: str
+    input: torch.fx.Node
+    output: torch.fx.Node
+
+
+def _stack_slaf(node: torch.fx.Node) -> str | None:
+    """The path of the innermost SLAF whose forward() made ``node``, if any."""
+    found = None
+    for path, kind in (node.meta.get("nn_module_stack") or {}).values():
+        if str(getattr(kind, "__qualname__", kind)).rsplit(".", 1)[-1] == "SLAF":
+            found = path
+    return found
+
+
+def _slaf_groups(gm: torch.fx.GraphModule) -> list[_Group]:
+    """The SLAF calls of an exported graph with one outside input and one outside output."""
+    members: dict[str, list[torch.fx.Node]] = {}
+    for node in gm.graph.nodes:
+        path = _stack_slaf(node) if node.op == "call_function" else None
+        if path is not None:
+            members.setdefault(path, []).append(node)
+    groups = []
+    for path, nodes in members.items():
+        inside = set(nodes)
+        inputs = {
+            a
+            for n in nodes
+            for a in n.all_input_nodes
+            if a not in inside and a.op not in ("get_attr",)
+        }
+        outputs = [n for n in nodes if any(u not in inside for u in n.users)]
+        if len(inputs) == 1 and len(outputs) == 1:
+            groups.append(_Group(path, inputs.pop(), outputs[0]))
+    return groups
+
+
+def _rebuild_slaf(gm: nn.Module, path: str, x: Tensor, y: Tensor) -> nn.Module | None:
+    from polynet.bases import BASES
+    from polynet.slaf import SLAF
+
+    try:
+        owner = gm.get_submodule(path)
+    except AttributeError:
+        return None
+    state = {k: v for k, v in owner.state_dict().items() if "lifted_tensor" not in k}
+    weight, bias = state.get("weight"), state.get("bias")
+    mean = state.get("running_mean")
+    if weight is None or bias is None or mean is None or mean.dim() != 2:
+        return None
+    share = "layer" if weight.dim() == 1 else "channel"
+    for basis in BASES:
+        try:
+            slaf = SLAF(
+                int(bias.shape[0]),
+                int(mean.shape[1]),
+                basis,
+                share=share,
+                gate="gate" in state,
+                dtype=x.dtype if x.is_floating_point() else None,
+            )
+            slaf.load_state_dict(state, strict=True)
+            slaf.eval()
+            with torch.no_grad():
+                same = torch.allclose(slaf(x), y, rtol=1e-10, atol=1e-12)
+        except (RuntimeError, ValueError, TypeError):
+            continue
+        if same:
+            return slaf
+    return None
 
 
 def program_module(program: Any, example_input: Tensor | None = None) -> torch.fx.GraphModule:
