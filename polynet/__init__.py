@@ -2,8 +2,8 @@
 
 The public API is the names in ``__all__``; :mod:`polynet.training`, :mod:`polynet.data`,
 :mod:`polynet.plots`, :mod:`polynet.export`, :mod:`polynet.report` and :mod:`polynet.analysis`
-are used as modules (``polynet.training.fit`` works after ``import polynet``). Importing polynet loads neither matplotlib,
-scikit-learn nor python-flint.
+are used as modules (``polynet.training.fit`` works after ``import polynet``; they are imported
+on first use). Importing polynet loads neither matplotlib, scikit-learn nor python-flint.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from polynet.analysis.sobol import SobolIndices, sobol
 from polynet.approximate import approximate, from_network
 from polynet.bases import Basis
-from polynet.model_source import load, save
 from polynet.errors import (
     CheckpointError,
     DataError,
@@ -22,6 +21,7 @@ from polynet.errors import (
     PolynetWarning,
     TrainingDivergedError,
 )
+from polynet.model_source import load, save
 from polynet.nets import SLNN, ConvSLNN, HybridNet
 from polynet.poly.count import count_parameters, count_terms
 from polynet.poly.expand import expand

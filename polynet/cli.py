@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import shlex
 import sys
 import time
@@ -369,9 +368,11 @@ def _cmd_expand(args: argparse.Namespace) -> int:
     print(export.scaling_note(source.metadata, raw_units=args.raw_units))
     _print_polynomial(poly, args.top)
     if args.raw_units:
-        condition = export.raw_units_condition(poly, source, _points(source, args, "").X)
-        print(condition.describe())
-        condition.warn()
+        x = _points(source, args, "The raw-unit condition needs the data's box: --data.").X
+        if x is not None:
+            condition = export.raw_units_condition(poly, source, x)
+            print(condition.describe())
+            condition.warn()
     print()
     print(polynet.count_terms(source.model, source.input_shape).table())
     _write_outputs(poly, args, source.metadata)
@@ -492,7 +493,8 @@ def _add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
         "activation. The suffix of --out picks the format (.png, .svg, .pdf).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    _add_model_arguments(p)
+    _add_data_arguments(p, "the SLAF input ranges and histograms")
     p.add_argument("--out", default="activations.png", help="the figure file to write")
     p.add_argument("--layers", nargs="+", default=None, help="SLAF layers by name (default all)")
     p.add_argument("--units", type=int, nargs="+", default=None, help="channels to draw")
@@ -505,19 +507,14 @@ def _add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from polynet import data, plots
-    from polynet.checkpoint import load_checkpoint
-    from polynet.errors import DataError
+    from polynet import plots
 
-    ckpt = load_checkpoint(args.checkpoint)
+    source = _source(args)
     x = None
     if not args.no_data:
-        try:
-            x = data.from_metadata(ckpt.metadata).X_train
-        except DataError as exc:
-            print(f"note: {exc} Drawing over the running statistics instead.", file=sys.stderr)
+        x = _points(source, args, "Drawing over the running statistics instead.").X_train
     plots.plot_activations(
-        ckpt.model,
+        source.model,
         x,
         args.out,
         layers=args.layers,
@@ -541,7 +538,8 @@ def _add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         "reported with its reason.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    _add_model_arguments(p)
+    _add_data_arguments(p, "the points to verify on and draw from")
     p.add_argument("--out", required=True, help="directory for the report")
     p.add_argument("--max-memory", default="2GiB", help="memory budget of the expansion")
     p.add_argument("--top", type=_positive_int, default=20, help="largest terms to list")
@@ -553,9 +551,18 @@ def _add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _cmd_report(args: argparse.Namespace) -> int:
     from polynet.report import report
 
+    source = _source(args)
+    given, data = source.model, None
+    if source.kind == "checkpoint" and args.data is None:
+        given = source.path  # the report reads the history and the data set from the file
+    else:
+        found = _points(source, args, "The report verifies on the box [-1, 1]^n only.")
+        if found.X is not None:
+            data = found.X if found.y is None else (found.X, found.y)
     path = report(
-        args.checkpoint,
+        given,
         args.out,
+        data=data,
         max_memory=args.max_memory,
         top=args.top,
         max_panels=args.max_panels,
@@ -585,7 +592,8 @@ def _add_analyze_parser(subparsers: Any) -> argparse.ArgumentParser:
         "figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    _add_model_arguments(p)
+    _add_data_arguments(p, "the inputs' box (uniform) or moments (normal)")
     p.add_argument("--distribution", choices=["uniform", "normal"], default="uniform")
     p.add_argument("--out", default=None, help="directory for analysis.md/.json and figures")
     p.add_argument("--tol", type=float, default=None, help="absolute sparsification tolerance")
@@ -597,24 +605,15 @@ def _add_analyze_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    import numpy as np
-
     import polynet
-    from polynet import data
     from polynet.analysis import analyze
-    from polynet.checkpoint import load_checkpoint
-    from polynet.errors import DataError
 
-    ckpt = load_checkpoint(args.checkpoint)
-    poly = polynet.expand(ckpt.model, max_memory=args.max_memory)
-    X, names = None, None
-    try:
-        ds = data.from_metadata(ckpt.metadata)
-        X = np.concatenate([ds.X_train, ds.X_test]).reshape(len(ds.X_train) + len(ds.X_test), -1)
-        if len(ds.feature_names) == poly.n_vars:
-            names = list(ds.feature_names)
-    except DataError as exc:
-        print(f"note: {exc} Using the default distribution.", file=sys.stderr)
+    source = _source(args)
+    poly = polynet.expand(source.model, max_memory=args.max_memory, input_shape=source.input_shape)
+    found = _points(source, args, "Using the default distribution.")
+    X, names = found.X, None
+    if found.feature_names is not None and len(found.feature_names) == poly.n_vars:
+        names = list(found.feature_names)
     result = analyze(
         poly,
         args.out,
@@ -638,6 +637,32 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# polynet count
+# --------------------------------------------------------------------------------------------
+
+
+def _add_count_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "count",
+        help="the Theorem 2 table: degree and term bounds without expanding",
+        description="Print polynet.count_terms(model): per layer, the parameters and the "
+        "degree bound, then the number of variables n, the degree bound D and the most terms "
+        "C(n+D, D), computed from the architecture alone (any size, nothing is expanded).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_model_arguments(p)
+    return p
+
+
+def _cmd_count(args: argparse.Namespace) -> int:
+    import polynet
+
+    source = _source(args)
+    print(polynet.count_terms(source.model, source.input_shape).table())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Subcommand registry. One (add_parser, handler) pair per subcommand, in help order.
 # To add a command: write _add_<name>_parser(subparsers) and _cmd_<name>(args), then add
 # one line below.
@@ -650,6 +675,7 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int
     (_add_plot_parser, _cmd_plot),
     (_add_report_parser, _cmd_report),
     (_add_analyze_parser, _cmd_analyze),
+    (_add_count_parser, _cmd_count),
 ]
 
 

@@ -316,8 +316,7 @@ class _Translator:
                 continue
             self.value[node] = node.target(*args, **kwargs)
             depends = any(
-                isinstance(a, torch.fx.Node) and a in self.new
-                for a in node.all_input_nodes
+                isinstance(a, torch.fx.Node) and a in self.new for a in node.all_input_nodes
             )
             if depends:
                 self.new[node] = self.translate(node)
@@ -441,7 +440,7 @@ class _Translator:
 
     def _convolution(self, node, a, kw):
         values = [self.value.get(v) if isinstance(v, torch.fx.Node) else v for v in node.args]
-        x, weight = values[0], values[1]
+        x = values[0]
         stride, padding, dilation, transposed, _, groups = values[3:9]
         if transposed:
             return self.graph.call_function(node.target, tuple(a), kw)

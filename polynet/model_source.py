@@ -402,7 +402,8 @@ class Points:
         Flattened samples (standardised as the model was trained, when the source records it);
         None when no data is known.
     X_train : ndarray or None
-        The training split alone when known (for ranges and histograms), else ``X``.
+        The training split alone when known, in the model's input shape (for ranges and
+        histograms), else ``X``.
     y : ndarray or None
         Targets, when read.
     feature_names : list of str or None
@@ -448,7 +449,7 @@ def points(
         except DataError as exc:
             return Points(None, note=str(exc))
         X = np.concatenate([ds.X_train, ds.X_test]).reshape(len(ds.X_train) + len(ds.X_test), -1)
-        return Points(X, ds.X_train.reshape(len(ds.X_train), -1), None, list(ds.feature_names))
+        return Points(X, ds.X_train, None, list(ds.feature_names))
     names = info.get("feature_names") or None
     target = target or (info.get("params") or {}).get("target")
     try:

@@ -221,9 +221,7 @@ def read_table(
     if n_bad:
         X, y = X[~bad], (None if y is None else y[~bad])
     if len(X) == 0:
-        raise DataError(
-            f"{str(path)!r} has no complete rows ({n_bad} dropped for missing values)."
-        )
+        raise DataError(f"{str(path)!r} has no complete rows ({n_bad} dropped for missing values).")
     return Table(X, y, list(features), target, n_bad)
 
 
