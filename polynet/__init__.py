@@ -67,7 +67,7 @@ __all__ = [
 _ESTIMATORS = ("SLNNRegressor", "SLNNClassifier")
 #: Submodules the README uses as ``polynet.<name>``, imported on first access (they load
 #: matplotlib or scikit-learn only when used).
-_SUBMODULES = ("training", "data", "plots", "export", "report", "analysis")
+_SUBMODULES = ("training", "data", "plots", "export", "report", "analysis", "checkpoint")
 
 
 def from_onnx(model: object, *, input_shape: tuple[int, ...] | None = None) -> object:

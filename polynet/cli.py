@@ -209,8 +209,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from polynet import data, training
     from polynet.nets import SLNN
 
-    dataset_kwargs = dict(args.dataset_arg)
-    ds = data.load(*_train_data(args), **dataset_kwargs)
+    name = _train_data(args)  # adds --data's path and target to --dataset-arg
+    ds = data.load(*name, **dict(args.dataset_arg))
     if args.standardize:
         ds = ds.standardize(targets=ds.task == "regression")
     if ds.X_train.ndim != 2:
@@ -510,6 +510,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from polynet import plots
 
     source = _source(args)
+    source.check_drawable()
     x = None
     if not args.no_data:
         x = _points(source, args, "Drawing over the running statistics instead.").X_train

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from polynet.errors import CheckpointError
 
-__all__ = ["ModelSource", "resolve", "save", "load"]
+__all__ = ["ModelSource", "ShapedModel", "Points", "resolve", "points", "save", "load"]
 
 Kind = Literal["checkpoint", "program", "onnx", "class", "module"]
 
@@ -87,10 +87,41 @@ class ModelSource:
     metadata: dict[str, Any] = field(default_factory=dict)
     checkpoint: Any = None
 
+    def check_drawable(self) -> None:
+        """Refuse, saying what to do, a source whose SLAFs are ops rather than modules (ONNX):
+        there is no learned activation to draw."""
+        from polynet.slaf import SLAF
+
+        if self.kind == "onnx" and not any(isinstance(m, SLAF) for m in self.model.modules()):
+            raise CheckpointError(
+                f"{str(self.path)!r} is an ONNX graph: it holds the SLAFs' arithmetic, not SLAF "
+                "modules, so there is no learned activation to draw. Plot the model from a "
+                ".pt2 file (polynet.save or torch.export.save), a polynet checkpoint, or "
+                "module:Class --state-dict FILE."
+            )
+
     @property
     def dataset(self) -> dict[str, Any]:
         """The ``"dataset"`` metadata entry (empty when none is recorded)."""
         return dict(self.metadata.get("dataset") or {})
+
+
+class ShapedModel(nn.Module):
+    """A model read from a file (a ``.pt2`` program or an ONNX graph) with the shape of one
+    input sample, kept through ``copy.deepcopy`` and ``.to()`` (an ``fx.GraphModule`` drops
+    attributes set on it when copied)."""
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], name: str) -> None:
+        super().__init__()
+        self.model = model
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.name = name
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, input_shape={self.input_shape}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,6 +248,40 @@ def _from_class(
     return ModelSource(model.eval(), "class", path)
 
 
+def _symbolically_traceable(model: nn.Module) -> bool:
+    """Whether torch.fx traces ``model`` (SLAFs as leaves) without running it on values."""
+    from polynet.slaf import SLAF
+
+    class _Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return isinstance(m, SLAF) or super().is_leaf_module(m, qualname)
+
+    try:
+        _Tracer().trace(model)
+    except Exception:  # TraceError, and whatever a forward() raises on proxies
+        return False
+    return True
+
+
+def _through_export(
+    model: nn.Module, shape: tuple[int, ...] | None
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """``model`` exported with torch.export on an example batch, as an expandable module.
+
+    For a class whose forward() checks shapes or branches on them (symbolic tracing cannot
+    run it); torch.export runs it on real shapes, and the checks pass or fail as they would.
+    """
+    from polynet.exported import _export, program_module
+    from polynet.poly.expand import graph_input_shape
+
+    shape = tuple(graph_input_shape(model, shape))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    # Random values, so the SLAFs recovered from the program are checked on varied inputs.
+    example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    module = program_module(_export(model, example))
+    return ShapedModel(module, shape, type(model).__name__).eval(), shape
+
+
 def _short(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
     return " ".join(lines)[:300]
@@ -264,13 +329,17 @@ def resolve(
         )
     if _is_class_spec(text):
         found = _from_class(text, state_dict, init_args)
-        return ModelSource(found.model, "class", found.path, shape)
+        model = found.model
+        if not _symbolically_traceable(model):
+            model, shape = _through_export(model, shape)
+        return ModelSource(model, "class", found.path, shape)
     path = Path(text)
     if path.suffix == ".onnx":
         from polynet.onnx import from_onnx
 
         model = from_onnx(path, input_shape=shape)
-        return ModelSource(model, "onnx", path, tuple(model.input_shape))
+        found = tuple(model.input_shape)
+        return ModelSource(ShapedModel(model, found, path.name).eval(), "onnx", path, found)
     if path.is_file() and _is_program(path):
         from polynet.exported import load_program, program_module
 
@@ -282,7 +351,7 @@ def resolve(
             from polynet.exported import program_input_shape
 
             found = program_input_shape(program)
-        model.input_shape = tuple(found)
+        model = ShapedModel(model, found, path.name).eval()
         return ModelSource(model, "program", path, tuple(found), dict(metadata))
     from polynet.checkpoint import load_checkpoint
 
