@@ -60,7 +60,8 @@ def test_numpy_file_runs_without_polynet_and_equals_the_polynomial(poly, tmp_pat
         "for name in ('polynet', 'torch'): sys.modules[name] = None\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "import numpy as np, polynomial_numpy as p\n"
-        f"np.save({str(tmp_path / 'y.npy')!r}, p.polynomial(np.load({str(tmp_path / 'x.npy')!r})))\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, p.polynomial(x))\n"
         "print(sorted(m for m in ('polynet', 'torch') if sys.modules.get(m) is not None))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
