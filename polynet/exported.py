@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -195,7 +196,7 @@ def _table() -> dict[Any, Callable | str]:
             for op in _overload(name):
                 table[op] = target
 
-    put("linear", F.linear)
+    put("linear", "linear")
     put("mm matmul bmm", operator.matmul)
     put("addmm", "addmm")
     put("mul mul_", operator.mul)
@@ -345,7 +346,9 @@ class _Translator:
         slaf = _rebuild_slaf(self.gm, group.path, self.value[group.input], self.value[group.output])
         if slaf is None:
             return
-        name = "slaf_" + group.path.replace(".", "_")
+        name = re.sub(r"\W", "_", group.path) or "slaf"
+        while hasattr(self.root, name):
+            name += "_"
         self.root.add_module(name, slaf)
         self.slafs[name] = group.path
         self.new[group.output] = self.graph.call_module(name, (self.new[group.input],))
@@ -358,6 +361,8 @@ class _Translator:
                 return self.new[source]
             return self.call(operator.getitem, self.arg(source), index)
         target = self.table.get(node.target)
+        if target == "linear":  # before its weight becomes a loose constant
+            return self._linear(node)
         a = [self.arg(v) for v in node.args]
         kw = {k: self.arg(v) for k, v in node.kwargs.items()}
         if target is None:
@@ -365,6 +370,32 @@ class _Translator:
         if callable(target):
             return self.call(target, *a, **kw)
         return getattr(self, f"_{target}")(node, a, kw)
+
+    def _module_name(self, node: torch.fx.Node, fallback: str) -> str:
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        path = stack[-1][0] if stack else ""
+        name = re.sub(r"\W", "_", path) or fallback
+        while hasattr(self.root, name):
+            name += "_"
+        return name
+
+    def _linear(self, node):
+        """An ``nn.Linear`` holding the program's own weight and bias (counted per layer)."""
+        weight = self.value.get(node.args[1])
+        bias = self.value.get(node.args[2]) if len(node.args) > 2 else None
+        own = isinstance(weight, nn.Parameter) and (bias is None or isinstance(bias, nn.Parameter))
+        if not own or weight.dim() != 2 or id(weight) in self.named or node.kwargs:
+            a = [self.arg(v) for v in node.args]
+            return self.call(F.linear, *a)
+        a = [self.arg(node.args[0])]
+        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        layer.weight = nn.Parameter(weight.detach().clone())
+        if bias is not None:
+            layer.bias = nn.Parameter(bias.detach().clone())
+        name = self._module_name(node, "linear")
+        self.root.add_module(name, layer)
+        self.named[id(weight)] = f"{name}.weight"
+        return self.graph.call_module(name, (a[0],))
 
     def _identity(self, node, a, kw):
         return a[0]

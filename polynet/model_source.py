@@ -113,12 +113,12 @@ class ShapedModel(nn.Module):
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], name: str) -> None:
         super().__init__()
-        self.model = model
+        self.net = model
         self.input_shape = tuple(int(s) for s in input_shape)
         self.name = name
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return self.net(x)
 
     def extra_repr(self) -> str:
         return f"{self.name}, input_shape={self.input_shape}"
