@@ -14,6 +14,7 @@ __all__ = [
     "NotFittedError",
     "DataError",
     "TrainingDivergedError",
+    "PartialPolynomialError",
     "StoreError",
     "MissingExtraError",
     "PolynetWarning",
@@ -84,6 +85,11 @@ class MissingExtraError(PolynetError, ImportError):
         self.module = module
         self.extra = extra
         self.name = module
+
+
+class PartialPolynomialError(PolynetError, ValueError):
+    """A part of the network's polynomial (its Taylor polynomial of degree q) used where only
+    the whole polynomial will do, such as verifying it against the forward pass."""
 
 
 class PolynetWarning(UserWarning):

@@ -11,6 +11,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
+from polynet.errors import PartialPolynomialError
 from polynet.poly.evaluate import check_evaluation_budget
 from polynet.poly.polynomial import NetworkPolynomial
 from polynet.threads import thread_policy
@@ -70,8 +71,25 @@ class VerificationReport:
 
 
 def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
-    """Full network inputs for polynomial points (a slice fixes the other inputs)."""
-    return points if poly.slice is None else poly.slice.embed(points)
+    """Full network inputs for polynomial points (a slice fixes the other inputs; a
+    re-centred polynomial is in u = x - x0)."""
+    full = points if poly.slice is None else poly.slice.embed(points)
+    center = (poly.notes.get("taylor") or {}).get("center")
+    return full if center is None else full + torch.as_tensor(center).to(full)
+
+
+def _check_whole(poly: NetworkPolynomial) -> None:
+    from polynet.poly.truncated import describe
+
+    taylor = poly.notes.get("taylor") or {}
+    q, D = taylor.get("degree"), taylor.get("network_degree")
+    if q is not None and (D is None or q < D):
+        raise PartialPolynomialError(
+            f"cannot verify this polynomial against the forward pass: it is {describe(poly)}. "
+            "Compare its degree blocks with the network's derivatives with "
+            f"polynet.poly.truncated.taylor_errors(model, poly), or expand with degree={D} or "
+            "without degree= to verify."
+        )
 
 
 @thread_policy
@@ -137,6 +155,7 @@ def verify(
     >>> verify(net, polynet.expand(net)).passed
     True
     """
+    _check_whole(poly)
     try:
         good_tol = 0 < float(tol) < math.inf
     except (TypeError, ValueError):

@@ -599,3 +599,94 @@ def test_polynomial_points_of_the_wrong_width():
 
     with pytest.raises(ValueError, match=r"points must have shape \(B, 3\)"):
         expand(_eval_slnn(3, [2], 2))(torch.randn(4, 5))
+
+
+# -- expand(model, degree=, at=, form=) (polynet.poly.truncated, polynet.poly.factored) ------
+
+
+def test_expand_degree_refuses_store():
+    with pytest.raises(ValueError, match=r"degree= returns its polynomial in memory; store="):
+        polynet.expand(_eval_slnn(3, [2], 2), degree=1, store="coeffs.zarr")
+
+
+def test_expand_degree_refuses_a_traced_model():
+    class Square(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    with pytest.raises(NotExpandableError, match=r"degree=, at= and form= need a chain model"):
+        polynet.expand(Square().eval(), degree=1, input_shape=(3,))
+
+
+def test_expand_degree_over_the_budget_names_lower_degrees():
+    from polynet.errors import ExpansionTooLargeError
+
+    net = SLNN(784, [16, 8], [2, 2]).eval()
+    with pytest.raises(
+        ExpansionTooLargeError, match=r"degree <= 3 part in 784 inputs has 8.09e\+07 monomials"
+    ):
+        polynet.expand(net, degree=3, max_memory="10MB")
+
+
+def test_expand_at_of_the_wrong_size():
+    with pytest.raises(
+        ValueError, match=r"at= must have 3 values \(one per network input\), got 6"
+    ):
+        polynet.expand(_eval_slnn(3, [2], 2), degree=2, at=np.zeros((2, 3)))
+
+
+def test_expand_factored_takes_no_degree():
+    with pytest.raises(ValueError, match=r"form='factored' gives the whole polynomial"):
+        polynet.expand(_eval_slnn(3, [2], 2), form="factored", degree=2)
+
+
+def test_verify_refuses_a_taylor_part():
+    from polynet.errors import PartialPolynomialError
+
+    net = _eval_slnn(3, [2], 2)
+    with pytest.raises(PartialPolynomialError, match=r"cannot verify this polynomial against"):
+        polynet.verify(net, polynet.expand(net, degree=1))
+
+
+# ============================================================================================
+# polynet.data.files and polynet.model_source (your own data, your own model)
+# ============================================================================================
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "message"),
+    [
+        (
+            "a,y\n1,2\n",
+            "price",
+            r"has no column 'price' \(--target\); its columns are \['a', 'y'\]",
+        ),
+        ("a,y\n1,2\nx,3\n", "y", r"row 3, column 'a' holds 'x', which is not a number"),
+    ],
+)
+def test_data_file_refusals(tmp_path, text, target, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        data.read_table(path, target)
+
+
+def test_train_data_file_needs_a_target(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,2\n")
+    assert cli.main(["train", "--data", str(path), "--no-progress"]) == 2
+    assert "needs --target COLUMN (the column to predict)" in capsys.readouterr().err
+
+
+def test_a_torch_save_file_is_not_called_damaged(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(SLNN(2, [3], 2).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"is a torch.save file \(a pickled state_dict"):
+        load_checkpoint(path)
+
+
+def test_state_dict_without_a_class(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save(SLNN(2, [3], 2).eval(), path)
+    with pytest.raises(CheckpointError, match="--state-dict and --init-args go with a class"):
+        polynet.model_source.resolve(path, state_dict="w.pt")

@@ -169,11 +169,12 @@ def _slice(
 
 
 def resolve_model(model) -> nn.Module:
-    """``model`` itself, or the polynet checkpoint a path names (CheckpointError otherwise)."""
+    """``model`` itself, or the model a path names (polynet.load; CheckpointError otherwise)."""
     import os
 
     if isinstance(model, (str, os.PathLike)):
-        from polynet.checkpoint import load
+        # A checkpoint, a .pt2 archive or an ONNX file (polynet.model_source).
+        from polynet.model_source import load
 
         try:
             return load(model)
@@ -306,6 +307,10 @@ def expand(
     progress: bool = False,
     store: str | Path | None = None,
     client: object | None = None,
+    degree: int | None = None,
+    at: ArrayLike | torch.Tensor | None = None,
+    form: Literal["dense", "factored"] = "dense",
+    sparse: bool | None = None,
 ) -> NetworkPolynomial:
     """Expand an evaluation-mode network into one explicit polynomial per output.
 
@@ -345,10 +350,28 @@ def expand(
     client : dask.distributed.Client, optional
         With ``store``: compute the blocks as Dask tasks on this cluster (default: Dask's
         local threaded scheduler).
+    degree : int, optional
+        Only the exact part of degree <= ``degree`` (the Taylor polynomial of that degree at
+        the origin, or at ``at``), by a layer walk truncated after every product; for any
+        number of inputs (chains only). The result's ``degree_bound`` stays the network's D
+        and ``notes["taylor"]`` says it is a part, not the whole network.
+    at : array of n_inputs values, optional
+        Expand around this point: the polynomial in u = x - at (variables named ``u0, ...``),
+        with ``degree`` the network's Taylor polynomial there, else its whole polynomial
+        re-centred. Chains only.
+    form : {"dense", "factored"}, default="dense"
+        ``"factored"``: for an MLP with one or two SLAF layers, the exact
+        :class:`~polynet.poly.factored.FactoredPolynomial` p(x) = G(W1 x + b1), G sparse in
+        the first layer's pre-activations (any number of inputs).
+    sparse : bool, optional
+        True: expand a chain field by field over its receptive fields' monomials only and
+        return a :class:`~polynet.poly.sparse_polynomial.SparsePolynomial` (float path). None
+        (default): do so when the dense form is over ``max_memory`` and the sparse one fits.
+        False: never.
 
     Returns
     -------
-    NetworkPolynomial
+    NetworkPolynomial or SparsePolynomial
 
     Raises
     ------
@@ -372,6 +395,9 @@ def expand(
     True
     """
     model = as_sequential(resolve_model(model))
+    partial = degree is not None or at is not None or form != "dense"
+    if partial:
+        _check_partial_options(degree, at, form, store, client, exact, inputs)
     check_finite(model)
     if device is not None:
         from polynet.training import resolve_device
@@ -383,6 +409,12 @@ def expand(
         _check_training(model)
         chain = as_chain(trace(model))
         if chain is None:
+            if partial:
+                raise NotExpandableError(
+                    f"degree=, at= and form= need a chain model (Linear, SLAF, BatchNorm, "
+                    f"Conv, AvgPool layers in order); {type(model).__name__}'s forward() is "
+                    "not one. Expand it whole, or a slice with inputs= and fixed=."
+                )
             if store is not None:
                 raise NotExpandableError(
                     f"store={str(store)!r} needs a model whose forward() is a chain of layers; "
@@ -392,6 +424,15 @@ def expand(
             return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.
         model = chain
+    if form == "factored":
+        from polynet.poly.factored import expand_factored
+
+        return expand_factored(model, device=device, input_shape=input_shape)
+    if partial:
+        from polynet.poly.truncated import expand_taylor
+
+        options = dict(inputs=inputs, fixed=fixed, max_memory=max_memory, input_shape=input_shape)
+        return expand_taylor(model, degree, at, exact=exact, device=device, **options)
     start = time.perf_counter()
     budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
     check_counts(model, input_shape, inputs, budget, device, store, exact)
@@ -408,8 +449,21 @@ def expand(
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
     budget = _budget(max_memory, work_device)
-    _check_budget(lowered, the_plan, budget, exact, store, work_device)
     n_params = sum(p.numel() for p in model.parameters())
+    if sparse or sparse is None and not (exact or store or inputs is not None):
+        from polynet.poly.field_expand import expand_sparse
+
+        dense_refusal = None
+        if not sparse:
+            try:
+                _check_budget(lowered, the_plan, budget, exact, store, work_device)
+            except ExpansionTooLargeError as exc:
+                dense_refusal = exc
+        if sparse or dense_refusal is not None:
+            return expand_sparse(
+                lowered, work_device, budget, dense_refusal, exact, inputs, store, n_params
+            )
+    _check_budget(lowered, the_plan, budget, exact, store, work_device)
     if store is not None:
         if exact:
             raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
@@ -456,6 +510,24 @@ def expand(
         n_network_parameters=n_params,
         info={**info, "seconds": seconds, "engine": engine, "device": str(work_device)},
     )
+
+
+def _check_partial_options(degree, at, form, store, client, exact, inputs) -> None:
+    """Refuse options that degree=, at= and form= do not combine with."""
+    what = "degree=" if degree is not None else "at=" if at is not None else "form='factored'"
+    if form not in ("dense", "factored"):
+        raise ValueError(f"form must be 'dense' or 'factored', got {form!r}.")
+    if store is not None or client is not None:
+        raise ValueError(
+            f"{what} returns its polynomial in memory; store= and client= apply to the whole "
+            "expansion only. Drop store= (and client=)."
+        )
+    if form == "factored" and (degree is not None or at is not None or exact or inputs):
+        raise ValueError(
+            "form='factored' gives the whole polynomial in all inputs in float64 and takes no "
+            "degree=, at=, exact= or inputs=; call .truncate(degree=q) on the result for the "
+            "low-degree part."
+        )
 
 
 def _work_device(lowered: LoweredNetwork, device) -> torch.device:
@@ -552,6 +624,11 @@ def estimate(
         the_plan.store_peak_bytes,
         the_plan.seconds,
     )
+
+
+# `polynet.poly.expand` is this module's `expand` function (re-exported by the package), so the
+# README's `polynet.poly.expand.estimate(model)` reaches `estimate` through the function.
+expand.estimate = estimate  # type: ignore[attr-defined]
 
 
 def _progress(enabled: bool, total: int):
