@@ -435,7 +435,7 @@ def expand(
         return expand_taylor(model, degree, at, exact=exact, device=device, **options)
     start = time.perf_counter()
     budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
-    check_counts(model, input_shape, inputs, budget, device, store, exact)
+    check_counts(model, input_shape, inputs, budget, device, store, exact, sparse)
     lowered = lower(model, input_shape, device)
     variables = None
     info: dict = {"input_shape": list(lowered.input_shape)}
