@@ -238,7 +238,7 @@ def bundles(polys, tmp_path):
     return live, refs
 
 
-# Each file of the bundle is renamed inside the temporary folder (os.replace 1-4), then the
+# Each file of the bundle is renamed inside the temporary folder (os.replace 1, 2, ...), then the
 # folder is swapped in (_exchange), then the old one is removed (rmtree).
 BUNDLE_POINTS = [
     ("os", "replace", 1, False),
@@ -275,15 +275,17 @@ def test_kill_in_bundle_writer_keeps_old_or_new_bundle(zygote, polys, bundles, p
     assert got == new and _leftovers(live.parent, "live") == []
 
 
-# Where names cannot be swapped at once: the old bundle is renamed to .old (os.replace call 5,
-# after the four files), then the new one into place (call 6).
-RENAMES = [(5, False, "old"), (5, True, "hidden"), (6, True, "new")]
+# Where names cannot be swapped at once: after the bundle's files (one os.replace each), the
+# old bundle is renamed to .old (the next os.replace), then the new one into place (the one
+# after that).
+RENAMES = [(1, False, "old"), (1, True, "hidden"), (2, True, "new")]
 
 
 @pytest.mark.parametrize("rename", RENAMES, ids=["before-first", "between", "after-second"])
 def test_crash_at_each_rename_of_a_two_rename_replacement(zygote, polys, bundles, rename):
     live, (old, new) = bundles
-    n, after, state = rename
+    offset, after, state = rename
+    n = len(new) + offset
     result = zygote.run(
         f"""
         import os, polynet.atomic
