@@ -142,6 +142,7 @@ def main() -> None:
                 if not s["max_rel_error"] <= 1e-13:
                     raise SystemExit(f"sparse polynomial off the network: {s['max_rel_error']}")
                 s["prototype_over_sparse_seconds"] = PROTOTYPE["seconds"] / s["seconds"]
+                s["prototype_over_sparse_cpu_seconds"] = PROTOTYPE["cpu_seconds"] / s["cpu_seconds"]
                 s["prototype_over_sparse_peak"] = PROTOTYPE["peak_gib"] * 1024 / s["peak_mib"]
     print(
         f"{'image':>6} {'engine':>7} {'terms':>11} {'of C(n+D,D)':>15} {'wall s':>8} "
