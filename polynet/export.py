@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from numpy.typing import ArrayLike
 
-from polynet.atomic import atomic_write, write_bytes_atomic
+from polynet.atomic import atomic_dir, atomic_write, write_bytes_atomic
 from polynet.errors import DataError
 from polynet.poly.polynomial import NetworkPolynomial
 
@@ -132,15 +132,21 @@ def write_bundle(poly: NetworkPolynomial, out: str | os.PathLike[str]) -> list[P
     A ``.npz`` or ``.json`` path gets the polynomial alone (:meth:`NetworkPolynomial.save`);
     any other path is a directory that gets :data:`BUNDLE_FILES`: the polynomial, the
     non-zero coefficients as CSV (one exponent column per variable, one coefficient column
-    per output), the LaTeX of every output, and :func:`summary`. Each file is written
-    atomically.
+    per output), the LaTeX of every output, and :func:`summary`. The bundle is written to a
+    temporary sibling and swapped into place whole (:func:`polynet.atomic.atomic_dir`): an
+    interrupted write leaves the earlier bundle as it was; other files in the directory stay.
     """
     target = Path(out)
     if target.suffix in (".npz", ".json"):
         return [poly.save(target)]
     if target.exists() and not target.is_dir():
         raise DataError(f"{target} is a file; give a directory or a .npz/.json path.")
-    target.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(target, replaces=BUNDLE_FILES) as folder:
+        written = _write_bundle_files(poly, folder)
+    return [target / path.relative_to(folder) for path in written]
+
+
+def _write_bundle_files(poly: NetworkPolynomial, target: Path) -> list[Path]:
     written = [poly.save(target / "polynomial.npz")]
     written.append(_write_csv(poly, target / "coefficients.csv"))
     tex = "\n".join(f"p_{{{o}}}(x) = {poly.to_latex(output=o)}" for o in range(poly.n_outputs))

@@ -17,7 +17,7 @@ from polynet.data.synthetic import sparse_polynomial, two_spirals, xor
 from polynet.data.tabular import _load_boston_no_b, load_boston, load_diabetes
 from polynet.errors import DataError
 
-__all__ = ["LOADERS", "load", "from_metadata"]
+__all__ = ["LOADERS", "NEEDS_EXTRA", "load", "from_metadata"]
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "boston": load_boston,
@@ -30,6 +30,10 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "mnist": load_mnist,
     "fashion-mnist": load_fashion_mnist,
 }
+
+#: Data sets whose loader needs an optional package: name -> its import name (see
+#: :data:`polynet.extras.EXTRAS` for the extra that installs it).
+NEEDS_EXTRA: dict[str, str] = {"diabetes": "sklearn", "digits": "sklearn"}
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
