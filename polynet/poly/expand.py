@@ -434,7 +434,17 @@ def expand(
         return expand_taylor(model, degree, at, exact=exact, device=device, **options)
     start = time.perf_counter()
     budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
-    check_counts(model, input_shape, inputs, budget, device, store, exact)
+    early = None  # the refusal from counts, when the sparse form may still fit
+    if not sparse:
+        try:
+            check_counts(model, input_shape, inputs, budget, device, store, exact)
+        except ExpansionTooLargeError as exc:
+            if sparse is False or exact or store is not None or inputs is not None:
+                raise
+            from polynet.poly.field_expand import check_sparse_may_fit
+
+            check_sparse_may_fit(model, budget, device, exc, input_shape)
+            early = exc
     lowered = lower(model, input_shape, device)
     variables = None
     info: dict = {"input_shape": list(lowered.input_shape)}
@@ -452,8 +462,8 @@ def expand(
     if sparse or sparse is None and not (exact or store or inputs is not None):
         from polynet.poly.field_expand import expand_sparse
 
-        dense_refusal = None
-        if not sparse:
+        dense_refusal = early
+        if not sparse and early is None:
             try:
                 _check_budget(lowered, the_plan, budget, exact, store, work_device)
             except ExpansionTooLargeError as exc:

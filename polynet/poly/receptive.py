@@ -42,6 +42,7 @@ __all__ = [
     "SupportCache",
     "support_codes",
     "support_count",
+    "support_lower_bound",
 ]
 
 #: Most pairs one sumset may enumerate, and most codes all fields together may hold, before
@@ -202,6 +203,30 @@ def _window_pattern(layer: nn.Module, shape: tuple[int, ...]):
     pattern = sp.csr_matrix(sp.kron(channels, spatial, format="csr"), dtype=bool)
     out_shape = (co, ow) if one_d else (co, oh, ow)
     return pattern, out_shape
+
+
+def support_lower_bound(model: nn.Module, shape: tuple[int, ...] | None = None) -> int:
+    """A lower bound on a chain's generic support from its first affine layer alone.
+
+    Every monomial of degree ≤ D in the inputs of one first-layer window (a conv kernel's
+    window, clipped to the input ``shape`` when given; all of a Linear's inputs) is
+    generically present (the SLAFs raise it to F_D), so C(w + D, D) monomials at least.
+    Costs nothing: a refusal can use it before lowering.
+    """
+    degree, width = 1, None
+    for position, (_, layer) in enumerate(iter_layers(model)):
+        if isinstance(layer, SLAF):
+            degree *= layer.degree
+        elif width is None and isinstance(layer, nn.Linear):
+            width = layer.in_features
+        elif width is None and isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+            kernel = list(layer.kernel_size)
+            if shape is not None and position == 0 and len(shape) == len(kernel) + 1:
+                kernel = [min(k, s) for k, s in zip(kernel, shape[1:])]
+            elif position != 0:
+                kernel = [1]  # shapes after other layers are not followed here
+            width = layer.in_channels // layer.groups * math.prod(kernel)
+    return n_codes(width or 1, degree)
 
 
 # -- receptive fields and cones -------------------------------------------------------------------

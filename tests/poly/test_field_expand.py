@@ -157,3 +157,22 @@ def test_count_terms_support_of_mlps_and_the_image_size_nets():
     # The paper's trunk: far too many to enumerate; reported as unknown, quickly.
     trunk = polynet.count_terms(polynet.ConvSLNN(1, 28, [16, 32], [4, 4], kernel_size=5))
     assert trunk.support is None and "exact support" not in trunk.table()
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_the_lower_bound_is_below_the_support(name):
+    from polynet.poly.receptive import support_lower_bound
+
+    build, shape = SMALL[name]
+    model = _randomise(build())
+    bound = support_lower_bound(model, shape)
+    assert 1 < bound <= polynet.count_terms(model, input_shape=shape).support
+
+
+def test_refusals_from_counts_say_the_sparse_form_does_not_fit_either():
+    trunk = polynet.ConvSLNN(1, 28, [16, 32], [4, 4], kernel_size=5).eval()  # the paper's
+    with pytest.raises(ExpansionTooLargeError, match=r"The sparse form \(sparse=True\) does not"):
+        polynet.expand(trunk)
+    with pytest.raises(ExpansionTooLargeError) as info:
+        polynet.expand(trunk, sparse=False)
+    assert "sparse" not in str(info.value)
