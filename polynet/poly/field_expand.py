@@ -275,7 +275,8 @@ def expand_sparse(
         if dense_refusal is None:
             raise
         raise ExpansionTooLargeError(
-            f"{dense_refusal} The sparse form (sparse=True) does not help here: {exc}"
+            f"{dense_refusal} The sparse form (sparse=True) does not help here: {exc}",
+            dense_refusal.refusal,
         ) from dense_refusal
     if sparse_plan.peak_bytes > budget:
         message = (
@@ -283,7 +284,9 @@ def expand_sparse(
             f"about {_gib(sparse_plan.peak_bytes)}, over the budget of {_gib(budget)}"
         )
         if dense_refusal is not None:
-            raise ExpansionTooLargeError(f"{dense_refusal} With sparse=True: {message}.")
+            raise ExpansionTooLargeError(
+                f"{dense_refusal} With sparse=True: {message}.", dense_refusal.refusal
+            )
         raise ExpansionTooLargeError(
             f"{message}; raise max_memory= or expand a subset of the "
             "inputs with inputs=[...] and fixed=... (sparse=False)."
@@ -324,7 +327,8 @@ def check_sparse_may_fit(
         raise ExpansionTooLargeError(
             f"{refusal} The sparse form (sparse=True) does not fit either: at least "
             f"{float(at_least):.3g} monomials (every monomial of degree <= D in one first-layer "
-            f"window), about {need / 2**30:.3g} GiB."
+            f"window), about {need / 2**30:.3g} GiB.",
+            refusal.refusal,
         ) from refusal
 
 
