@@ -78,7 +78,7 @@ def plan_fields(lowered: LoweredNetwork) -> SparsePlan:
     groups = receptive_groups(stages, n)
     cache = SupportCache(stages, n, degree)
     try:
-        codes = support_codes(stages, n, degree)
+        codes = support_codes(stages, n, degree, groups, cache)
     except SupportTooLarge as exc:
         raise ExpansionTooLargeError(
             f"the sparse support of this network is too large to enumerate (monomials of "

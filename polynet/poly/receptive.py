@@ -438,18 +438,27 @@ class SupportCache:
         return self._local[key]
 
 
-def support_codes(stages: list[PatternStage], n_inputs: int, degree: int) -> np.ndarray:
-    """Sorted global codes of the chain's generic support (raises SupportTooLarge)."""
+def support_codes(
+    stages: list[PatternStage],
+    n_inputs: int,
+    degree: int,
+    groups: list[Group] | None = None,
+    cache: SupportCache | None = None,
+) -> np.ndarray:
+    """Sorted global codes of the chain's generic support (raises SupportTooLarge); pass
+    the ``groups`` and ``cache`` the caller keeps, so they are computed once."""
     if not codes_fit(n_inputs, degree):
         raise SupportTooLarge
-    groups = receptive_groups(stages, n_inputs)
+    if groups is None:
+        groups = receptive_groups(stages, n_inputs)
     if not groups:  # no polynomial stage: the affine map's inputs and the constant
         reach = sp.identity(n_inputs, dtype=bool, format="csr")
         for s in stages:
             if s.kind == "matrix":
                 reach = _bool_product(s.pattern, reach)
         return np.concatenate([[0], 1 + np.flatnonzero(reach.getnnz(axis=0) > 0)]).astype(np.int64)
-    cache, parts, total = SupportCache(stages, n_inputs, degree), [], 0
+    cache = cache or SupportCache(stages, n_inputs, degree)
+    parts, total = [], 0
     for group in groups:
         parts.append(cache.global_codes(group))
         total += len(parts[-1])
@@ -472,6 +481,6 @@ def support_count(stages: list[PatternStage], n_inputs: int, degree: int) -> int
                 return n_codes(n_inputs, degree)
         if not codes_fit(n_inputs, degree):
             return None
-        return len(support_codes(stages, n_inputs, degree))
+        return len(support_codes(stages, n_inputs, degree, groups, cache))
     except SupportTooLarge:
         return None
