@@ -239,16 +239,26 @@ def taylor_shift(alpha: Tensor, center: Tensor, top: int | None = None) -> Tenso
 
 
 def _compose(run: list[Affine], width: int, device) -> tuple[Tensor, Tensor]:
-    """One (k × width) matrix and bias for a run of affine stages (identity when empty)."""
-    weight = torch.eye(width, dtype=torch.float64, device=device)
+    """One (k × width) matrix and bias for a run of affine stages (identity when empty).
+
+    Leading diagonal stages (the re-centring shift, a BatchNorm) stay a vector until the first
+    full matrix absorbs them, so re-centring costs no (n × n) product.
+    """
+    scale = torch.ones(width, dtype=torch.float64, device=device)
+    weight: Tensor | None = None
     bias = torch.zeros(width, dtype=torch.float64, device=device)
     for aff in run:
         w = aff.weight.to(device)
-        if w.dim() == 1:
+        if w.dim() == 1 and weight is None:
+            scale, bias = w * scale, w * bias
+        elif w.dim() == 1:
             weight, bias = w[:, None] * weight, w * bias
         else:
-            weight, bias = w @ weight, w @ bias
+            weight = w * scale[None, :] if weight is None else w @ weight
+            bias = w @ bias
         bias = bias + aff.bias.to(device)
+    if weight is None:
+        weight = torch.diag(scale)
     return weight, bias
 
 
