@@ -221,7 +221,10 @@ def remove_stale(folder: str | os.PathLike, name: str | None = None) -> int:
 
 
 def _in_use(path: Path) -> bool:
-    """True for a folder that cannot be swapped: the working directory or above, a mount."""
+    """True for a folder that cannot be swapped: the working directory or above, a mount, or
+    one in a folder we cannot write (its own files we may still replace)."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return True
     try:
         cwd = Path.cwd().resolve()
     except OSError:
@@ -275,7 +278,7 @@ def atomic_dir(path: str | os.PathLike, replaces: Collection[str] | None = None)
         raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent, path.name)
-    if path.exists() and _in_use(path):
+    if path.is_dir() and _in_use(path):
         logger.warning("%s is in use (working directory or mount): written in place", path)
         yield path
         return

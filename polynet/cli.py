@@ -774,7 +774,8 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: Any, unknown: list[st
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``polynet`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
-    Exit codes: 0 success, 1 a polynet error (message on stderr), 2 bad usage, 130 interrupted.
+    Exit codes: 0 success, 1 an error (one line on stderr), 2 bad usage, 130 interrupted, 141
+    stdout closed early (a pipe).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()

@@ -17,6 +17,8 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -642,9 +644,20 @@ def killer(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 s._fold_group = killer
 """
+# Run on the worker: its next fold task waits 3 s (once), time to cancel it.
+SLOW_ONCE_IN_FOLD_GROUP = """
+import time
+import polynet.poly.store as s
+real = s._fold_group
+def slow_once(*args, **kwargs):
+    s._fold_group = real
+    time.sleep(3)
+    return real(*args, **kwargs)
+s._fold_group = slow_once
+"""
 
 
-def test_killed_dask_worker_is_an_error_to_retry(tmp_path, store_net):
+def test_killed_dask_worker_or_cancelled_task_is_an_error_to_retry(tmp_path, store_net):
     distributed = pytest.importorskip("distributed")
     import dask
 
@@ -662,6 +675,25 @@ def test_killed_dask_worker_is_an_error_to_retry(tmp_path, store_net):
             polynet.expand(store_net[0], store=path, client=client)
         assert not path.exists() and _leftovers(tmp_path, "c.zarr") == []
         client.wait_for_workers(1, timeout=60)  # the nanny restarted it, unpatched
+        # A task cancelled while it runs (here: every future the client holds).
+        client.run(exec, SLOW_ONCE_IN_FOLD_GROUP, {})
+        failed: list = []
+
+        def expand_in_thread():
+            try:
+                polynet.expand(store_net[0], store=path, client=client)
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                failed.append(exc)
+
+        thread = threading.Thread(target=expand_in_thread)
+        thread.start()
+        while not any(client.processing().values()):
+            time.sleep(0.05)
+        client.cancel([distributed.Future(key, client) for key in list(client.futures)])
+        thread.join(60)
+        assert len(failed) == 1 and isinstance(failed[0], StoreError), failed
+        assert "cancelled" in str(failed[0]) and "run the expansion again" in str(failed[0])
+        assert not path.exists() and _leftovers(tmp_path, "c.zarr") == []
         got = polynet.expand(store_net[0], store=path, client=client)
         assert torch.equal(got.to_memory().coefficients, reference)
 
@@ -821,3 +853,23 @@ def test_written_files_honour_the_umask(tmp_path, polys):
     path.chmod(0o600)  # a replaced file keeps its mode
     NetworkPolynomial.load(polys[1]).save(path)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_damaged_gzip_idx_files_are_data_errors(tmp_path):
+    import gzip
+
+    from polynet.data.images import read_idx
+    from polynet.errors import DataError
+
+    images = np.random.default_rng(0).integers(0, 255, (20, 28, 28), dtype=np.uint8)
+    header = b"\x00\x00\x08\x03" + b"".join(int(s).to_bytes(4, "big") for s in images.shape)
+    raw = gzip.compress(header + images.tobytes())
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    for damaged in [*_flips(raw, 60), *_truncations(raw, 6)]:
+        path.write_bytes(damaged)
+        try:
+            got = read_idx(path)
+        except DataError as exc:
+            assert str(path) in str(exc)
+            continue
+        assert np.array_equal(got, images)  # gzip's CRC-32: damage never reads as data

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import weakref
+from collections import OrderedDict
 from math import comb
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -141,7 +143,7 @@ def _walk(x, coef, c0, n_vars, degree, block, out):  # pragma: no cover - numba
 
 # -- the evaluator ----------------------------------------------------------------------------
 class Evaluator:
-    """A polynomial prepared for repeated evaluation: its walk plan and reordered coefficients.
+    """A polynomial prepared for repeated evaluation (torch: its coefficients regrouped).
 
     Parameters
     ----------
@@ -151,11 +153,13 @@ class Evaluator:
     index : MonomialIndex, optional
         The monomials of bare coefficients; required with them, ignored with a polynomial.
     backend : {"auto", "numba", "torch"}, default "auto"
-        ``auto`` is numba on the CPU when numba imports, torch otherwise (and always on CUDA).
+        ``auto`` is torch (matrix products, no compilation), except on the CPU for
+        polynomials whose regrouped coefficients would take more than 256 MiB, where it is
+        numba when numba is installed (it reads the coefficients in place).
     block : int, optional
         Points per block: numba's SIMD width per walk (default 128, fewer when the batch is
-        small, so that every thread gets a block), torch's block (default:
-        as many as a 256 MiB budget for two degree slices of monomial values allows).
+        small, so that every thread gets a block), torch's block (default: as many as a
+        64 MiB budget for monomial values and products allows).
 
     Examples
     --------
@@ -409,7 +413,36 @@ def evaluate_checked(
         memory of the polynomial's device); nothing was allocated.
     """
     check_evaluation_budget(poly, _n_points(x), max_memory)
-    return evaluate(poly, x, backend=backend)
+    if backend != "auto":
+        return evaluate(poly, x, backend=backend)
+    return _cached_evaluator(poly)(x)
+
+
+#: Evaluators kept for the last few polynomials called (a polynomial is a value: its repeated
+#: calls need not regroup its coefficients again), when their regrouped copy is this small.
+_KEEP = 4
+_KEEP_BYTES = 64 << 20
+_kept: OrderedDict[int, tuple[Any, int, Tensor, Evaluator]] = OrderedDict()
+
+
+def _cached_evaluator(poly: NetworkPolynomial) -> Evaluator:
+    key, coef = id(poly), poly.coefficients
+    hit = _kept.get(key)
+    # The same live polynomial, the same coefficient tensor, not written to since.
+    if hit is not None and hit[0]() is poly and hit[2] is coef and hit[1] == coef._version:
+        _kept.move_to_end(key)
+        return hit[3]
+    ev = Evaluator(poly)
+    if ev._cached() and ev.n_outputs * ev._plan.n_padded * 8 <= _KEEP_BYTES:
+        _kept[key] = (
+            weakref.ref(poly, lambda _, key=key: _kept.pop(key, None)),
+            coef._version,
+            coef,
+            ev,
+        )
+        while len(_kept) > _KEEP:
+            _kept.popitem(last=False)
+    return ev
 
 
 def check_evaluation_budget(
@@ -417,12 +450,12 @@ def check_evaluation_budget(
 ) -> None:
     """Refuse, with the numbers, an evaluation at ``n_points`` points over the budget."""
     from polynet.errors import ExpansionTooLargeError
-    from polynet.poly.expand import memory_budget, parse_bytes
+    from polynet.poly.expand import _budget
     from polynet.poly.refusal import fmt_bytes
 
     index, n_out = poly.index, poly.n_outputs
     need = evaluation_bytes(index, n_out, n_points)
-    budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(poly.device)
+    budget = _budget(max_memory, poly.device)
     if need <= budget:
         return
     fits = _most_points(index, n_out, budget, n_points)

@@ -309,6 +309,7 @@ def expand(
     degree: int | None = None,
     at: ArrayLike | torch.Tensor | None = None,
     form: Literal["dense", "factored"] = "dense",
+    sparse: bool | None = None,
 ) -> NetworkPolynomial:
     """Expand an evaluation-mode network into one explicit polynomial per output.
 
@@ -361,10 +362,15 @@ def expand(
         ``"factored"``: for an MLP with one or two SLAF layers, the exact
         :class:`~polynet.poly.factored.FactoredPolynomial` p(x) = G(W1 x + b1), G sparse in
         the first layer's pre-activations (any number of inputs).
+    sparse : bool, optional
+        True: expand a chain field by field over its receptive fields' monomials only and
+        return a :class:`~polynet.poly.sparse_polynomial.SparsePolynomial` (float path). None
+        (default): do so when the dense form is over ``max_memory`` and the sparse one fits.
+        False: never.
 
     Returns
     -------
-    NetworkPolynomial
+    NetworkPolynomial or SparsePolynomial
 
     Raises
     ------
@@ -442,8 +448,21 @@ def expand(
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
     budget = _budget(max_memory, work_device)
-    _check_budget(lowered, the_plan, budget, exact, store, work_device)
     n_params = sum(p.numel() for p in model.parameters())
+    if sparse or sparse is None and not (exact or store or inputs is not None):
+        from polynet.poly.field_expand import expand_sparse
+
+        dense_refusal = None
+        if not sparse:
+            try:
+                _check_budget(lowered, the_plan, budget, exact, store, work_device)
+            except ExpansionTooLargeError as exc:
+                dense_refusal = exc
+        if sparse or dense_refusal is not None:
+            return expand_sparse(
+                lowered, work_device, budget, dense_refusal, exact, inputs, store, n_params
+            )
+    _check_budget(lowered, the_plan, budget, exact, store, work_device)
     if store is not None:
         if exact:
             raise ValueError("store= writes float64 coefficients; use exact=False with store=.")

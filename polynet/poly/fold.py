@@ -460,8 +460,8 @@ def _make_room(folder: Path, size: int) -> None:
     if not folder.exists():
         return
     remove_stale(folder)
-    for old in folder.glob("fold1-*.npy"):
-        old.unlink(missing_ok=True)
+    for old in [*folder.glob("fold1-*.npy"), *folder.glob(".fold1-*.npy.tmp")]:
+        old.unlink(missing_ok=True)  # version 1, and its temporaries (they had no pid)
 
 
 def clear_cache() -> None:

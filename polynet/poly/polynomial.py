@@ -810,6 +810,10 @@ class NetworkPolynomial:
                 "truncated, damaged or of another format. Write it again with poly.save() "
                 "(polynet expand --out)."
             ) from exc
+        if isinstance(payload, dict) and payload.get("format") == "polynet.SparsePolynomial":
+            from polynet.poly.sparse_polynomial import SparsePolynomial
+
+            return SparsePolynomial.load(path)  # a sparse expansion's file
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise PolynetError(f"{path} is not a polynet polynomial file.")
         version = payload.get("version", 0)

@@ -233,13 +233,16 @@ def check_counts(model, input_shape, inputs, budget: int | None, device, store, 
     """
     import torch
 
-    from polynet.errors import ExpansionTooLargeError
+    from polynet.errors import ExpansionTooLargeError, NotExpandableError
     from polynet.poly.count import count_terms
     from polynet.poly.expand import DEFAULT_MEMORY_FRACTION
 
     if any(m.training for m in model.modules()):
         return  # lower() says so, with the layer's name
-    counts = count_terms(model, input_shape)
+    try:
+        counts = count_terms(model, input_shape)
+    except NotExpandableError:
+        return  # lower() says what is wrong, in its own words
     n = len(inputs) if inputs is not None else counts.n_vars
     D = counts.degree_bound
     n_out = _n_outputs(model)

@@ -34,6 +34,7 @@ from torch import Tensor
 from polynet.atomic import atomic_dir, remove_stale
 from polynet.errors import PolynetError, PolynetWarning, StoreError
 from polynet.poly import fold as _fold
+from polynet.poly.evaluate import evaluate
 from polynet.poly.fold import Block, QuadraticFold, n_monomials, split_blocks
 from polynet.poly.index import MonomialIndex, exponents_at, monomial_name
 
@@ -54,9 +55,9 @@ _FORMAT = "polynet.StoredPolynomial"
 _FORMAT_VERSION = 2
 #: Monomials per store chunk (float64: 8 MiB per output).
 CHUNK_TERMS = 1 << 20
-#: Monomials of one evaluation block; points are evaluated in batches of this many elements.
-EVAL_BLOCK_TERMS = 1 << 15
-EVAL_ELEMENTS = 1 << 22
+#: Monomials of one evaluation block (read, then evaluated by polynet.poly.evaluate, which
+#: bounds its own memory): a store chunk's worth.
+EVAL_BLOCK_TERMS = 1 << 20
 
 
 def _zarr():
@@ -724,32 +725,17 @@ def evaluate_blocks(
         coef = np.concatenate([reader.read(g, ln) for g, _, ln in block.runs()], axis=1)
         if not coef.any():
             continue
-        coef_t = torch.from_numpy(np.ascontiguousarray(coef)).to(device).T
+        coef_t = torch.from_numpy(np.ascontiguousarray(coef)).to(device)
         lead = len(block.prefix)
         prefix = torch.tensor(block.prefix, dtype=torch.float64, device=device)
-        step = max(1, EVAL_ELEMENTS // block.size)
-        for s in range(0, x.shape[0], step):
-            xs = x[s : s + step]
-            scale = (xs[:, :lead] ** prefix).prod(1) if lead else xs.new_ones(len(xs))
-            feats = _monomials(xs[:, lead:], block.n_rest, block.degree_rest)
-            out[s : s + step] += scale[:, None] * (feats @ coef_t)
+        scale = (x[:, :lead] ** prefix).prod(1) if lead else x.new_ones(len(x))
+        if block.n_rest == 0:  # the one monomial x_lead^prefix
+            values = coef_t[:, 0].expand(len(x), -1)
+        else:  # a dense polynomial in the remaining variables, in their graded order
+            rest = MonomialIndex(block.n_rest, block.degree_rest)
+            values = evaluate(coef_t, x[:, lead:], index=rest)
+        out += scale[:, None] * values
     return out
-
-
-def _monomials(x: Tensor, n_vars: int, degree: int) -> Tensor:
-    """All monomials of degree ≤ ``degree`` in the columns of x, graded order: (B, T)."""
-    if n_vars == 0:
-        return x.new_ones(x.shape[0], 1)
-    index = MonomialIndex(n_vars, degree)
-    parent, var = index.parents()
-    parent_t = torch.from_numpy(parent.copy()).to(x.device)
-    var_t = torch.from_numpy(var.copy()).to(x.device)
-    feats = torch.empty(x.shape[0], index.size, dtype=torch.float64, device=x.device)
-    feats[:, 0] = 1.0
-    for d in range(1, degree + 1):
-        block = slice(index.n_monomials(d - 1), index.n_monomials(d))
-        feats[:, block] = feats[:, parent_t[block]] * x[:, var_t[block]]
-    return feats
 
 
 class _ChunkReader:

@@ -173,3 +173,17 @@ def test_numpy_in_numpy_out_tensor_in_tensor_out():
     assert isinstance(as_array, np.ndarray) and as_array.dtype == np.float64
     assert torch.is_tensor(as_tensor) and np.array_equal(as_array, as_tensor.numpy())
     assert isinstance(poly(x.tolist()), np.ndarray)
+
+
+def test_repeated_calls_reuse_the_regrouped_coefficients_but_see_writes():
+    from polynet.poly import evaluate as evaluate_module
+
+    poly, rng = random_poly(4, 3, 2, 5)
+    x = rng.uniform(-1, 1, size=(11, 4))
+    first = poly(x)
+    assert poly(x).tolist() == first.tolist()
+    assert any(entry[0]() is poly for entry in evaluate_module._kept.values())
+    poly.coefficients.mul_(2.0)  # a write to the tensor the polynomial holds
+    assert np.allclose(poly(x), 2 * first, rtol=1e-14, atol=0)
+    want = naive(poly.coefficients.numpy(), poly.exponents, x)
+    assert np.abs(poly(x) - want).max() <= 1e-13 * np.abs(want).max()
