@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -763,9 +764,9 @@ def _exact_kind() -> str:
         return "sympy"
 
 
-def describe(poly: NetworkPolynomial) -> str | None:
+def describe(poly: Any) -> str | None:
     """One line saying what a truncated or re-centred polynomial is, or None for a whole one."""
-    taylor = poly.notes.get("taylor")
+    taylor = (getattr(poly, "notes", None) or {}).get("taylor")  # stores keep no notes
     if not taylor:
         return None
     q, center, D = taylor.get("degree"), taylor.get("center"), taylor.get("network_degree")
