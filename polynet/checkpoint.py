@@ -56,6 +56,7 @@ __all__ = [
     "load_checkpoint",
     "read_metadata",
     "check_saveable",
+    "describe_file",
     "FORMAT_VERSION",
 ]
 
@@ -367,7 +368,54 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _decode_user(path, header)
 
 
+def describe_file(path: str | os.PathLike[str]) -> str | None:
+    """What a file that is not a polynet checkpoint is, and what to do with it; None if unknown.
+
+    Recognises ``torch.save`` files (zip or legacy pickle), ``torch.export`` archives, ONNX
+    files and plain safetensors files.
+    """
+    import zipfile
+
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    name = repr(str(path))
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith("data.pkl") for n in names):
+            return (
+                f"{name} is a torch.save file (a pickled state_dict or model), not a polynet "
+                "checkpoint. Give polynet your class and this file: on the command line "
+                "`polynet expand mymodule:Net --state-dict FILE --init-args '{...}'`; in Python "
+                "build the model, load_state_dict(torch.load(FILE, weights_only=True)), and call "
+                "polynet.expand(model), or polynet.save(model, 'model.pt2', example_input) to "
+                "get a file every polynet command reads."
+            )
+        if any("/models/" in n or n.startswith("models/") for n in names):
+            return f"{name} is a torch.export archive; name it with the suffix .pt2."
+        return None
+    if head[:1] == b"\x80":
+        return (
+            f"{name} is a Python pickle (torch.save of the legacy format), not a polynet "
+            "checkpoint; polynet does not unpickle files. Load it into your class and re-save it "
+            "with polynet.save(model, 'model.pt2', example_input), or pass your class on the "
+            "command line: `polynet expand mymodule:Net --state-dict FILE`."
+        )
+    if len(head) >= 8 and head[8:9] == b"{":
+        return None  # safetensors: checkpoint.py explains a plain one
+    if head[:2] == b"\x08" or path.suffix == ".onnx":
+        return f"{name} looks like an ONNX model; name it with the suffix .onnx."
+    return None
+
+
 def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
+    other = describe_file(path)
+    if other is not None:
+        return CheckpointError(other)
     return CheckpointError(
         f"{str(path)!r} is not a readable safetensors checkpoint ({exc}); the file is "
         "truncated, damaged or of another format. Re-save the model, or restore the file."

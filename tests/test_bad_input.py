@@ -646,3 +646,47 @@ def test_verify_refuses_a_taylor_part():
     net = _eval_slnn(3, [2], 2)
     with pytest.raises(PartialPolynomialError, match=r"cannot verify this polynomial against"):
         polynet.verify(net, polynet.expand(net, degree=1))
+
+
+# ============================================================================================
+# polynet.data.files and polynet.model_source (your own data, your own model)
+# ============================================================================================
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "message"),
+    [
+        (
+            "a,y\n1,2\n",
+            "price",
+            r"has no column 'price' \(--target\); its columns are \['a', 'y'\]",
+        ),
+        ("a,y\n1,2\nx,3\n", "y", r"row 3, column 'a' holds 'x', which is not a number"),
+    ],
+)
+def test_data_file_refusals(tmp_path, text, target, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        data.read_table(path, target)
+
+
+def test_train_data_file_needs_a_target(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,2\n")
+    assert cli.main(["train", "--data", str(path), "--no-progress"]) == 2
+    assert "needs --target COLUMN (the column to predict)" in capsys.readouterr().err
+
+
+def test_a_torch_save_file_is_not_called_damaged(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(SLNN(2, [3], 2).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"is a torch.save file \(a pickled state_dict"):
+        load_checkpoint(path)
+
+
+def test_state_dict_without_a_class(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save(SLNN(2, [3], 2).eval(), path)
+    with pytest.raises(CheckpointError, match="--state-dict and --init-args go with a class"):
+        polynet.model_source.resolve(path, state_dict="w.pt")

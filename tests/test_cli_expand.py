@@ -33,7 +33,9 @@ def test_expand_prints_the_facts_and_writes_the_bundle(checkpoint, tmp_path, cap
     assert sorted(p.name for p in out.iterdir()) == [
         "coefficients.csv",
         "polynomial.npz",
+        "polynomial.onnx",
         "polynomial.tex",
+        "polynomial_numpy.py",
         "summary.json",
     ]
     poly = NetworkPolynomial.load(out / "polynomial.npz")

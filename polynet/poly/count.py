@@ -91,6 +91,18 @@ class TermCount:
             "layers": [vars(layer) for layer in self.layers],
         }
 
+    def _repr_html_(self) -> str:
+        rows = [
+            [layer.position, layer.layer, f"{layer.parameters:,}", layer.degree or ""]
+            for layer in self.layers
+        ]
+        n, D = self.n_vars, self.degree_bound
+        note = (
+            f"network parameters {self.n_parameters:,}; degree bound D = {D}; monomials "
+            f"C({n}+{D}, {D}) = {self.max_terms:,}; monomials / parameters {self.ratio:.3g}"
+        )
+        return html_table(["layer", "kind", "parameters", "degree"], rows, note)
+
     def table(self) -> str:
         """The table as aligned text."""
         rows = [("layer", "kind", "parameters", "degree")]
@@ -121,6 +133,18 @@ class TermCount:
         elif self.support is not None:
             lines.append(f"exact support (generic)    {self.support:,}  (all of them)")
         return "\n".join(lines)
+
+
+def html_table(header: list[str], rows: list[list[str]], note: str = "") -> str:
+    """An HTML table (cells escaped) with a note under it: Jupyter's ``_repr_html_``."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    tail = f"<p>{escape(note)}</p>" if note else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{tail}"
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:

@@ -169,11 +169,12 @@ def _slice(
 
 
 def resolve_model(model) -> nn.Module:
-    """``model`` itself, or the polynet checkpoint a path names (CheckpointError otherwise)."""
+    """``model`` itself, or the model a path names (polynet.load; CheckpointError otherwise)."""
     import os
 
     if isinstance(model, (str, os.PathLike)):
-        from polynet.checkpoint import load
+        # A checkpoint, a .pt2 archive or an ONNX file (polynet.model_source).
+        from polynet.model_source import load
 
         try:
             return load(model)
@@ -628,6 +629,11 @@ def estimate(
         the_plan.store_peak_bytes,
         the_plan.seconds,
     )
+
+
+# `polynet.poly.expand` is this module's `expand` function (re-exported by the package), so the
+# README's `polynet.poly.expand.estimate(model)` reaches `estimate` through the function.
+expand.estimate = estimate  # type: ignore[attr-defined]
 
 
 def _progress(enabled: bool, total: int):

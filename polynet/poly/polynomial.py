@@ -701,6 +701,25 @@ class NetworkPolynomial:
                 polys.append(sympy.Poly.new(DMP(rep, domain, self.n_vars - 1), *gens))
         return polys
 
+    def to_chaospy(self, output: int | None = None) -> Any:
+        """A ``numpoly.ndpoly`` for chaospy (:func:`polynet.poly.uncertainty.to_chaospy`)."""
+        from polynet.poly.uncertainty import to_chaospy
+
+        return to_chaospy(self, output)
+
+    def to_openturns(self, output: int = 0) -> Any:
+        """An OpenTURNS function (:func:`polynet.poly.uncertainty.to_openturns`)."""
+        from polynet.poly.uncertainty import to_openturns
+
+        return to_openturns(self, output)
+
+    def _repr_latex_(self) -> str:
+        # Jupyter: the 10 largest terms of each output, never the whole polynomial.
+        lines = [
+            f"p_{{{o}}}(x) &= {self.to_latex(output=o, top=10)}" for o in range(self.n_outputs)
+        ]
+        return "$$\\begin{aligned}" + " \\\\ ".join(lines) + "\\end{aligned}$$"
+
     def to_latex(self, output: int = 0, top: int | None = None, digits: int = 6) -> str:
         """LaTeX of one output, terms by graded order; ``top`` keeps the largest terms only
         and says how many it left out."""

@@ -565,6 +565,11 @@ class StoredPolynomial:
         return self._typed[3]
 
     @property
+    def notes(self) -> dict:
+        # A store holds a whole expansion (store= is refused with degree= and at=): no notes.
+        return {}
+
+    @property
     def _typed(self) -> tuple:
         # The typed fields NetworkPolynomial keeps, read from the store's info dict.
         from polynet.poly.polynomial import _INFO_KEYS, _from_info
