@@ -355,12 +355,17 @@ def push_forward(coef: Tensor, weight: Tensor, d: int) -> Tensor:
         return coef @ weight
     if d == 2:
         out = coef.new_empty(rows, _hom(n, 2))
-        iu = torch.triu_indices(n, n, device=coef.device)
-        factor = torch.where(iu[0] == iu[1], 1.0, 2.0).to(coef)
         for o in range(rows):
-            s = _symmetric_tensor(coef[o], m, 2)
-            full = weight.T @ s @ weight
-            out[o] = full[iu[0], iu[1]] * factor
+            y = _symmetric_tensor(coef[o], m, 2) @ weight  # (m × n)
+            pos = 0
+            for r0 in range(0, n, PUSH_ROWS):  # row blocks on and above the diagonal only
+                r1 = min(n, r0 + PUSH_ROWS)
+                gram = weight[:, r0:r1].T @ y[:, r0:]
+                iu = torch.triu_indices(r1 - r0, n - r0, device=coef.device)
+                values = gram[iu[0], iu[1]]
+                values[iu[0] != iu[1]] *= 2.0  # x_a x_b, a < b: both orderings
+                out[o, pos : pos + values.numel()] = values
+                pos += values.numel()
         return out
     if d == 3:
         out = coef.new_empty(rows, _hom(n, 3))
