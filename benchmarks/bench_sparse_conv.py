@@ -64,7 +64,7 @@ if engine == "count":
     row["support"] = counted.support
     row["max_terms"] = counted.max_terms
 else:
-    poly = polynet.expand(net, sparse=(engine == "sparse"), max_memory="12GiB")
+    poly = polynet.expand(net, form=engine, max_memory="12GiB")
 row["seconds"] = time.perf_counter() - t
 row["cpu_seconds"] = time.process_time() - c
 row["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -266,8 +266,8 @@ def expand_sparse(
     """
     if dense_refusal is None and (exact or store is not None or inputs is not None):
         raise ValueError(
-            "sparse=True expands the whole network in float64; it does not combine with "
-            "exact=, store= or inputs= (pass sparse=False for those)."
+            "form='sparse' expands the whole network in float64; it does not combine with "
+            "exact=, store= or inputs= (pass form='dense' for those)."
         )
     try:
         sparse_plan = plan_fields(lowered)
@@ -275,7 +275,7 @@ def expand_sparse(
         if dense_refusal is None:
             raise
         raise ExpansionTooLargeError(
-            f"{dense_refusal} The sparse form (sparse=True) does not help here: {exc}",
+            f"{dense_refusal} The sparse form (form='sparse') does not help here: {exc}",
             dense_refusal.refusal,
         ) from dense_refusal
     if sparse_plan.peak_bytes > budget:
@@ -285,11 +285,11 @@ def expand_sparse(
         )
         if dense_refusal is not None:
             raise ExpansionTooLargeError(
-                f"{dense_refusal} With sparse=True: {message}.", dense_refusal.refusal
+                f"{dense_refusal} With form='sparse': {message}.", dense_refusal.refusal
             )
         raise ExpansionTooLargeError(
             f"{message}; raise max_memory= or expand a subset of the "
-            "inputs with inputs=[...] and fixed=... (sparse=False)."
+            "inputs with inputs=[...] and fixed=... (form='dense')."
         )
     if dense_refusal is not None:
         logger.info("dense form over budget (%s); expanding field by field", dense_refusal)
@@ -325,7 +325,7 @@ def check_sparse_may_fit(
     need = float(at_least) * 8 * (_n_outputs(model) + 1)
     if need > budget:
         raise ExpansionTooLargeError(
-            f"{refusal} The sparse form (sparse=True) does not fit either: at least "
+            f"{refusal} The sparse form (form='sparse') does not fit either: at least "
             f"{float(at_least):.3g} monomials (every monomial of degree <= D in one first-layer "
             f"window), about {need / 2**30:.3g} GiB.",
             refusal.refusal,
