@@ -225,23 +225,18 @@ def _n_outputs(model) -> int:
     return n_out
 
 
-def check_counts(
-    model, input_shape, inputs, budget: int | None, device, store, exact, sparse=False
-) -> None:
+def check_counts(model, input_shape, inputs, budget: int | None, device, store, exact) -> None:
     """Refuse from counts alone, before any layer is lowered, an expansion whose coefficients
     exceed both the device's memory and (for the float path) the disk a store would use.
 
-    Anything closer to fitting is left to the full estimate (which lowers the layers), and so
-    is a conv net that ``expand``'s sparse form may fit (its support is far below the dense
-    count, and counting it takes longer than lowering).
+    Anything closer to fitting is left to the full estimate (which lowers the layers);
+    ``expand`` asks whether the sparse form may still fit before it raises this refusal.
     """
     import torch
-    from torch import nn
 
     from polynet.errors import ExpansionTooLargeError, NotExpandableError
     from polynet.poly.count import count_terms
     from polynet.poly.expand import DEFAULT_MEMORY_FRACTION
-    from polynet.poly.monomial_codes import codes_fit
 
     if any(m.training for m in model.modules()):
         return  # lower() says so, with the layer's name
@@ -251,12 +246,6 @@ def check_counts(
         return  # lower() says what is wrong, in its own words
     n = len(inputs) if inputs is not None else counts.n_vars
     D = counts.degree_bound
-    if sparse:
-        return  # asked for the sparse form: its own estimate decides
-    convolutional = any(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in model.modules())
-    dense_only = exact or store is not None or inputs is not None or sparse is False
-    if convolutional and not dense_only and codes_fit(n, D):
-        return
     n_out = _n_outputs(model)
     result = 8.0 * math.comb(n + D, D) * n_out
     if device is None:
