@@ -3,12 +3,12 @@
 Messages are part of the API (STYLE rule 6): rewording one means changing its test here.
 """
 
-import builtins
 import gzip
 import importlib
 import json
 import math
 import re
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -70,14 +70,12 @@ def test_data_metadata_without_a_dataset_entry():
 
 
 def test_data_missing_sklearn_names_the_extra(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_sklearn(name, *args, **kwargs):
-        if name.startswith("sklearn"):
-            raise ImportError("No module named 'sklearn'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    # None in sys.modules is how Python marks a module that cannot be imported; patching
+    # builtins.__import__ instead would miss an sklearn that an earlier test imported.
+    for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match=r'pip install "polynet-slaf\[sklearn\]"'):
         data.load_digits()
 
