@@ -68,7 +68,7 @@ FORMAT_VERSION = 1
 #: The file name ``training.fit`` and the CLI use inside an output directory.
 DEFAULT_NAME = "model.safetensors"
 
-_RESERVED = ("polynet_format", "architecture", "config", "sha256")
+_RESERVED = ("polynet_format", "architecture", "config", "sha256", "header_sha256")
 
 # Upgrades from version v to v + 1, applied in turn: {v: f(header, tensors) -> (header, tensors)}.
 _UPGRADES: dict[int, Any] = {}
@@ -131,6 +131,28 @@ def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _header_digest(header: dict[str, str]) -> str:
+    """SHA-256 of the header's entries (config, metadata) but its own: the tensors' digest
+    does not cover a damaged standardiser or data set name."""
+    entries = sorted((k, v) for k, v in header.items() if k != "header_sha256")
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _check_header(path: Path, header: dict[str, str]) -> None:
+    if "header_sha256" not in header:  # written before the header had a digest
+        return
+    try:
+        stored = json.loads(header["header_sha256"])
+    except json.JSONDecodeError:
+        stored = None
+    if stored != _header_digest(header):
+        raise CheckpointError(
+            f"{str(path)!r} is damaged or was modified after it was written: its config and "
+            "metadata do not match the SHA-256 in its header. Restore the file or train the "
+            "model again."
+        )
 
 
 def _layout_mismatch(
@@ -228,6 +250,8 @@ def save(
         if not isinstance(key, str):
             raise CheckpointError(f"metadata keys must be strings, got {key!r}.")
         header[key] = _to_json(value, f"metadata[{key!r}]")
+    # A JSON string, so a polynet without this check reads it as one more metadata entry.
+    header["header_sha256"] = json.dumps(_header_digest(header))
     blob = safetensors.torch.save(tensors, metadata=header)
     path = Path(path)
     _write_atomic(path, blob)
@@ -339,6 +363,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             header = f.metadata() or {}
     except (safetensors.SafetensorError, OSError, ValueError) as exc:
         raise _unreadable(path, exc) from exc
+    _check_header(path, header)
     _format_version(path, header)
     return _decode_user(path, header)
 
@@ -421,17 +446,25 @@ def load_checkpoint(
         its weights do not fit its config.
     """
     path = _resolve_path(path)
-    target = torch.device("cpu") if device is None else torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r} was asked for but CUDA is not available; use device='cpu'."
-        )
-    blob = path.read_bytes()
+    if device is None:
+        target = torch.device("cpu")
+    else:
+        from polynet.training import resolve_device
+
+        target = resolve_device(device)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r}: {exc.strerror or exc}. Check its "
+            "permissions, or restore the file."
+        ) from exc
     try:
         tensors = safetensors.torch.load(blob)
     except (safetensors.SafetensorError, ValueError, RuntimeError) as exc:
         raise _unreadable(path, exc) from exc
     header = _read_header(path, blob)
+    _check_header(path, header)
     version = _format_version(path, header)
     for v in range(version, FORMAT_VERSION):
         header, tensors = _UPGRADES[v](header, tensors)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from polynet.errors import PolynetError
+from polynet.threads import limit_threads
 
 __all__ = ["main", "COMMANDS"]
 
@@ -117,6 +118,10 @@ def _points(source: Any, args: argparse.Namespace, instead: str) -> Any:
 def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     from polynet.bases import BASES
     from polynet.data import LOADERS
+    from polynet.data.registry import NEEDS_EXTRA
+    from polynet.extras import install_hint
+
+    extras = "; ".join(f"{n} needs {install_hint(m)}" for n, m in sorted(NEEDS_EXTRA.items()))
 
     p = subparsers.add_parser(
         "train",
@@ -128,7 +133,13 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default=None, choices=sorted(LOADERS), help="data set name")
+    d.add_argument(
+        "--dataset",
+        default=None,
+        choices=sorted(LOADERS),
+        help=f"data set name ({extras}; mnist and fashion-mnist read the files named by "
+        "--dataset-arg path=...)",
+    )
     d.add_argument(
         "--data",
         default=None,
@@ -183,7 +194,6 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument("--seed", type=int, default=0, help="seeds the model and the training")
-    t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default=None, help="directory for model.safetensors")
     return p
@@ -334,6 +344,21 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="fold the data set's standardisation into the network: the polynomial is in the "
         "original features (named after them) and the target's original units",
     )
+    p.add_argument(
+        "--degree",
+        type=_positive_int,
+        default=None,
+        help="only the exact part of degree <= DEGREE (the Taylor polynomial of that degree), "
+        "for any number of inputs",
+    )
+    p.add_argument(
+        "--at",
+        default=None,
+        metavar="ROW",
+        help="expand around a point, in u = x - x0: 'test:I' or 'train:I' (row I of the "
+        "checkpoint's data split, in the model's inputs), a bare I (= test:I), or the n input "
+        "values separated by commas",
+    )
     p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
     p.add_argument("--device", default=None, help="where to compute (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -361,6 +386,13 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         store=args.out if to_store else None,
     )
+    if args.degree is not None or args.at is not None:
+        if args.raw_units:
+            raise ValueError("--raw-units does not combine with --degree or --at yet.")
+        from polynet.poly.truncated import point_from_checkpoint
+
+        at = None if args.at is None else point_from_checkpoint(source, args.at)
+        options.update(degree=args.degree, at=at, progress=False)
     if args.raw_units:
         poly = export.expand_raw_units(source, **options)
     else:
@@ -404,10 +436,22 @@ def _n_inputs(source: Any) -> int:
 
 
 def _print_polynomial(poly: Any, top: int) -> None:
+    from polynet.poly.truncated import describe
+
     made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
+    part = describe(poly)
+    if part is not None:
+        print(f"this is      {part}")
     print(f"degree       {poly.degree} (bound D = {poly.degree_bound})")
-    print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
+    if part is not None and poly.index.degree < poly.degree_bound:
+        n, q = poly.n_vars, poly.index.degree
+        print(
+            f"terms        {poly.n_terms:,} non-zero of C(n+q, q) = C({n}+{q}, {q}) = "
+            f"{poly.index.size:,} (C(n+D, D) = {poly.max_terms:.3g})"
+        )
+    else:
+        print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
     print(f"network      {poly.n_network_parameters:,} parameters")
     seconds = float("nan") if made.seconds is None else made.seconds
     print(f"time         {seconds:.3f} s ({made.engine or ''}, {made.device})")
@@ -438,6 +482,8 @@ def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-8)")
     p.add_argument("--n-box", type=_positive_int, default=1000, help="points from the box")
     p.add_argument("--device", default=None, help="where to evaluate (default: cpu)")
+    p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -472,7 +518,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if poly.slice is not None:
             x = x[:, list(poly.slice.inputs)]
     tol = DEFAULT_TOL if args.tol is None else args.tol
-    report = polynet.verify(model, poly, x, tol=tol, n_box=args.n_box, device=args.device)
+    report = polynet.verify(
+        model,
+        poly,
+        x,
+        tol=tol,
+        n_box=args.n_box,
+        device=args.device,
+        progress=not args.no_progress,
+        max_memory=args.max_memory,
+    )
     print(report)
     return 0 if report.passed else 1
 
@@ -683,12 +738,19 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int
 def _add_common_options(parser: argparse.ArgumentParser, default: Any) -> None:
     # On subcommands the default is SUPPRESS, so `polynet --debug train` and
     # `polynet train --debug` both work without one overwriting the other.
-    group = parser.add_argument_group("output")
+    group = parser.add_argument_group("general")
     group.add_argument(
         "--debug", action="store_true", default=default, help="show tracebacks on errors"
     )
     group.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
+    )
+    group.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None if default is False else default,
+        help="CPU threads (default: one per core no other process is using; one for small "
+        "networks)",
     )
 
 
@@ -707,18 +769,88 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = add_parser(subparsers)
         _add_common_options(sub, argparse.SUPPRESS)
         sub.set_defaults(handler=handler)
+    parser.set_defaults(subparsers=subparsers.choices)
     return parser
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an --out or --latex that cannot be written before any work starts: a path
+    below a regular file, or in a folder that is read-only or not ours to write."""
+    import os
+    from pathlib import Path
+
+    for flag in ("out", "latex"):
+        value = getattr(args, flag, None)
+        if not value:
+            continue
+        path = Path(value).absolute()
+        probe = path if path.is_dir() else path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise PolynetError(
+                f"--{flag} {value}: {probe} is a file, not a folder, so nothing can be written "
+                "below it; choose another path."
+            )
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise PolynetError(
+                f"--{flag} {value}: cannot write in {probe} (read-only or permission denied); "
+                "choose a folder you can write to."
+            )
+
+
+def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
+    """One line for an OSError: what happened to which file, and what to do."""
+    import errno
+
+    where = exc.filename
+    if where is None:  # a failed write() names no file: name the outputs being written
+        outs = [f"--{f} {getattr(args, f)}" for f in ("out", "latex") if getattr(args, f, None)]
+        where = "writing " + " and ".join(outs) if outs else "a file"
+    advice = {
+        errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+        errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+        errno.EFBIG: "the file is larger than this system allows: write elsewhere",
+        errno.EACCES: "permission denied: choose a folder you can write to, or fix permissions",
+        errno.EPERM: "not permitted: choose a folder you can write to, or fix permissions",
+        errno.EROFS: "the file system is read-only: write elsewhere",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+        errno.EISDIR: "it is a folder, not a file: give a file path",
+        errno.ENOENT: "no such file or folder: check the path",
+    }.get(exc.errno, "check the path and the disk")
+    detail = exc.strerror or str(exc)
+    return f"{where}: {detail}; {advice}. Earlier files there are unchanged."
+
+
+def _reject_unknown(parser: argparse.ArgumentParser, args: Any, unknown: list[str]) -> None:
+    """Usage error for unrecognised arguments, from the subcommand's parser (its usage), with
+    the closest flag for each mistyped one (argparse's suggest_on_error is Python 3.14+)."""
+    import difflib
+
+    target = args.subparsers.get(args.command, parser) if args.command else parser
+    flags = [f for f in target._option_string_actions if f.startswith("--")]
+    hints = []
+    for arg in unknown:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=")[0], flags, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    target.error(message + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``polynet`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
-    Exit codes: 0 success, 1 a polynet error (message on stderr), 2 bad usage, 130 interrupted.
+    Exit codes: 0 success, 1 an error (one line on stderr), 2 bad usage, 130 interrupted, 141
+    stdout closed early (a pipe).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            _reject_unknown(parser, args, unknown)
     except SystemExit as exc:  # --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
@@ -731,21 +863,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(name)s: %(message)s",
     )
     started = time.perf_counter()
+    # The one error boundary: every failure is one line on stderr (the traceback with
+    # --debug); 1 for errors, 2 for argument values the library refused.
+    code, message, error = 1, None, None
     try:
-        code = args.handler(args)
+        _check_output_paths(args)
+        with limit_threads(args.threads):
+            code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:  # stdout closed early (| head): stop quietly, as unix tools do
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a descriptor (captured)
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     except PolynetError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        refusal = getattr(exc, "refusal", None)  # alternatives rendered as this CLI's flags
+        message, error = (str(exc) if refusal is None else refusal.cli_text()), exc
     except ValueError as exc:  # an argument value the library refused
-        if args.debug:
-            traceback.print_exc()
-        print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"polynet {args.command}: interrupted", file=sys.stderr)
+        code, message, error = 2, str(exc), exc
+    except OSError as exc:  # no space, not a directory, permissions, a vanished file
+        message, error = _os_error_message(exc, args), exc
+    except KeyboardInterrupt as exc:  # training says which weights it kept and where
+        detail = f": {exc}" if str(exc) else ""
+        print(f"polynet {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        error = exc
+        message = (
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in polynet: rerun "
+            "with --debug and report the traceback."
+        )
+    if message is not None:
+        if args.debug:
+            traceback.print_exception(error)
+        print(f"polynet {args.command}: error: {message}", file=sys.stderr)
+        return code
     logging.getLogger(__name__).info(
         "%s finished in %.1f s", args.command, time.perf_counter() - started
     )

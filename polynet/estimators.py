@@ -32,11 +32,11 @@ try:
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, check_random_state
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "polynet.SLNNRegressor and polynet.SLNNClassifier need scikit-learn; install it with: "
-        'pip install "polynet-slaf[sklearn]"'
-    ) from exc
+except ImportError:  # pragma: no cover - depends on the environment
+    from polynet.extras import require
+
+    require("sklearn", "polynet.SLNNRegressor and polynet.SLNNClassifier")
+    raise
 
 try:
     from sklearn.utils.validation import validate_data
@@ -111,6 +111,7 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a number in (0, 1)",
     ),
     "dtype": (lambda v: v in _DTYPES, "'float32' or 'float64'"),
+    "threads": (lambda v: v is None or is_int(v, 1), "None or an integer >= 1"),
     "device": (
         lambda v: v is None or isinstance(v, (str, torch.device)),
         "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device",
@@ -152,6 +153,7 @@ class _SLNNEstimator(BaseEstimator):
         dtype: Literal["float32", "float64"] = "float64",
         device: str | torch.device | None = "auto",
         random_state: int | np.random.RandomState | None = None,
+        threads: int | None = None,
         verbose: bool = False,
         max_epochs: int | None = None,
     ) -> None:
@@ -175,6 +177,7 @@ class _SLNNEstimator(BaseEstimator):
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
+        self.threads = threads
         self.verbose = verbose
         self.max_epochs = max_epochs
 
@@ -264,6 +267,7 @@ class _SLNNEstimator(BaseEstimator):
             device=self.device,
             dtype=dtype,
             seed=fit_seed,
+            threads=None if self.threads is None else int(self.threads),
             progress=bool(self.verbose),
         )
         result = training.fit(model, (Xs, targets), options)
@@ -418,6 +422,9 @@ _PARAMETERS_DOC = """
         Where to train (:func:`polynet.training.resolve_device`; "auto" is CUDA when present).
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the batch order and the validation split.
+    threads : int or None, default=None
+        CPU threads while training; None lets polynet choose (one per core no other process
+        is using, one for a small network: :func:`polynet.threads.choose_threads`).
     verbose : bool, default=False
         Show a progress bar while training.
     max_epochs : int or None, default=None
@@ -460,7 +467,7 @@ class SLNNRegressor(RegressorMixin, _SLNNEstimator):
     >>> reg = SLNNRegressor(hidden=8, epochs=10, device="cpu", random_state=0).fit(X, y)
     >>> reg.score(X, y) > 0.4
     True
-    >>> bool(np.allclose(reg.polynomial_(X).numpy().ravel(), reg.predict(X)))
+    >>> bool(np.allclose(reg.polynomial_(X).ravel(), reg.predict(X)))
     True
     """
     )

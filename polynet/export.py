@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from numpy.typing import ArrayLike
 
-from polynet.atomic import atomic_write, write_bytes_atomic
+from polynet.atomic import atomic_dir, atomic_write, write_bytes_atomic
 from polynet.errors import DataError
 from polynet.poly.polynomial import NetworkPolynomial
 
@@ -208,17 +208,26 @@ def write_bundle(
     per output; ``p/q`` rationals for an exact polynomial), the LaTeX of every output,
     :func:`summary` with the input and output ``scaling`` of ``metadata`` (the model's
     checkpoint metadata), a float64 ONNX graph of the polynomial (when the ``onnx`` package
-    is installed) and ``polynomial_numpy.py``, an evaluator that imports only numpy. Each
-    file is written atomically.
+    is installed) and ``polynomial_numpy.py``, an evaluator that imports only numpy. The
+    bundle is written to a temporary sibling and swapped into place whole
+    (:func:`polynet.atomic.atomic_dir`): an interrupted write leaves the earlier bundle as it
+    was; other files in the directory stay.
     """
-    from polynet.standalone import numpy_source, scaling
-
     target = Path(out)
     if target.suffix in (".npz", ".json"):
         return [poly.save(target)]
     if target.exists() and not target.is_dir():
         raise DataError(f"{target} is a file; give a directory or a .npz/.json path.")
-    target.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(target, replaces=BUNDLE_FILES) as folder:
+        written = _write_bundle_files(poly, folder, metadata)
+    return [target / path.relative_to(folder) for path in written]
+
+
+def _write_bundle_files(
+    poly: NetworkPolynomial, target: Path, metadata: Mapping[str, Any] | None
+) -> list[Path]:
+    from polynet.standalone import numpy_source, scaling
+
     written = [poly.save(target / "polynomial.npz")]
     written.append(_write_csv(poly, target / "coefficients.csv"))
     tex = "\n".join(f"p_{{{o}}}(x) = {poly.to_latex(output=o)}" for o in range(poly.n_outputs))

@@ -96,7 +96,7 @@ def test_regressor_polynomial_equals_predict_on_boston(standardize):
     assert poly.n_vars == 13 and poly.n_outputs == 1 and poly.degree <= 3
     for X in (ds.X_train, ds.X_test):
         predicted = reg.predict(X)
-        assert _relative_error(poly(X).numpy().ravel(), predicted) < POLY_RTOL
+        assert _relative_error(poly(X).ravel(), predicted) < POLY_RTOL
     # Cached: expanded once, and a new fit starts a new one.
     assert reg.polynomial_ is poly
     reg.fit(ds.X_train[:200], ds.y_train[:200])
@@ -111,7 +111,7 @@ def test_regressor_polynomial_multioutput_and_two_layers():
     assert reg.predict(ds.X_test).shape == (102, 2)
     poly = reg.polynomial_
     assert poly.n_outputs == 2 and poly.degree_bound == 4
-    assert _relative_error(poly(ds.X_test).numpy(), reg.predict(ds.X_test)) < POLY_RTOL
+    assert _relative_error(poly(ds.X_test), reg.predict(ds.X_test)) < POLY_RTOL
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -121,7 +121,7 @@ def test_classifier_polynomial_equals_decision_function(n_classes):
     clf = SLNNClassifier(**SMALL).fit(X, y)
     logits = clf.decision_function(X)
     assert logits.shape == ((200,) if n_classes == 2 else (200, n_classes))
-    poly = clf.polynomial_(X).numpy()
+    poly = clf.polynomial_(X)
     assert _relative_error(poly.reshape(logits.shape), logits) < POLY_RTOL
 
 
@@ -130,9 +130,7 @@ def test_polynomial_in_float32_is_the_float32_network():
     reg = SLNNRegressor(**{**SMALL, "dtype": "float32"}).fit(ds.X_train, ds.y_train)
     assert next(reg.model_.parameters()).dtype == torch.float32
     # The polynomial is the float32 weights' exact function; predict rounds in float32.
-    assert (
-        _relative_error(reg.polynomial_(ds.X_test).numpy().ravel(), reg.predict(ds.X_test)) < 1e-4
-    )
+    assert _relative_error(reg.polynomial_(ds.X_test).ravel(), reg.predict(ds.X_test)) < 1e-4
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +225,7 @@ def test_fitted_estimator_pickles_and_keeps_predicting():
     poly = reg.polynomial_
     again = pickle.loads(pickle.dumps(reg))
     np.testing.assert_array_equal(again.predict(ds.X_test), reg.predict(ds.X_test))
-    assert _relative_error(again.polynomial_(ds.X_test).numpy(), poly(ds.X_test).numpy()) == 0
+    assert _relative_error(again.polynomial_(ds.X_test), poly(ds.X_test)) == 0
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from polynet.data.synthetic import sparse_polynomial, two_spirals, xor
 from polynet.data.tabular import _load_boston_no_b, load_boston, load_diabetes
 from polynet.errors import DataError
 
-__all__ = ["LOADERS", "load", "from_metadata"]
+__all__ = ["LOADERS", "NEEDS_EXTRA", "load", "from_metadata"]
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "boston": load_boston,
@@ -32,6 +32,10 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "fashion-mnist": load_fashion_mnist,
     "file": load_file,
 }
+
+#: Data sets whose loader needs an optional package: name -> its import name (see
+#: :data:`polynet.extras.EXTRAS` for the extra that installs it).
+NEEDS_EXTRA: dict[str, str] = {"diabetes": "sklearn", "digits": "sklearn"}
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
