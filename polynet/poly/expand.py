@@ -309,8 +309,7 @@ def expand(
     client: object | None = None,
     degree: int | None = None,
     at: ArrayLike | torch.Tensor | None = None,
-    form: Literal["dense", "factored"] = "dense",
-    sparse: bool | None = None,
+    form: Literal["dense", "sparse", "factored"] | None = None,
 ) -> NetworkPolynomial:
     """Expand an evaluation-mode network into one explicit polynomial per output.
 
@@ -359,15 +358,15 @@ def expand(
         Expand around this point: the polynomial in u = x - at (variables named ``u0, ...``),
         with ``degree`` the network's Taylor polynomial there, else its whole polynomial
         re-centred. Chains only.
-    form : {"dense", "factored"}, default="dense"
-        ``"factored"``: for an MLP with one or two SLAF layers, the exact
+    form : {"dense", "sparse", "factored"}, optional
+        How the whole polynomial is held. ``"dense"``: every monomial of degree <= D in graded
+        order (:class:`NetworkPolynomial`). ``"sparse"``: a chain expanded field by field over
+        its receptive fields' monomials only
+        (:class:`~polynet.poly.sparse_polynomial.SparsePolynomial`, float path). ``"factored"``:
+        for an MLP with one or two SLAF layers, the exact
         :class:`~polynet.poly.factored.FactoredPolynomial` p(x) = G(W1 x + b1), G sparse in
-        the first layer's pre-activations (any number of inputs).
-    sparse : bool, optional
-        True: expand a chain field by field over its receptive fields' monomials only and
-        return a :class:`~polynet.poly.sparse_polynomial.SparsePolynomial` (float path). None
-        (default): do so when the dense form is over ``max_memory`` and the sparse one fits.
-        False: never.
+        the first layer's pre-activations (any number of inputs). None (default): dense, or
+        sparse when the dense form is over ``max_memory`` and the sparse one fits.
 
     Returns
     -------
@@ -395,7 +394,10 @@ def expand(
     True
     """
     model = as_sequential(resolve_model(model))
-    partial = degree is not None or at is not None or form != "dense"
+    if form not in (None, "dense", "sparse", "factored"):
+        raise ValueError(f"form must be 'dense', 'sparse' or 'factored', got {form!r}.")
+    sparse = {None: None, "dense": False, "sparse": True, "factored": None}[form]
+    partial = degree is not None or at is not None or form == "factored"
     if partial:
         _check_partial_options(degree, at, form, store, client, exact, inputs)
     check_finite(model)
@@ -409,7 +411,7 @@ def expand(
         _check_training(model)
         chain = as_chain(trace(model))
         if chain is None:
-            if partial:
+            if partial or form == "sparse":
                 raise NotExpandableError(
                     f"degree=, at= and form= need a chain model (Linear, SLAF, BatchNorm, "
                     f"Conv, AvgPool layers in order); {type(model).__name__}'s forward() is "
@@ -435,7 +437,17 @@ def expand(
         return expand_taylor(model, degree, at, exact=exact, device=device, **options)
     start = time.perf_counter()
     budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
-    check_counts(model, input_shape, inputs, budget, device, store, exact)
+    early = None  # the refusal from counts, when the sparse form may still fit
+    if not sparse:
+        try:
+            check_counts(model, input_shape, inputs, budget, device, store, exact)
+        except ExpansionTooLargeError as exc:
+            if sparse is False or exact or store is not None or inputs is not None:
+                raise
+            from polynet.poly.field_expand import check_sparse_may_fit
+
+            check_sparse_may_fit(model, budget, device, exc, input_shape)
+            early = exc
     lowered = lower(model, input_shape, device)
     variables = None
     info: dict = {"input_shape": list(lowered.input_shape)}
@@ -453,8 +465,8 @@ def expand(
     if sparse or sparse is None and not (exact or store or inputs is not None):
         from polynet.poly.field_expand import expand_sparse
 
-        dense_refusal = None
-        if not sparse:
+        dense_refusal = early
+        if not sparse and early is None:
             try:
                 _check_budget(lowered, the_plan, budget, exact, store, work_device)
             except ExpansionTooLargeError as exc:
@@ -515,8 +527,11 @@ def expand(
 def _check_partial_options(degree, at, form, store, client, exact, inputs) -> None:
     """Refuse options that degree=, at= and form= do not combine with."""
     what = "degree=" if degree is not None else "at=" if at is not None else "form='factored'"
-    if form not in ("dense", "factored"):
-        raise ValueError(f"form must be 'dense' or 'factored', got {form!r}.")
+    if form == "sparse":
+        raise ValueError(
+            "form='sparse' expands a conv net whole, field by field; it does not combine with "
+            f"{what}. Drop one of them."
+        )
     if store is not None or client is not None:
         raise ValueError(
             f"{what} returns its polynomial in memory; store= and client= apply to the whole "

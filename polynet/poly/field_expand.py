@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from polynet.errors import ExpansionTooLargeError
+from polynet.errors import ExpansionTooLargeError, NotExpandableError
 from polynet.poly.dense import FloatOps, _apply_affine, _identity, plan, walk
 from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
 from polynet.poly.receptive import (
@@ -33,6 +33,7 @@ from polynet.poly.receptive import (
     patterns_of_lowered,
     receptive_groups,
     support_codes,
+    support_lower_bound,
 )
 from polynet.poly.sparse_polynomial import SparsePolynomial
 
@@ -77,7 +78,7 @@ def plan_fields(lowered: LoweredNetwork) -> SparsePlan:
     groups = receptive_groups(stages, n)
     cache = SupportCache(stages, n, degree)
     try:
-        codes = support_codes(stages, n, degree)
+        codes = support_codes(stages, n, degree, groups, cache)
     except SupportTooLarge as exc:
         raise ExpansionTooLargeError(
             f"the sparse support of this network is too large to enumerate (monomials of "
@@ -265,8 +266,8 @@ def expand_sparse(
     """
     if dense_refusal is None and (exact or store is not None or inputs is not None):
         raise ValueError(
-            "sparse=True expands the whole network in float64; it does not combine with "
-            "exact=, store= or inputs= (pass sparse=False for those)."
+            "form='sparse' expands the whole network in float64; it does not combine with "
+            "exact=, store= or inputs= (pass form='dense' for those)."
         )
     try:
         sparse_plan = plan_fields(lowered)
@@ -274,7 +275,8 @@ def expand_sparse(
         if dense_refusal is None:
             raise
         raise ExpansionTooLargeError(
-            f"{dense_refusal} The sparse form (sparse=True) does not help here: {exc}"
+            f"{dense_refusal} The sparse form (form='sparse') does not help here: {exc}",
+            dense_refusal.refusal,
         ) from dense_refusal
     if sparse_plan.peak_bytes > budget:
         message = (
@@ -282,16 +284,52 @@ def expand_sparse(
             f"about {_gib(sparse_plan.peak_bytes)}, over the budget of {_gib(budget)}"
         )
         if dense_refusal is not None:
-            raise ExpansionTooLargeError(f"{dense_refusal} With sparse=True: {message}.")
+            raise ExpansionTooLargeError(
+                f"{dense_refusal} With form='sparse': {message}.", dense_refusal.refusal
+            )
         raise ExpansionTooLargeError(
             f"{message}; raise max_memory= or expand a subset of the "
-            "inputs with inputs=[...] and fixed=... (sparse=False)."
+            "inputs with inputs=[...] and fixed=... (form='dense')."
         )
     if dense_refusal is not None:
         logger.info("dense form over budget (%s); expanding field by field", dense_refusal)
     return sparse_polynomial(
         lowered, device, n_network_parameters=n_network_parameters, sparse_plan=sparse_plan
     )
+
+
+def check_sparse_may_fit(
+    model: nn.Module,
+    budget: int | None,
+    device,
+    refusal: ExpansionTooLargeError,
+    input_shape: tuple[int, ...] | None = None,
+) -> None:
+    """Re-raise ``refusal`` (adding why) when even a lower bound on the sparse form's size,
+    from the first layer alone, is over the budget: nothing is lowered or enumerated."""
+    from polynet.poly.expand import DEFAULT_MEMORY_FRACTION
+    from polynet.poly.refusal import _n_outputs, available_bytes
+
+    if budget is None:
+        if device is None:
+            params = list(model.parameters())
+            device = params[0].device if params else torch.device("cpu")
+        budget = int(available_bytes(torch.device(device)) * DEFAULT_MEMORY_FRACTION)
+    from polynet.poly.network import _input_shape, iter_layers
+
+    try:
+        shape = _input_shape(model, next(iter_layers(model))[1], input_shape)
+    except NotExpandableError:
+        shape = None
+    at_least = support_lower_bound(model, shape)
+    need = float(at_least) * 8 * (_n_outputs(model) + 1)
+    if need > budget:
+        raise ExpansionTooLargeError(
+            f"{refusal} The sparse form (form='sparse') does not fit either: at least "
+            f"{float(at_least):.3g} monomials (every monomial of degree <= D in one first-layer "
+            f"window), about {need / 2**30:.3g} GiB.",
+            refusal.refusal,
+        ) from refusal
 
 
 def _gib(n: float) -> str:

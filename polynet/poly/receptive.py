@@ -42,6 +42,7 @@ __all__ = [
     "SupportCache",
     "support_codes",
     "support_count",
+    "support_lower_bound",
 ]
 
 #: Most pairs one sumset may enumerate, and most codes all fields together may hold, before
@@ -202,6 +203,30 @@ def _window_pattern(layer: nn.Module, shape: tuple[int, ...]):
     pattern = sp.csr_matrix(sp.kron(channels, spatial, format="csr"), dtype=bool)
     out_shape = (co, ow) if one_d else (co, oh, ow)
     return pattern, out_shape
+
+
+def support_lower_bound(model: nn.Module, shape: tuple[int, ...] | None = None) -> int:
+    """A lower bound on a chain's generic support from its first affine layer alone.
+
+    Every monomial of degree ≤ D in the inputs of one first-layer window (a conv kernel's
+    window, clipped to the input ``shape`` when given; all of a Linear's inputs) is
+    generically present (the SLAFs raise it to F_D), so C(w + D, D) monomials at least.
+    Costs nothing: a refusal can use it before lowering.
+    """
+    degree, width = 1, None
+    for position, (_, layer) in enumerate(iter_layers(model)):
+        if isinstance(layer, SLAF):
+            degree *= layer.degree
+        elif width is None and isinstance(layer, nn.Linear):
+            width = layer.in_features
+        elif width is None and isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+            kernel = list(layer.kernel_size)
+            if shape is not None and position == 0 and len(shape) == len(kernel) + 1:
+                kernel = [min(k, s) for k, s in zip(kernel, shape[1:])]
+            elif position != 0:
+                kernel = [1]  # shapes after other layers are not followed here
+            width = layer.in_channels // layer.groups * math.prod(kernel)
+    return n_codes(width or 1, degree)
 
 
 # -- receptive fields and cones -------------------------------------------------------------------
@@ -413,18 +438,27 @@ class SupportCache:
         return self._local[key]
 
 
-def support_codes(stages: list[PatternStage], n_inputs: int, degree: int) -> np.ndarray:
-    """Sorted global codes of the chain's generic support (raises SupportTooLarge)."""
+def support_codes(
+    stages: list[PatternStage],
+    n_inputs: int,
+    degree: int,
+    groups: list[Group] | None = None,
+    cache: SupportCache | None = None,
+) -> np.ndarray:
+    """Sorted global codes of the chain's generic support (raises SupportTooLarge); pass
+    the ``groups`` and ``cache`` the caller keeps, so they are computed once."""
     if not codes_fit(n_inputs, degree):
         raise SupportTooLarge
-    groups = receptive_groups(stages, n_inputs)
+    if groups is None:
+        groups = receptive_groups(stages, n_inputs)
     if not groups:  # no polynomial stage: the affine map's inputs and the constant
         reach = sp.identity(n_inputs, dtype=bool, format="csr")
         for s in stages:
             if s.kind == "matrix":
                 reach = _bool_product(s.pattern, reach)
         return np.concatenate([[0], 1 + np.flatnonzero(reach.getnnz(axis=0) > 0)]).astype(np.int64)
-    cache, parts, total = SupportCache(stages, n_inputs, degree), [], 0
+    cache = cache or SupportCache(stages, n_inputs, degree)
+    parts, total = [], 0
     for group in groups:
         parts.append(cache.global_codes(group))
         total += len(parts[-1])
@@ -447,6 +481,6 @@ def support_count(stages: list[PatternStage], n_inputs: int, degree: int) -> int
                 return n_codes(n_inputs, degree)
         if not codes_fit(n_inputs, degree):
             return None
-        return len(support_codes(stages, n_inputs, degree))
+        return len(support_codes(stages, n_inputs, degree, groups, cache))
     except SupportTooLarge:
         return None

@@ -229,7 +229,8 @@ def check_counts(model, input_shape, inputs, budget: int | None, device, store, 
     """Refuse from counts alone, before any layer is lowered, an expansion whose coefficients
     exceed both the device's memory and (for the float path) the disk a store would use.
 
-    Anything closer to fitting is left to the full estimate (which lowers the layers).
+    Anything closer to fitting is left to the full estimate (which lowers the layers);
+    ``expand`` asks whether the sparse form may still fit before it raises this refusal.
     """
     import torch
 

@@ -256,14 +256,20 @@ class SparsePolynomial:
         )
 
     # -- evaluation --
-    def __call__(self, x: ArrayLike | Tensor) -> Tensor:
+    def __call__(self, x: ArrayLike | Tensor) -> Tensor | np.ndarray:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
+
+        A tensor in gives a float64 tensor on the polynomial's device; anything else (a NumPy
+        array, a list) gives a NumPy array, as for the dense polynomial.
 
         No exponent table: each term's monomial is the product of its D variables' values. On
         the CPU with numba installed, one compiled pass over the terms; otherwise term block
         by term block (gathered rows, then one matrix product per block).
         """
-        t = torch.as_tensor(x, dtype=torch.float64, device=self.device)
+        out = self._evaluate(torch.as_tensor(x, dtype=torch.float64, device=self.device))
+        return out if torch.is_tensor(x) else out.cpu().numpy()
+
+    def _evaluate(self, t: Tensor) -> Tensor:
         if t.dim() == 1 and self.n_vars == 1:
             t = t[:, None]
         if t.dim() != 2 or t.shape[1] != self.n_vars:

@@ -78,7 +78,7 @@ def test_sparse_equals_dense_and_the_count_is_the_support(name):
     build, shape = SMALL[name]
     model = _randomise(build())
     dense = polynet.expand(model, input_shape=shape)
-    sparse = polynet.expand(model, input_shape=shape, sparse=True)
+    sparse = polynet.expand(model, input_shape=shape, form="sparse")
     assert isinstance(sparse, SparsePolynomial)
     scale = float(dense.coefficients.abs().max())
     back = sparse.to_dense()
@@ -105,7 +105,7 @@ def test_patterns_read_from_layers_equal_the_lowered_ones(name):
 def test_sparse_equals_the_forward_pass_on_a_bigger_net():
     # 100 inputs, D = 4: 4.6 M dense monomials; 100 fields of 25 pixels.
     model = _randomise(polynet.ConvSLNN(1, 10, [2, 2], [2, 2], out_features=3, pool=1))
-    poly = polynet.expand(model, sparse=True)
+    poly = polynet.expand(model, form="sparse")
     counted = polynet.count_terms(model)
     assert poly.n_terms == counted.support < counted.max_terms // 10
     x = torch.rand(16, 1, 10, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -128,10 +128,10 @@ def test_auto_dispatch_takes_the_sparse_path_when_the_dense_one_is_over_budget()
     budget = int((sparse_peak + dense_peak) / 2)
     poly = polynet.expand(model, max_memory=budget)
     assert isinstance(poly, SparsePolynomial)
-    with pytest.raises(ExpansionTooLargeError, match=r"With sparse=True: the sparse form"):
+    with pytest.raises(ExpansionTooLargeError, match=r"With form='sparse': the sparse form"):
         polynet.expand(model, max_memory=int(sparse_peak / 4))
     with pytest.raises(ExpansionTooLargeError, match="over the budget") as info:
-        polynet.expand(model, max_memory=budget, sparse=False)
+        polynet.expand(model, max_memory=budget, form="dense")
     assert "sparse" not in str(info.value)
     small = _randomise(polynet.ConvSLNN(1, 6, [2], 2, out_features=1))
     assert not isinstance(polynet.expand(small), SparsePolynomial)  # the dense form fits
@@ -139,8 +139,8 @@ def test_auto_dispatch_takes_the_sparse_path_when_the_dense_one_is_over_budget()
 
 def test_sparse_refuses_what_it_cannot_do():
     model = _randomise(polynet.ConvSLNN(1, 6, [2], 2, out_features=1))
-    with pytest.raises(ValueError, match="sparse=True expands the whole network in float64"):
-        polynet.expand(model, sparse=True, exact=True)
+    with pytest.raises(ValueError, match="form='sparse' expands the whole network in float64"):
+        polynet.expand(model, form="sparse", exact=True)
     mlp = _randomise(polynet.SLNN(40, [8, 4], [2, 2]))
     with pytest.raises(ExpansionTooLargeError, match="sparse form"):
         polynet.expand(mlp, max_memory="1MiB")
@@ -157,3 +157,22 @@ def test_count_terms_support_of_mlps_and_the_image_size_nets():
     # The paper's trunk: far too many to enumerate; reported as unknown, quickly.
     trunk = polynet.count_terms(polynet.ConvSLNN(1, 28, [16, 32], [4, 4], kernel_size=5))
     assert trunk.support is None and "exact support" not in trunk.table()
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_the_lower_bound_is_below_the_support(name):
+    from polynet.poly.receptive import support_lower_bound
+
+    build, shape = SMALL[name]
+    model = _randomise(build())
+    bound = support_lower_bound(model, shape)
+    assert 1 < bound <= polynet.count_terms(model, input_shape=shape).support
+
+
+def test_refusals_from_counts_say_the_sparse_form_does_not_fit_either():
+    trunk = polynet.ConvSLNN(1, 28, [16, 32], [4, 4], kernel_size=5).eval()  # the paper's
+    with pytest.raises(ExpansionTooLargeError, match=r"The sparse form \(form='sparse'\) does not"):
+        polynet.expand(trunk)
+    with pytest.raises(ExpansionTooLargeError) as info:
+        polynet.expand(trunk, form="dense")
+    assert "sparse" not in str(info.value)

@@ -45,6 +45,8 @@ def test_call_equals_dense_and_forward(pair):
     assert float((sparse(x) - forward).abs().max()) <= 1e-12 * float(forward.abs().max())
     with pytest.raises(ValueError, match=r"points must have shape \(B, 25\)"):
         sparse(torch.zeros(3, 4))
+    as_array = sparse(x.numpy())  # NumPy in, NumPy out, as for the dense polynomial
+    assert isinstance(as_array, np.ndarray) and np.allclose(as_array, expected.numpy())
 
 
 def test_torch_evaluation_equals_the_compiled_one(pair, monkeypatch):
