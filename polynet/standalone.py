@@ -131,39 +131,47 @@ def to_onnx(poly: NetworkPolynomial, *, opset: int = 17) -> Any:
     """A float64 ONNX model computing ``poly(x)``: input ``x`` (N, n_vars), output ``y``
     (N, n_outputs).
 
-    Monomials are built degree by degree (one ``Gather``/``Mul`` pair per degree) over the
-    non-zero terms and their graded ancestors only, then one ``MatMul`` with the
-    coefficients. Needs the ``onnx`` package.
+    Monomials are built degree by degree over the non-zero terms and their graded ancestors:
+    the block of degree d is a ``Gather`` of its parents from the block of degree d - 1 times
+    a ``Gather`` of one variable each, and its ``MatMul`` with its coefficients is added to
+    ``y``; only two blocks are alive at a time. Needs the ``onnx`` package.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rows, parent, var = _needed_rows(poly)
-    position = {int(r): i for i, r in enumerate(rows)}
     degrees = poly.index.degrees[rows]
+    starts = np.searchsorted(degrees, np.arange(poly.index.degree + 2))
+    position = np.searchsorted(rows, parent)  # parent's position among the kept rows
     coef = poly.coefficients.detach().cpu().numpy()[:, rows].T.copy()  # (m, n_outputs)
-    nodes, inits = [], [numpy_helper.from_array(coef, "coefficients")]
-    # degree 0: a column of ones
-    nodes.append(helper.make_node("Shape", ["x"], ["x_shape"], start=0, end=1))
-    inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "one_i"))
-    inits.append(numpy_helper.from_array(np.array(1.0, dtype=np.float64), "one_f"))
-    nodes.append(helper.make_node("Concat", ["x_shape", "one_i"], ["ones_shape"], axis=0))
-    nodes.append(helper.make_node("Expand", ["one_f", "ones_shape"], ["block_0"]))
-    blocks = ["block_0"]
-    for d in range(1, int(degrees.max()) + 1 if len(degrees) else 1):
-        at = np.flatnonzero(degrees == d)
-        if not len(at):
+    inits = [
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "one_i"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float64), "one_f"),
+        numpy_helper.from_array(coef[:1], "coef_0"),
+    ]
+    nodes = [
+        helper.make_node("Shape", ["x"], ["x_shape"], start=0, end=1),
+        helper.make_node("Concat", ["x_shape", "one_i"], ["ones_shape"], axis=0),
+        helper.make_node("Expand", ["one_f", "ones_shape"], ["block_0"]),
+        helper.make_node("MatMul", ["block_0", "coef_0"], ["y_0"]),
+    ]
+    sums = ["y_0"]
+    for d in range(1, poly.index.degree + 1):
+        a, b = int(starts[d]), int(starts[d + 1])
+        if a == b:
             break
-        par = np.array([position[int(p)] for p in parent[at]], dtype=np.int64)
-        inits.append(numpy_helper.from_array(par, f"parent_{d}"))
-        inits.append(numpy_helper.from_array(var[at], f"var_{d}"))
-        nodes.append(helper.make_node("Concat", list(blocks), [f"upto_{d}"], axis=1))
-        nodes.append(helper.make_node("Gather", [f"upto_{d}", f"parent_{d}"], [f"p_{d}"], axis=1))
+        local = (position[a:b] - starts[d - 1]).astype(np.int64)  # within block d - 1
+        inits.append(numpy_helper.from_array(local, f"parent_{d}"))
+        inits.append(numpy_helper.from_array(var[a:b].astype(np.int64), f"var_{d}"))
+        inits.append(numpy_helper.from_array(coef[a:b], f"coef_{d}"))
+        nodes.append(
+            helper.make_node("Gather", [f"block_{d - 1}", f"parent_{d}"], [f"p_{d}"], axis=1)
+        )
         nodes.append(helper.make_node("Gather", ["x", f"var_{d}"], [f"v_{d}"], axis=1))
         nodes.append(helper.make_node("Mul", [f"p_{d}", f"v_{d}"], [f"block_{d}"]))
-        blocks.append(f"block_{d}")
-    nodes.append(helper.make_node("Concat", blocks, ["monomials"], axis=1))
-    nodes.append(helper.make_node("MatMul", ["monomials", "coefficients"], ["y"]))
+        nodes.append(helper.make_node("MatMul", [f"block_{d}", f"coef_{d}"], [f"y_{d}"]))
+        sums.append(f"y_{d}")
+    nodes.append(helper.make_node("Sum", sums, ["y"]))
     graph = helper.make_graph(
         nodes,
         "network_polynomial",
