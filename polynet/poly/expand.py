@@ -328,10 +328,10 @@ def expand(
     """
     model = as_sequential(resolve_model(model))
     if not is_chain(model):
-        from polynet.poly.graph import as_chain, trace
+        from polynet.poly.graph import chain_of
 
         _check_training(model)
-        chain = as_chain(trace(model))
+        chain = chain_of(model)
         if chain is None:
             return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.

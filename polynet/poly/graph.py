@@ -83,6 +83,8 @@ class GraphExpansion:
     output: PolyTensor
     nodes: tuple[NodeDegree, ...]
     input_shape: tuple[int, ...]
+    #: (name, number of entries) of each output tensor, in order ("" for a lone tensor).
+    outputs: tuple[tuple[str, int], ...] = ()
 
     @property
     def degree_bound(self) -> int:
@@ -771,7 +773,6 @@ def expand_graph(
         import copy
 
         model = copy.deepcopy(model).to(device)
-    gm = trace(model)
     n = math.prod(input_shape)
     if entry is not None:  # a slice: inputs[i] is variable i, the others are fixed values
         inputs, values = entry
@@ -784,13 +785,34 @@ def expand_graph(
         start[1:] = torch.eye(n, dtype=torch.float64, device=device)
     start = start[:1] * 0 if symbolic else start
     start = start.reshape(start.shape[0], *input_shape)
-    interpreter = _Interpreter(gm, n, symbolic, device)
-    with torch.no_grad():
-        out = interpreter.run(PolyTensor(start, 1, n, symbolic))
-    if not isinstance(out, PolyTensor):
-        raise NotExpandableError(
-            f"cannot expand {type(model).__name__}: forward() must return one tensor that "
-            "depends on the input (got "
-            f"{type(out).__name__}); return a single tensor."
+    from polynet.poly.trace import run_traced
+
+    results, rows = run_traced(
+        model, tuple(input_shape), PolyTensor(start, 1, n, symbolic), symbolic, device
+    )
+    if len(results) == 1:
+        out = results[0][1].poly
+    else:  # several outputs: one polynomial per entry of each, in order
+        degree = max(v.poly.degree for _, v in results)
+        parts = [v.poly.padded(degree) for _, v in results]
+        flat = torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
+        out = PolyTensor(flat, degree, n, symbolic)
+    names = tuple((name, math.prod(v.poly.value_shape)) for name, v in results)
+    return GraphExpansion(out, tuple(rows), tuple(input_shape), names)
+
+
+def chain_of(model: nn.Module) -> nn.Sequential | None:
+    """The model as an ``nn.Sequential`` when its forward() only chains table layers, else None.
+
+    torch.fx's symbolic trace (no stack traces: cheap) tells; a forward() it cannot trace
+    (shape checks, loops over buffers) is not a plain chain.
+    """
+    try:
+        graph = torch.fx.Tracer()
+        graph.is_leaf_module = lambda m, name: isinstance(m, SLAF) or torch.fx.Tracer.is_leaf_module(
+            graph, m, name
         )
-    return GraphExpansion(out, tuple(interpreter.rows), tuple(input_shape))
+        gm = torch.fx.GraphModule(model, graph.trace(model))
+    except Exception:  # noqa: BLE001 - anything fx cannot trace goes the traced-on-real-shapes way
+        return None
+    return as_chain(gm)
