@@ -215,6 +215,19 @@ def _refusal(node: torch.fx.Node, what: str, why: str) -> NotExpandableError:
 # ---------------------------------------------------------------- polynomial arithmetic
 
 
+def _broadcast_shapes(*shapes) -> tuple[int, ...]:
+    """torch.broadcast_shapes without its first-call import of sympy (seconds)."""
+    rank = max(len(s) for s in shapes)
+    out = [1] * rank
+    for shape in shapes:
+        for i, size in enumerate(shape, rank - len(shape)):
+            if size != 1:
+                if out[i] not in (1, size):
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                out[i] = size
+    return tuple(out)
+
+
 def _n_monomials(n: int, degree: int) -> int:
     return math.comb(n + degree, degree)
 
@@ -253,7 +266,7 @@ def multiply(a: PolyTensor, b: PolyTensor) -> PolyTensor:
     ca, cb = _align(a, b)
     if a.symbolic:
         return a.with_coefficients(ca * cb, degree)
-    shape = torch.broadcast_shapes(ca.shape[1:], cb.shape[1:])
+    shape = _broadcast_shapes(ca.shape[1:], cb.shape[1:])
     n = a.n_vars
     out = ca.new_zeros((_n_monomials(n, degree), *shape))
     pmap = _product_map(n, a.degree, b.degree, ca.device).reshape(ca.shape[0], cb.shape[0])
@@ -284,7 +297,7 @@ def add_constant(a: PolyTensor, c: Tensor | float) -> PolyTensor:
         if c.shape[0] != 1:
             raise ValueError("constant with a batch axis")
         c = c[0]
-    shape = torch.broadcast_shapes(a.value_shape, c.shape)
+    shape = _broadcast_shapes(a.value_shape, c.shape)
     coefficients = a.coefficients.expand(a.coefficients.shape[0], *shape).clone()
     coefficients[0] += c
     return a.with_coefficients(coefficients)

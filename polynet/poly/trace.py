@@ -320,7 +320,7 @@ class _Tracer:
         self._store(out, result)
         if _is_view(func):
             self._record_view(func, args, kwargs, out)
-        self._record_op(packet, result)
+        self._record_op(packet, rule.name, result)
         return out
 
     def _branch_message(self, op: str, cause: str | None) -> str:
@@ -350,7 +350,7 @@ class _Tracer:
                 index = i if isinstance(out, (list, tuple)) else None
                 self.views[id(t)] = _View(args[0], func, args[1:], kwargs, index)
 
-    def _record_op(self, packet: str, result) -> None:
+    def _record_op(self, packet: str, op: str, result) -> None:
         if self.suspended or self._innermost_leaf() is not None:
             return
         results = result if isinstance(result, (list, tuple)) else [result]
@@ -364,7 +364,7 @@ class _Tracer:
         self.rows.append(
             NodeDegree(
                 name,
-                packet,
+                op,
                 0,
                 max(r.poly.degree for r in results),
                 where,
