@@ -328,12 +328,12 @@ class AtenRule:
         return self.kind != "refused"
 
 
-def _batch_touch(why: str):
+def _batch_touch(why: str, full: str | None = None):
     from polynet.poly.trace import _Refusal
 
     return _Refusal(
-        f"it {why} along the batch axis, which mixes the samples; a polynomial model computes "
-        "each sample on its own: work along the other axes."
+        (full or f"it {why} along the batch axis, which mixes the samples")
+        + "; a polynomial model computes each sample on its own: work along the other axes."
     )
 
 
@@ -399,13 +399,19 @@ def _batch_first_check(why: str):
         if value is not None and (value.axis != 0 or value.factor != 1):
             raise _batch_touch(why)
         if kwargs.get("training") or (len(args) > 5 and args[5] is True and why == "normalises"):
-            raise _batch_touch("normalises with the batch's own statistics (training mode)")
+            raise _batch_touch(
+                "", "it normalises with the batch's own statistics (training mode), which mixes "
+                "the samples; use running statistics (training=False)"
+            )
 
     return check
 
 
+_USER_NAMES = {"select": "indexing", "_unsafe_view": "view", "_to_copy": "to", "t": "t"}
+
+
 def _aten_affine(*names: str, **options) -> dict[str, AtenRule]:
-    return {name: AtenRule(f"aten.{name}", "affine", **options) for name in names}
+    return {name: AtenRule(_USER_NAMES.get(name, name), "affine", **options) for name in names}
 
 
 def _aten_refused(why: str, fix: str, *names: str) -> dict[str, AtenRule]:

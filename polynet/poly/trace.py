@@ -391,7 +391,9 @@ class _Tracer:
             c = c.flatten(value.axis, value.axis + 1)
         return c
 
-    def unlift(self, c: Tensor, real: Tensor, rows: int, degree: int) -> Tracked:
+    def unlift(
+        self, c: Tensor, real: Tensor, rows: int, degree: int, keep: bool = False
+    ) -> Tracked:
         diff = [
             i for i, (a, b) in enumerate(zip(c.shape, real.shape, strict=True)) if a != b
         ] if c.dim() == real.dim() else None
@@ -412,7 +414,9 @@ class _Tracer:
             c = c.unflatten(k, (rows, factor))
         c = c.movedim(k, 0)
         t = 1 if self.symbolic else math.comb(self.n_vars + degree, degree)
-        return Tracked(PolyTensor(c[:t], degree, self.n_vars, self.symbolic), k, factor)
+        return Tracked(
+            PolyTensor(c if keep else c[:t], degree, self.n_vars, self.symbolic), k, factor
+        )
 
     def constant(self, t: Tensor, like: Tracked, real_rank: int) -> Tensor:
         """A constant operand, its batch-aligned axis cut to one sample if it has B (or B·f)."""
@@ -665,7 +669,7 @@ class _Tracer:
             ]
             a2, k2 = torch.utils._pytree.tree_unflatten(items, spec)
             r = func(*a2, **k2)
-            pairs = self.unlift(r, out, rows + pad, 0)
+            pairs = self.unlift(r, out, rows + pad, 0, keep=True)
             c = pairs.poly.coefficients[:rows]
             if result is None:
                 result = c.new_zeros((n_out, *c.shape[1:]))
