@@ -884,7 +884,10 @@ def run_traced(
 
     Returns the output polynomials (one per output tensor, with its name) and the degree table.
     """
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float64)
+    dtype = next(
+        (p.dtype for p in (*model.parameters(), *model.buffers()) if p.is_floating_point()),
+        torch.float64,
+    )
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(EXAMPLE_BATCH, *input_shape, generator=gen, dtype=dtype).to(device)
     tracer = _Tracer(model, start.n_vars, symbolic)
