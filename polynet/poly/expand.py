@@ -241,6 +241,8 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
             **({} if entry is None else {"inputs": entry[0], "fixed": entry[1].tolist()}),
             "input_shape": list(shape),
             "output_shape": list(out.value_shape),
+            # Several output tensors (tuple/dict): name -> entries, in the order of the columns.
+            **({"outputs": dict(result.outputs)} if len(result.outputs) > 1 else {}),
             # The propagated degree after each node that depends on the input.
             "node_degrees": {row.node: row.degree for row in result.nodes},
             "seconds": seconds,
