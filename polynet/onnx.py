@@ -1226,9 +1226,7 @@ def _reduce_refused(b: _Builder, node, ins, attrs):
     axes, keep = _reduce_axes(b, node, ins, attrs)
     if axes is None:
         return ins[0]
-    fn = {"ReduceL1": _l1, "ReduceL2": _l2}.get(node.op_type) or (
-        _NONLINEAR_REDUCE[node.op_type]
-    )
+    fn = {"ReduceL1": _l1, "ReduceL2": _l2}.get(node.op_type) or (_NONLINEAR_REDUCE[node.op_type])
     return b.refused(node, functools.partial(_reduce_with, fn=fn, axes=axes, keepdim=keep), ins[0])
 
 

@@ -191,9 +191,27 @@ def _check_training(model: nn.Module) -> None:
             )
 
 
-def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
+def _expand_graph(
+    model,
+    exact,
+    device,
+    inputs,
+    fixed,
+    max_memory,
+    input_shape,
+    progress=False,
+    store=None,
+    client=None,
+):
     from polynet.poly.graph import expand_graph
     from polynet.poly.index import MonomialIndex
+
+    if store is not None or client is not None:
+        raise NotExpandableError(
+            f"store= and client= are not implemented yet for models that are not chains of "
+            f"layers ({type(model).__name__} has a custom forward()); expand in memory (drop "
+            "store= and client=), or write the model as an nn.Sequential of table layers."
+        )
 
     if exact:
         raise NotExpandableError(
@@ -227,7 +245,14 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
             f"in {n} inputs), over the budget of {_fmt_bytes(budget)}; raise max_memory= or "
             "count the terms without expanding with polynet.count_terms(model, input_shape=...)."
         )
-    result = expand_graph(model, shape, device, entry=entry)
+    bar = _progress(progress, len(sketch.nodes))
+    try:
+        result = expand_graph(
+            model, shape, device, entry=entry, on_node=None if bar is None else bar.update
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
     seconds = time.perf_counter() - start
@@ -335,7 +360,18 @@ def expand(
         _check_training(model)
         chain = chain_of(model)
         if chain is None:
-            return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
+            return _expand_graph(
+                model,
+                exact,
+                device,
+                inputs,
+                fixed,
+                max_memory,
+                input_shape,
+                progress,
+                store,
+                client,
+            )
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.
         model = chain
     start = time.perf_counter()

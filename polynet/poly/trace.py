@@ -33,14 +33,13 @@ import linecache
 import math
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten
 
 from polynet.errors import NotExpandableError
 from polynet.poly.graph import (
@@ -194,6 +193,7 @@ class _Tracer:
         self.module_stack: list[nn.Module] = []
         self.rows: list[NodeDegree] = []
         self.op_names: dict[str, int] = {}
+        self.on_node: Callable[[int], Any] | None = None
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -259,6 +259,11 @@ class _Tracer:
                 head += f" in {self.names.get(id(parent), '')} ({type(parent).__name__})"
         self.seq += 1
         return _Poison(head + (f" at {where}" if where else "") + f": {why}", self.seq)
+
+    def _row(self, row: NodeDegree) -> None:
+        self.rows.append(row)
+        if self.on_node is not None:
+            self.on_node(1)
 
     def _innermost_leaf(self) -> nn.Module | None:
         for m in reversed(self.module_stack):
@@ -361,7 +366,7 @@ class _Tracer:
         self.op_names[packet] = count + 1
         name = packet if count == 0 else f"{packet}_{count}"
         where, _ = _user_location()
-        self.rows.append(
+        self._row(
             NodeDegree(
                 name,
                 op,
@@ -394,9 +399,11 @@ class _Tracer:
     def unlift(
         self, c: Tensor, real: Tensor, rows: int, degree: int, keep: bool = False
     ) -> Tracked:
-        diff = [
-            i for i, (a, b) in enumerate(zip(c.shape, real.shape, strict=True)) if a != b
-        ] if c.dim() == real.dim() else None
+        diff = (
+            [i for i, (a, b) in enumerate(zip(c.shape, real.shape, strict=True)) if a != b]
+            if c.dim() == real.dim()
+            else None
+        )
         if diff is None or len(diff) != 1:
             raise _Refusal(
                 "it mixes the samples of the batch (the batch axis does not survive it as one "
@@ -519,7 +526,7 @@ class _Tracer:
         reals = out if isinstance(out, (list, tuple)) else [out]
         lifted = []
         for r, r0, real in zip(outs, zeros, reals):
-            if not isinstance(r, Tensor) or (rule.first_output_only and lifted):
+            if not isinstance(r, Tensor) or real is None or (rule.first_output_only and lifted):
                 lifted.append(None)
                 continue
             value = self.unlift(r, real, rows, degree)
@@ -604,7 +611,11 @@ class _Tracer:
             elif self.symbolic:
                 pk.poly = pk.poly.with_coefficients(pk.poly.coefficients[:1], base.poly.degree * k)
             term = self._affine_on(_aten.mul.Tensor, mul_rule, pk, mask, out)
-            total = term if total is None else Tracked(add(total.poly, term.poly), term.axis, term.factor)
+            total = (
+                term
+                if total is None
+                else Tracked(add(total.poly, term.poly), term.axis, term.factor)
+            )
         return total
 
     def _affine_on(self, func, rule, value: Tracked, const: Tensor, out: Tensor) -> Tracked:
@@ -664,7 +675,9 @@ class _Tracer:
             items[ia] = self.lift(va, 0, rows + pad)
             items[ib] = self.lift(vb, 0, rows + pad)
             items = [
-                x.double() if isinstance(x, Tensor) and i not in idx and x.is_floating_point() else x
+                x.double()
+                if isinstance(x, Tensor) and i not in idx and x.is_floating_point()
+                else x
                 for i, x in enumerate(items)
             ]
             a2, k2 = torch.utils._pytree.tree_unflatten(items, spec)
@@ -693,7 +706,9 @@ class _Tracer:
                 src = next(v for t in _tensors((args[1:], kwargs)) if (v := self.lookup(t)))
                 axis = dst.dim() - 1 - src.offset()
                 if not 0 <= axis < dst.dim() or dst.shape[axis] % EXAMPLE_BATCH:
-                    raise _Refusal("it writes values from the input into a constant without a batch axis.")
+                    raise _Refusal(
+                        "it writes values from the input into a constant without a batch axis."
+                    )
                 factor = dst.shape[axis] // EXAMPLE_BATCH
                 dst_value = self.from_constant(dst, axis, factor)
                 holder = dst.detach().clone()
@@ -718,8 +733,7 @@ class _Tracer:
         c = t.detach().double().unflatten(axis, (EXAMPLE_BATCH, factor)).select(axis, 0)
         if factor == 1:
             c = c.squeeze(axis)
-        rows = 1
-        return Tracked(PolyTensor(c[None].clone()[:rows], 0, self.n_vars, self.symbolic), axis, factor)
+        return Tracked(PolyTensor(c[None].clone(), 0, self.n_vars, self.symbolic), axis, factor)
 
     def _root(self, t: Tensor) -> tuple[Tensor, list[_View]]:
         chain = []
@@ -734,7 +748,8 @@ class _Tracer:
         rule = ATEN_RULES.get(view.func.overloadpacket.__name__)
         if rule is None:
             raise NotExpandableError(f"view op {view.func} is not in polynet's table.")
-        out = self.apply(view.func, rule, (holder, *view.args), view.kwargs, t if view.index is None else None)
+        real = t if view.index is None else [None] * view.index + [t]
+        out = self.apply(view.func, rule, (holder, *view.args), view.kwargs, real)
         if view.index is not None:
             out = out[view.index]
         return out
@@ -781,15 +796,15 @@ class _Tracer:
         if new.factor == 1:
             pos = pos.squeeze(new.axis)
         degree = max(root_value.poly.degree, new.poly.degree)
-        base = root_value.poly.padded(degree).reshape(
-            root_value.poly.padded(degree).shape[0], -1
-        ).clone()
+        base = (
+            root_value.poly.padded(degree)
+            .reshape(root_value.poly.padded(degree).shape[0], -1)
+            .clone()
+        )
         src = new.poly.padded(degree).reshape(base.shape[0], -1)
         base[:, pos.reshape(-1)] = src.expand(base.shape[0], pos.numel())
         coefficients = base.reshape(base.shape[0], *root_value.poly.value_shape)
-        return Tracked(
-            PolyTensor(coefficients, degree, self.n_vars, self.symbolic), axis, factor
-        )
+        return Tracked(PolyTensor(coefficients, degree, self.n_vars, self.symbolic), axis, factor)
 
     # ------------------------------------------------------------ modules
 
@@ -828,7 +843,7 @@ class _Tracer:
             if module is self.model:
                 return None
             where, _ = _user_location()
-            self.rows.append(
+            self._row(
                 NodeDegree(
                     self.names.get(id(module), ""),
                     type(module).__name__,
@@ -879,6 +894,7 @@ def run_traced(
     start: PolyTensor,
     symbolic: bool,
     device: torch.device,
+    on_node: Callable[[int], Any] | None = None,
 ) -> tuple[list[tuple[str, Tracked]], list[NodeDegree]]:
     """Run ``model`` on an example batch, replaying its ops on polynomials of its input.
 
@@ -891,6 +907,7 @@ def run_traced(
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(EXAMPLE_BATCH, *input_shape, generator=gen, dtype=dtype).to(device)
     tracer = _Tracer(model, start.n_vars, symbolic)
+    tracer.on_node = on_node
     tracer.set(x, Tracked(start, 0, 1))
     handles = []
     for module in model.modules():
@@ -919,8 +936,11 @@ def run_traced(
     for name, t in leaves:
         poison = tracer.poisoned([t])
         if poison is not None:
-            bad = min((tracer.poisoned([u]) for _, u in leaves if tracer.poisoned([u])), key=lambda p: p.seq)
-            raise NotExpandableError(bad.message)
+            first = min(
+                (p for _, u in leaves if (p := tracer.poisoned([u])) is not None),
+                key=lambda p: p.seq,
+            )
+            raise NotExpandableError(first.message)
         value = tracer.lookup(t)
         if value is not None:
             results.append((name, value))

@@ -173,8 +173,18 @@ def test_non_polynomial_dead_code_does_not_stop_the_expansion():
 
 # ---------------------------------------------------------------- hypothesis
 
-STEPS = ("linear", "square", "check", "inplace_mul", "inplace_add", "like_fill", "assign",
-         "divide", "pad_cat", "mix")
+STEPS = (
+    "linear",
+    "square",
+    "check",
+    "inplace_mul",
+    "inplace_add",
+    "like_fill",
+    "assign",
+    "divide",
+    "pad_cat",
+    "mix",
+)
 
 
 class _Drawn(nn.Module):
@@ -259,3 +269,21 @@ def test_functional_conv2d_with_keyword_arguments():
     model = Net().eval()
     poly = polynet.expand(model, input_shape=(1, 3, 3))
     assert _relative_error(poly, model, (1, 3, 3)) < TOL
+
+
+def test_store_on_a_graph_model_is_refused_not_ignored(tmp_path):
+    from tests.poly.corpus_models import CheckedSquare
+
+    with pytest.raises(NotExpandableError, match="store= and client= are not implemented"):
+        polynet.expand(CheckedSquare().eval(), store=tmp_path / "c.zarr")
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_progress_on_a_graph_model(capsys):
+    from tests.poly.corpus_models import HermiteNet
+
+    torch.manual_seed(0)
+    model = HermiteNet().eval()
+    poly = polynet.expand(model, progress=True)
+    assert _relative_error(poly, model, HermiteNet.SHAPE) < TOL
+    assert "expand" in capsys.readouterr().err
