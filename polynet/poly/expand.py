@@ -248,11 +248,19 @@ def _expand_graph(
     bar = _progress(progress, len(sketch.nodes))
     try:
         result = expand_graph(
-            model, shape, device, entry=entry, on_node=None if bar is None else bar.update
+            model,
+            shape,
+            device,
+            entry=entry,
+            on_node=None if bar is None else bar.update,
+            probe=1,
         )
     finally:
         if bar is not None:
             bar.close()
+    from polynet.poly.trace import check_same_ops
+
+    check_same_ops(sketch.ops, result.ops, model)
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
     seconds = time.perf_counter() - start

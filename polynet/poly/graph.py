@@ -86,6 +86,8 @@ class GraphExpansion:
     input_shape: tuple[int, ...]
     #: (name, number of entries) of each output tensor, in order ("" for a lone tensor).
     outputs: tuple[tuple[str, int], ...] = ()
+    #: The ATen ops run (two example batches must run the same ones).
+    ops: tuple[str, ...] = ()
 
     @property
     def degree_bound(self) -> int:
@@ -346,6 +348,7 @@ def expand_graph(
     symbolic: bool = False,
     entry: tuple[list[int], Any] | None = None,
     on_node: Any = None,
+    probe: int = 0,
 ) -> GraphExpansion:
     """Run ``model``'s traced forward on polynomial tensors of its flattened inputs.
 
@@ -375,8 +378,14 @@ def expand_graph(
     start = start.reshape(start.shape[0], *input_shape)
     from polynet.poly.trace import run_traced
 
-    results, rows = run_traced(
-        model, tuple(input_shape), PolyTensor(start, 1, n, symbolic), symbolic, device, on_node
+    results, rows, ops = run_traced(
+        model,
+        tuple(input_shape),
+        PolyTensor(start, 1, n, symbolic),
+        symbolic,
+        device,
+        on_node,
+        probe,
     )
     if len(results) == 1:
         out = results[0][1].poly
@@ -386,7 +395,7 @@ def expand_graph(
         flat = torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
         out = PolyTensor(flat, degree, n, symbolic)
     names = tuple((name, math.prod(v.poly.value_shape)) for name, v in results)
-    return GraphExpansion(out, tuple(rows), tuple(input_shape), names)
+    return GraphExpansion(out, tuple(rows), tuple(input_shape), names, ops)
 
 
 def chain_of(model: nn.Module) -> nn.Sequential | None:

@@ -341,13 +341,13 @@ def _first(tracer, args):
     return tracer.lookup(args[0]) if args and isinstance(args[0], torch.Tensor) else None
 
 
-def _dims_check(position: int, why: str, default_all: bool = False):
+def _dims_check(position: int, why: str, default_all: bool = False, default: int | None = None):
     def check(tracer, args, kwargs, tracked):
         value = _first(tracer, args)
         if value is None:
             return
         rank = args[0].dim()
-        dims = args[position] if len(args) > position else kwargs.get("dim")
+        dims = args[position] if len(args) > position else kwargs.get("dim", default)
         if dims is None or (isinstance(dims, (list, tuple)) and not dims):
             if default_all:
                 raise _batch_touch(why)
@@ -455,18 +455,21 @@ ATEN_RULES: dict[str, AtenRule] = {
     ),
     **_aten_affine(
         "select",
-        "unbind",
-        "split",
-        "split_with_sizes",
-        "chunk",
         "narrow",
         "index_select",
         "flip",
-        "roll",
         "unfold",
         "cumsum",
-        "diagonal",
         check=_dims_check(1, "indexes"),
+    ),
+    **_aten_affine("unbind", check=_dims_check(1, "indexes", default=0)),
+    **_aten_affine(
+        "split",
+        "split_with_sizes",
+        "chunk",
+        "roll",
+        "diagonal",
+        check=_dims_check(2, "indexes", default=0),
     ),
     "slice": AtenRule("indexing", "affine", check=_slice_check),
     "index": AtenRule("indexing", "affine", check=_index_check),

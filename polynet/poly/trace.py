@@ -194,6 +194,9 @@ class _Tracer:
         self.rows: list[NodeDegree] = []
         self.op_names: dict[str, int] = {}
         self.on_node: Callable[[int], Any] | None = None
+        #: Every op run, in order: two runs on different examples must agree (a forward()
+        #: that reads input values without an ATen op, e.g. x.tolist(), would not).
+        self.ops: list[str] = []
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -274,6 +277,7 @@ class _Tracer:
     # ------------------------------------------------------------ the dispatch
 
     def dispatch(self, func, args, kwargs):
+        self.ops.append(func.__name__)
         if self.suspended:
             return func(*args, **kwargs)
         tensors = _tensors((args, kwargs))
@@ -895,10 +899,12 @@ def run_traced(
     symbolic: bool,
     device: torch.device,
     on_node: Callable[[int], Any] | None = None,
-) -> tuple[list[tuple[str, Tracked]], list[NodeDegree]]:
+    probe: int = 0,
+) -> tuple[list[tuple[str, Tracked]], list[NodeDegree], tuple[str, ...]]:
     """Run ``model`` on an example batch, replaying its ops on polynomials of its input.
 
-    Returns the output polynomials (one per output tensor, with its name) and the degree table.
+    Returns the output polynomials (one per output tensor, with its name), the degree table and
+    the ops run. ``probe`` 1 runs on the negated example batch of probe 0.
     """
     dtype = next(
         (p.dtype for p in (*model.parameters(), *model.buffers()) if p.is_floating_point()),
@@ -906,6 +912,8 @@ def run_traced(
     )
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(EXAMPLE_BATCH, *input_shape, generator=gen, dtype=dtype).to(device)
+    if probe:
+        x = -2.0 * x
     tracer = _Tracer(model, start.n_vars, symbolic)
     tracer.on_node = on_node
     tracer.set(x, Tracked(start, 0, 1))
@@ -955,7 +963,23 @@ def run_traced(
                 f"cannot expand {type(model).__name__}: its output {name or ''} does not have the "
                 "batch axis first; return outputs of shape (batch, ...)."
             )
-    return results, tracer.rows
+    return results, tracer.rows, tuple(tracer.ops)
+
+
+def check_same_ops(first: tuple[str, ...], second: tuple[str, ...], model: nn.Module) -> None:
+    """Refuse a model that ran different ops on two example batches (hidden control flow)."""
+    if first == second:
+        return
+    at = next(
+        (i for i, (a, b) in enumerate(zip(first, second)) if a != b), min(len(first), len(second))
+    )
+    raise NotExpandableError(
+        f"cannot expand {type(model).__name__}: its forward() runs different ops on different "
+        f"inputs (op {at} was {first[at] if at < len(first) else 'the end'} on one example batch "
+        f"and {second[at] if at < len(second) else 'the end'} on another), so it branches on the "
+        "values of its input without a tensor op (x.tolist(), x.numpy()); a polynomial model "
+        "computes the same ops for every input: remove the data-dependent `if`/`for`."
+    )
 
 
 def _named_leaves(out) -> list[tuple[str, Tensor]]:
