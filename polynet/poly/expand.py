@@ -228,6 +228,10 @@ def _expand_graph(
     elif fixed is not None:
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
     sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
+    from polynet.poly.trace import check_same_ops
+
+    other = expand_graph(model, shape, device, symbolic=True, entry=entry, probe=1)
+    check_same_ops(sketch.ops, other.ops, model)
     n = sketch.output.n_vars
     peak = max(
         (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
@@ -253,14 +257,10 @@ def _expand_graph(
             device,
             entry=entry,
             on_node=None if bar is None else bar.update,
-            probe=1,
         )
     finally:
         if bar is not None:
             bar.close()
-    from polynet.poly.trace import check_same_ops
-
-    check_same_ops(sketch.ops, result.ops, model)
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
     seconds = time.perf_counter() - start

@@ -49,6 +49,7 @@ from polynet.poly.graph import (
     multiply,
     power,
     unit_polynomial,
+    unit_polynomial_linear,
 )
 from polynet.poly.index import MonomialIndex
 from polynet.poly.rules import ATEN_RULES, MODULE_RULES, AtenRule, check_module
@@ -71,13 +72,33 @@ class Tracked:
     removed, or replaced by ``factor`` when the batch was merged with the axes after it.
     """
 
-    poly: PolyTensor
+    _poly: PolyTensor | None
     axis: int
     factor: int = 1
     version: int = -1
+    #: Computes the polynomials on first use (an SLAF whose only reader may fold it).
+    pending: Callable[[], PolyTensor] | None = None
+
+    @property
+    def poly(self) -> PolyTensor:
+        if self._poly is None:
+            self._poly, self.pending = self.pending(), None
+        return self._poly
+
+    @poly.setter
+    def poly(self, value: PolyTensor) -> None:
+        self._poly = value
+
+    @property
+    def degree(self) -> int:
+        return self._poly.degree if self._poly is not None else self.lazy_degree
+
+    @property
+    def poly_shape(self) -> tuple[int, ...]:
+        return self._poly.value_shape if self._poly is not None else self.lazy_shape
 
     def rank(self) -> int:
-        return len(self.poly.value_shape) + (1 if self.factor == 1 else 0)
+        return len(self.poly_shape) + (1 if self.factor == 1 else 0)
 
     def offset(self) -> int:
         """Axes to the right of the batch axis (equal for values that broadcast together)."""
@@ -814,6 +835,22 @@ class _Tracer:
 
     def pre_hook(self, module: nn.Module, args) -> None:
         self.module_stack.append(module)
+        x = args[0] if args and isinstance(args[0], Tensor) else None
+        value = self.values.get(id(x)) if x is not None else None
+        if (
+            isinstance(module, nn.Linear)
+            and not self.suspended
+            and value is not None
+            and value.pending is not None
+            and value.version == x._version
+            and len(value.poly_shape) == 1
+            and value.source[1].degree >= 2
+            and module.out_features < value.poly_shape[0]
+        ):
+            # An SLAF feeding a narrower Linear: fold both at once (no unit powers formed).
+            self.suspended += 1
+            module._polynet_fused = value  # noqa: SLF001 - removed in post_hook
+            return
         if isinstance(module, SLAF) and not self.suspended:
             x = args[0] if args and isinstance(args[0], Tensor) else None
             if x is not None and self.lookup(x) is not None:
@@ -823,6 +860,21 @@ class _Tracer:
 
     def post_hook(self, module: nn.Module, args, output):
         self.module_stack.pop()
+        fused = getattr(module, "_polynet_fused", None)
+        if fused is not None:
+            del module._polynet_fused
+            self.suspended -= 1
+            x, slaf = fused.source
+            self.suspended += 1
+            try:
+                alpha = slaf.polynomial()
+            finally:
+                self.suspended -= 1
+            c = unit_polynomial_linear(
+                x.poly.coefficients, x.poly.degree, x.poly.n_vars, alpha, module
+            )
+            p = PolyTensor(c, x.poly.degree * slaf.degree, x.poly.n_vars, False)
+            self.set(output, Tracked(p, 0, 1))
         if getattr(module, "_polynet_suspended", False):
             del module._polynet_suspended
             self.suspended -= 1
@@ -833,14 +885,9 @@ class _Tracer:
                 return None
             if self.symbolic:
                 p = x.poly.with_coefficients(x.poly.coefficients, x.poly.degree * module.degree)
+                self.set(output, Tracked(p, 0, 1))
             else:
-                self.suspended += 1
-                try:
-                    alpha = module.polynomial().to(x.poly.coefficients.device)
-                finally:
-                    self.suspended -= 1
-                p = unit_polynomial(x.poly, alpha)
-            self.set(output, Tracked(p, 0, 1))
+                self.set(output, self._slaf(module, x))
         if self.suspended or next(iter(module.children()), None) is not None:
             return None
         if isinstance(output, Tensor) and (value := self.lookup(output)) is not None:
@@ -852,12 +899,31 @@ class _Tracer:
                     self.names.get(id(module), ""),
                     type(module).__name__,
                     sum(p.numel() for p in module.parameters()),
-                    value.poly.degree,
+                    value.degree,
                     where,
-                    math.prod(value.poly.value_shape),
+                    math.prod(value.poly_shape),
                 )
             )
         return None
+
+
+def _slaf_value(tracer: _Tracer, module: SLAF, x: Tracked) -> Tracked:
+    def compute() -> PolyTensor:
+        tracer.suspended += 1
+        try:
+            alpha = module.polynomial().to(x.poly.coefficients.device)
+        finally:
+            tracer.suspended -= 1
+        return unit_polynomial(x.poly, alpha)
+
+    value = Tracked(None, 0, 1, pending=compute)
+    value.source = (x, module)
+    value.lazy_degree = x.poly.degree * module.degree
+    value.lazy_shape = x.poly.value_shape
+    return value
+
+
+_Tracer._slaf = _slaf_value
 
 
 def _one(value: Tracked) -> PolyTensor:
