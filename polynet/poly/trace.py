@@ -33,6 +33,7 @@ import linecache
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
