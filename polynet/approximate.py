@@ -46,6 +46,7 @@ __all__ = [
     "ACTIVATIONS",
     "NearestActivation",
     "nearest_activation",
+    "NAME_R2",
     "STANDARD_ACTIVATIONS",
 ]
 
@@ -596,6 +597,11 @@ _FIT_POINTS = 401
 _MAX_FIT_POINTS = 500
 
 
+#: A nearest standard activation is named ("≈ tanh") only when its fit reaches this R²; below
+#: it the label says "no close standard activation" (a gelu at R² 0.47 is not a gelu).
+NAME_R2 = 0.95
+
+
 @dataclass(frozen=True)
 class NearestActivation:
     """The standard activation nearest to a function on an interval: a·f(b·z + c) + d.
@@ -625,14 +631,22 @@ class NearestActivation:
         f = STANDARD_ACTIVATIONS[self.name]
         return (self.a * f(self.b * z + self.c) + self.d).numpy()
 
+    @property
+    def close(self) -> bool:
+        """Whether the fit is close enough to name the activation (R² ≥ :data:`NAME_R2`)."""
+        return self.name == "constant" or self.r2 >= NAME_R2
+
     def label(self) -> str:
-        """Short text for a figure: the name and the fit quality."""
+        """Short text for a figure: the name and the fit quality, or "no close standard
+        activation" (with the best candidate) when R² < :data:`NAME_R2`."""
         unexplained = 1.0 - self.r2
         if unexplained < 1e-4:
             quality = f"1 − R² = {max(unexplained, 0.0):.1e}"
         else:
             quality = f"R² = {self.r2:.4f}"
         sign = "−" if self.a < 0 else ""
+        if not self.close:
+            return f"no close standard activation (best {sign}{self.name}, {quality})"
         return f"≈ {sign}{self.name}  ({quality})"
 
     def __str__(self) -> str:

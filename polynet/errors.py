@@ -14,6 +14,9 @@ __all__ = [
     "NotFittedError",
     "DataError",
     "TrainingDivergedError",
+    "PartialPolynomialError",
+    "StoreError",
+    "MissingExtraError",
     "PolynetWarning",
 ]
 
@@ -27,7 +30,17 @@ class NotExpandableError(PolynetError, ValueError):
 
 
 class ExpansionTooLargeError(PolynetError, MemoryError):
-    """An expansion refused before it started because it would exceed the memory budget."""
+    """An expansion refused before it started because it would exceed the memory budget.
+
+    Attributes
+    ----------
+    refusal : polynet.poly.refusal.Refusal or None
+        The numbers and the alternatives that fit, for rendering (the CLI names its flags).
+    """
+
+    def __init__(self, message: str, refusal: object = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class CheckpointError(PolynetError, ValueError):
@@ -56,5 +69,32 @@ class TrainingDivergedError(PolynetError, FloatingPointError):
         self.result = result
 
 
+class MissingExtraError(PolynetError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra.
+
+    Attributes
+    ----------
+    module : str
+        The missing import name (e.g. ``"zarr"``).
+    extra : str or None
+        The ``polynet-slaf`` extra that installs it (e.g. ``"scale"``).
+    """
+
+    def __init__(self, message: str, module: str, extra: str | None = None) -> None:
+        super().__init__(message)
+        self.module = module
+        self.extra = extra
+        self.name = module
+
+
+class PartialPolynomialError(PolynetError, ValueError):
+    """A part of the network's polynomial (its Taylor polynomial of degree q) used where only
+    the whole polynomial will do, such as verifying it against the forward pass."""
+
+
 class PolynetWarning(UserWarning):
     """Computed, but look at this (an ill-conditioned fit, a verification near tolerance)."""
+
+
+class StoreError(PolynetError, OSError):
+    """A polynomial store or cached file that is damaged, incomplete or could not be written."""

@@ -109,7 +109,8 @@ class FitOptions:
     seed: int = 0
     """Seeds the validation split, the batch order and torch's global RNG during the call."""
     threads: int | None = None
-    """torch's CPU threads during the call (restored afterwards); None leaves torch's."""
+    """CPU threads during the call (restored afterwards); None lets polynet choose
+    (:func:`polynet.threads.choose_threads`: one per free core, one for a small network)."""
     progress: bool = True
     """Show a progress bar (tqdm, on stderr)."""
     out: str | os.PathLike[str] | None = None

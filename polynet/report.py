@@ -77,6 +77,10 @@ class _Section:
     def problem(self, value: str) -> None:
         self.blocks.append(("problem", value))
 
+    def caveat(self, value: str) -> None:
+        """A result shown, with what it does not mean (one line, highlighted)."""
+        self.blocks.append(("caveat", value.removeprefix("caveat: ")))
+
     def figure(self, figure: _Figure) -> None:
         self.blocks.append(("figure", figure))
 
@@ -207,6 +211,7 @@ def report(
     sections += theorem
     if poly is not None:
         sections.append(_analysis_section(poly, resolved))
+    sections.append(_image_section(model, resolved))
     sections.append(_activation_section(model, resolved, max_panels))
     sections = [s for s in sections if s.blocks]
     _write_markdown(out / "report.md", heading, sections)
@@ -323,6 +328,55 @@ def _polynomial_sections(
     return [theorem, section], poly
 
 
+def _image_section(model: nn.Module, resolved: _Data) -> _Section:
+    """For an image model: its degree <= 2 coefficients as images (polynet.plots.images),
+    at 0 and at the first data image, from expand(model, degree=2[, at=x0])."""
+    from polynet.poly.network import is_chain, lower
+
+    section = _Section("Low-order coefficients as images")
+    try:
+        shape = lower(model, None, "cpu").input_shape if is_chain(model) else None
+    except PolynetError:
+        shape = None
+    ds = resolved.dataset
+    if shape is not None and len(shape) == 1 and ds is not None and ds.name in IMAGE_DATASETS:
+        side = int(np.sqrt(shape[0]))
+        shape = (1, side, side) if side * side == shape[0] else None
+    if shape is None or len(shape) != 3 or shape[0] != 1:
+        return section  # not a one-channel image model: no section
+    hw = (shape[1], shape[2])
+    centres = [None]
+    if resolved.X is not None:
+        centres.append(np.asarray(resolved.X[0], dtype=np.float64).reshape(-1))
+    for i, x0 in enumerate(centres):
+        where = "at 0" if x0 is None else "at the first data image (in u = x - x0)"
+        poly = _step(
+            section, f"degree-2 part {where}", lambda x0=x0: expand(model, degree=2, at=x0)
+        )
+        if poly is None:
+            continue
+        fig = _step(
+            section,
+            "coefficient images",
+            lambda poly=poly: plots.plot_image_coefficients(poly, shape=hw),
+        )
+        if fig is not None:
+            section.figure(
+                _Figure(
+                    f"image_coefficients_{i}.png",
+                    _png(fig),
+                    f"The exact degree-1 and degree-2 coefficients {where} "
+                    "(expand(model, degree=2)): each pixel's linear coefficient, and the "
+                    "coefficients of x_p x_j for the pixel p with the largest one.",
+                )
+            )
+    return section
+
+
+#: Data sets whose flattened rows are square one-channel images.
+IMAGE_DATASETS = ("mnist", "fashion-mnist", "digits")
+
+
 def _analysis_section(poly: NetworkPolynomial, resolved: _Data) -> _Section:
     from polynet.analysis import analyze
     from polynet.analysis import figures as analysis_figures
@@ -345,8 +399,11 @@ def _analysis_section(poly: NetworkPolynomial, resolved: _Data) -> _Section:
         f"Exact Sobol indices of output 0 (of {poly.n_outputs}), inputs independent and uniform "
         f"on {where}: computed from the polynomial's Legendre coefficients, not sampled."
     )
-    section.markdown_table(s.table(0).split("\n\n")[0])
-    section.text(s.table(0).split("\n\n")[1] + ".")
+    table, *notes = s.table(0).split("\n\n")
+    section.markdown_table(table)
+    section.text(notes[0] + ".")
+    for caveat in notes[1:]:  # the box-vs-data variance caveat
+        section.caveat(caveat)
     fig = _step(section, "Sobol figure", lambda: analysis_figures.plot_sobol(s))
     if fig is not None:
         section.figure(_Figure("sobol.png", _png(fig), "First-order and total Sobol indices."))
@@ -366,6 +423,8 @@ def _analysis_section(poly: NetworkPolynomial, resolved: _Data) -> _Section:
         f"Sparsification: {sp.n_terms:,} of {int(sp.terms[-1]):,} terms keep every output "
         f"within {sp.tol:.3g} on the box (certified bound {sp.bound:.3g}{measured})."
     )
+    if sp.caveat():
+        section.caveat(sp.caveat())
     fig = _step(section, "sparsification figure", lambda: analysis_figures.plot_sparsification(sp))
     if fig is not None:
         section.figure(
@@ -449,6 +508,8 @@ def _write_markdown(path: Path, heading: str, sections: list[_Section]) -> None:
                 lines += ["```", value, "```", ""]
             elif kind == "problem":
                 lines += [f"> **Not shown.** {value}", ""]
+            elif kind == "caveat":
+                lines += [f"> **Caveat.** {value}", ""]
             elif kind == "mdtable":
                 lines += [value, ""]
             elif kind == "table":
@@ -524,6 +585,8 @@ def _html(heading: str, sections: list[_Section]) -> str:
                 body.append(f"<pre>{html.escape(value)}</pre>")
             elif kind == "problem":
                 body.append(f'<p class="problem"><strong>Not shown.</strong> {_inline(value)}</p>')
+            elif kind == "caveat":
+                body.append(f'<p class="problem"><strong>Caveat.</strong> {_inline(value)}</p>')
             elif kind == "mdtable":
                 body.append(_md_table_to_html(value))
             elif kind == "table":

@@ -43,13 +43,23 @@ from polynet.data import Dataset
 from polynet.errors import DataError, PolynetWarning, TrainingDivergedError
 from polynet.fit_options import FitOptions, OptimizerName, Schedule, Task, fit_options
 from polynet.slaf import SLAF
+from polynet.threads import limit_threads
 
-__all__ = ["fit", "FitOptions", "FitResult", "make_optimizer", "resolve_device", "slaf_parameters"]
+__all__ = [
+    "fit",
+    "FitOptions",
+    "FitResult",
+    "TrainingInterrupted",
+    "make_optimizer",
+    "resolve_device",
+    "slaf_parameters",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Why training ended; "in_progress" only appears in checkpoints written during a run.
-Stopped = Literal["completed", "early_stopping", "diverged", "in_progress"]
+#: Why training ended; "in_progress" only appears in checkpoints written during a run,
+#: "interrupted" in the one written when Ctrl-C stopped it (:class:`TrainingInterrupted`).
+Stopped = Literal["completed", "early_stopping", "diverged", "in_progress", "interrupted"]
 
 #: Samples per forward pass when evaluating (no gradients are kept, so this can be large).
 EVAL_BATCH = 8192
@@ -494,137 +504,142 @@ def fit(
     """
     started = time.perf_counter()
     opts = fit_options(options, overrides)
-    epochs, patience, monitor, dtype = opts.epochs, opts.patience, opts.monitor, opts.dtype
     val_fraction = opts.resolved_val_fraction()
     if opts.out is not None:
         _checkpoint.check_saveable(model)
     metadata = None if opts.metadata is None else dict(opts.metadata)
-    threads_before = torch.get_num_threads()
-    if opts.threads is not None:
-        torch.set_num_threads(opts.threads)
-    try:
-        target = resolve_device(opts.device)
-        if dtype is None:
-            floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
-            dtype = floats[0] if floats else torch.get_default_dtype()
-        model.to(device=target, dtype=dtype)
-        prep = _prepare(model, data, opts.task, val_fraction, opts.seed, target, dtype)
-        if monitor == "test":
-            if "test" not in prep.splits:
-                raise ValueError("monitor='test' needs data with a test split (a Dataset).")
-            if patience is not None:
-                warnings.warn(
-                    "early stopping on the test split selects the model on the test set, so its "
-                    "test metric is optimistic; use monitor='val' for an honest test score.",
-                    PolynetWarning,
-                    stacklevel=2,
-                )
-        metric = "rmse" if prep.task == "regression" else "accuracy"
-        watched = "val" if "val" in prep.splits else ("test" if monitor == "test" else None)
-        if patience is not None and watched is None:
-            raise ValueError("patience needs a validation or test split to watch.")
-        eval_names = [s for s in ("val", "test") if s in prep.splits]
-        # The options as run (defaults resolved), JSON-ready for the checkpoint's metadata.
-        options = {
-            name: getattr(opts, name)
-            for name in (
-                "epochs",
-                "batch_size",
-                "optimizer",
-                "lr",
-                "activation_lr",
-                "momentum",
-                "weight_decay",
-                "l1",
-                "l2",
-                "clip_norm",
-                "schedule",
+    # One step's work is about batch_size x parameters multiply-adds; a small network trains
+    # fastest, and unharmed by other processes' load, on one thread (polynet.threads).
+    work = opts.batch_size * sum(p.numel() for p in model.parameters())
+    with limit_threads(opts.threads, work=work):
+        return _fit(model, data, opts, started, val_fraction, metadata)
+
+
+def _fit(
+    model: nn.Module,
+    data: Any,
+    opts: FitOptions,
+    started: float,
+    val_fraction: float,
+    metadata: dict[str, Any] | None,
+) -> FitResult:
+    epochs, patience, monitor, dtype = opts.epochs, opts.patience, opts.monitor, opts.dtype
+    target = resolve_device(opts.device)
+    if dtype is None:
+        floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+        dtype = floats[0] if floats else torch.get_default_dtype()
+    model.to(device=target, dtype=dtype)
+    prep = _prepare(model, data, opts.task, val_fraction, opts.seed, target, dtype)
+    if monitor == "test":
+        if "test" not in prep.splits:
+            raise ValueError("monitor='test' needs data with a test split (a Dataset).")
+        if patience is not None:
+            warnings.warn(
+                "early stopping on the test split selects the model on the test set, so its "
+                "test metric is optimistic; use monitor='val' for an honest test score.",
+                PolynetWarning,
+                stacklevel=2,
             )
-        }
-        options.update(
-            step_size=opts.resolved_step_size(),
-            gamma=opts.gamma,
-            patience=patience,
-            val_fraction=val_fraction,
-            monitor=monitor,
-            seed=opts.seed,
-            threads=opts.threads,
-            dtype=str(dtype).removeprefix("torch."),
+    metric = "rmse" if prep.task == "regression" else "accuracy"
+    watched = "val" if "val" in prep.splits else ("test" if monitor == "test" else None)
+    if patience is not None and watched is None:
+        raise ValueError("patience needs a validation or test split to watch.")
+    eval_names = [s for s in ("val", "test") if s in prep.splits]
+    # The options as run (defaults resolved), JSON-ready for the checkpoint's metadata.
+    options = {
+        name: getattr(opts, name)
+        for name in (
+            "epochs",
+            "batch_size",
+            "optimizer",
+            "lr",
+            "activation_lr",
+            "momentum",
+            "weight_decay",
+            "l1",
+            "l2",
+            "clip_norm",
+            "schedule",
+        )
+    }
+    options.update(
+        step_size=opts.resolved_step_size(),
+        gamma=opts.gamma,
+        patience=patience,
+        val_fraction=val_fraction,
+        monitor=monitor,
+        seed=opts.seed,
+        threads=opts.threads,
+        dtype=str(dtype).removeprefix("torch."),
+        task=prep.task,
+    )
+    out_path = None if opts.out is None else Path(opts.out) / _checkpoint.DEFAULT_NAME
+    logger.info(
+        "fit: %s on %s (%d train samples), %d epochs, device %s",
+        type(model).__name__,
+        "arrays" if prep.dataset is None else prep.dataset.name,
+        len(prep.splits["train"].X),
+        epochs,
+        target,
+    )
+
+    def record(stopped: Stopped, best_epoch: int | None, log: list[dict[str, Any]]) -> FitResult:
+        model.eval()
+        metrics = _evaluate_all(model, prep, ["train", *eval_names], metric)
+        result = FitResult(
+            model=model,
+            history=log if opts.history else [],
+            best_epoch=best_epoch,
+            stopped=stopped,
+            metrics=metrics,
+            checkpoint=None,
+            device=str(target),
+            seconds=time.perf_counter() - started,
             task=prep.task,
-        )
-        out_path = None if opts.out is None else Path(opts.out) / _checkpoint.DEFAULT_NAME
-        logger.info(
-            "fit: %s on %s (%d train samples), %d epochs, device %s",
-            type(model).__name__,
-            "arrays" if prep.dataset is None else prep.dataset.name,
-            len(prep.splits["train"].X),
-            epochs,
-            target,
-        )
-
-        def record(
-            stopped: Stopped, best_epoch: int | None, log: list[dict[str, Any]]
-        ) -> FitResult:
-            model.eval()
-            metrics = _evaluate_all(model, prep, ["train", *eval_names], metric)
-            result = FitResult(
-                model=model,
-                history=log if opts.history else [],
-                best_epoch=best_epoch,
-                stopped=stopped,
-                metrics=metrics,
-                checkpoint=None,
-                device=str(target),
-                seconds=time.perf_counter() - started,
-                task=prep.task,
-                metric=metric,
-                options=options,
-            )
-            return result
-
-        def write(result: FitResult) -> None:
-            if out_path is None:
-                return
-            info = {
-                "dataset": None if prep.dataset is None else prep.dataset.to_metadata(),
-                "training": {
-                    **options,
-                    "device": result.device,
-                    "stopped": result.stopped,
-                    "best_epoch": result.best_epoch,
-                    "seconds": result.seconds,
-                    "metric": metric,
-                },
-                "history": result.history,
-                "metrics": result.metrics,
-            }
-            result.checkpoint = _checkpoint.save(
-                model, out_path, metadata={**(metadata or {}), **info}
-            )
-
-        fork_devices = [target.index or 0] if target.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(opts.seed)
-            result = _train_loop(
-                model,
-                prep,
-                options,
-                target,
-                watched,
-                eval_names,
-                metric,
-                opts.progress,
-                record,
-                write,
-                out_path,
-            )
-        result.seconds = time.perf_counter() - started
-        logger.info(
-            "fit: %s after %d epochs in %.1f s", result.stopped, len(result.history), result.seconds
+            metric=metric,
+            options=options,
         )
         return result
-    finally:
-        torch.set_num_threads(threads_before)
+
+    def write(result: FitResult) -> None:
+        if out_path is None:
+            return
+        info = {
+            "dataset": None if prep.dataset is None else prep.dataset.to_metadata(),
+            "training": {
+                **options,
+                "device": result.device,
+                "stopped": result.stopped,
+                "best_epoch": result.best_epoch,
+                "seconds": result.seconds,
+                "metric": metric,
+            },
+            "history": result.history,
+            "metrics": result.metrics,
+        }
+        result.checkpoint = _checkpoint.save(model, out_path, metadata={**(metadata or {}), **info})
+
+    fork_devices = [target.index or 0] if target.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(opts.seed)
+        result = _train_loop(
+            model,
+            prep,
+            options,
+            target,
+            watched,
+            eval_names,
+            metric,
+            opts.progress,
+            record,
+            write,
+            out_path,
+        )
+    result.seconds = time.perf_counter() - started
+    logger.info(
+        "fit: %s after %d epochs in %.1f s", result.stopped, len(result.history), result.seconds
+    )
+    return result
 
 
 def _train_loop(
@@ -682,73 +697,77 @@ def _train_loop(
         disable=not progress,
         dynamic_ncols=True,
     )
-    for epoch in bar:
-        tic = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, device=device, generator=generator)
-        # Per-batch values stay on the device; they are read once at the end of the epoch.
-        batch_losses = torch.zeros(len(starts), device=device, dtype=torch.float64)
-        grad_norms = torch.zeros(len(starts), device=device, dtype=torch.float64)
-        for b, start in enumerate(starts):
-            idx = perm[start : start + batch_size]
-            out = model(train.X.index_select(0, idx))
-            loss = _loss(prep, out, train.y.index_select(0, idx))
-            objective = loss
-            if l1 or l2:
-                for m in slafs:
-                    c = m.coefficient()
-                    if l1:
-                        objective = objective + l1 * c.abs().sum()
-                    if l2:
-                        objective = objective + l2 * c.pow(2).sum()
-            optim.zero_grad(set_to_none=True)
-            objective.backward()
-            if clip_norm is not None:
-                grad_norms[b] = nn.utils.clip_grad_norm_(params, clip_norm)
-            optim.step()
-            batch_losses[b] = loss.detach()
-        state_ok = torch.stack([t.isfinite().all() for t in _float_state(model)]).all()
-        loss_sum, norm_sum, ok = torch.stack(
-            [batch_losses.sum(), grad_norms.sum(), state_ok.double()]
-        ).tolist()
-        if not (math.isfinite(loss_sum) and math.isfinite(norm_sum) and ok):
-            message = _divergence_message(epoch, batch_losses, grad_norms, len(starts), options)
-            model.load_state_dict(last_good)
-            bar.close()
-            result = record("diverged", len(log) or None, log)
-            write(result)
-            logger.warning("fit: %s", message)
-            raise TrainingDivergedError(message, result)
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / len(starts)}
-        entry.update({f"{s}_{k}": None for s in ("val", "test") for k in ("loss", metric)})
-        entry.update(_evaluate_all(model, prep, eval_names, metric))
-        entry["lr"] = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optim.param_groups)}
-        if scheduler is not None:
-            scheduler.step()
-        last_good = _state_copy(model)
-        entry["seconds"] = time.perf_counter() - tic
-        log.append(entry)
-        postfix = {"loss": f"{entry['train_loss']:.4g}"}
-        if watched is not None:
-            postfix[watched] = f"{entry[f'{watched}_loss']:.4g}"
-        bar.set_postfix(postfix, refresh=False)
-        if watched is not None and patience is not None:
-            current = entry[f"{watched}_loss"]
-            if current is not None and current < best_loss:
-                best_loss, best_epoch, since_best = current, epoch, 0
-                best_state = last_good
-                if (
-                    out_path is not None
-                    and time.perf_counter() - last_write > CHECKPOINT_INTERVAL_S
-                ):
-                    write(record("in_progress", best_epoch, log))
-                    model.train()
-                    last_write = time.perf_counter()
-            else:
-                since_best += 1
-                if since_best >= patience:
-                    stopped = "early_stopping"
-                    break
+    try:
+        for epoch in bar:
+            tic = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, device=device, generator=generator)
+            # Per-batch values stay on the device; they are read once at the end of the epoch.
+            batch_losses = torch.zeros(len(starts), device=device, dtype=torch.float64)
+            grad_norms = torch.zeros(len(starts), device=device, dtype=torch.float64)
+            for b, start in enumerate(starts):
+                idx = perm[start : start + batch_size]
+                out = model(train.X.index_select(0, idx))
+                loss = _loss(prep, out, train.y.index_select(0, idx))
+                objective = loss
+                if l1 or l2:
+                    for m in slafs:
+                        c = m.coefficient()
+                        if l1:
+                            objective = objective + l1 * c.abs().sum()
+                        if l2:
+                            objective = objective + l2 * c.pow(2).sum()
+                optim.zero_grad(set_to_none=True)
+                objective.backward()
+                if clip_norm is not None:
+                    grad_norms[b] = nn.utils.clip_grad_norm_(params, clip_norm)
+                optim.step()
+                batch_losses[b] = loss.detach()
+            state_ok = torch.stack([t.isfinite().all() for t in _float_state(model)]).all()
+            loss_sum, norm_sum, ok = torch.stack(
+                [batch_losses.sum(), grad_norms.sum(), state_ok.double()]
+            ).tolist()
+            if not (math.isfinite(loss_sum) and math.isfinite(norm_sum) and ok):
+                message = _divergence_message(epoch, batch_losses, grad_norms, len(starts), options)
+                model.load_state_dict(last_good)
+                bar.close()
+                result = record("diverged", len(log) or None, log)
+                write(result)
+                logger.warning("fit: %s", message)
+                raise TrainingDivergedError(message, result)
+            entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / len(starts)}
+            entry.update({f"{s}_{k}": None for s in ("val", "test") for k in ("loss", metric)})
+            entry.update(_evaluate_all(model, prep, eval_names, metric))
+            entry["lr"] = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optim.param_groups)}
+            if scheduler is not None:
+                scheduler.step()
+            last_good = _state_copy(model)
+            entry["seconds"] = time.perf_counter() - tic
+            log.append(entry)
+            postfix = {"loss": f"{entry['train_loss']:.4g}"}
+            if watched is not None:
+                postfix[watched] = f"{entry[f'{watched}_loss']:.4g}"
+            bar.set_postfix(postfix, refresh=False)
+            if watched is not None and patience is not None:
+                current = entry[f"{watched}_loss"]
+                if current is not None and current < best_loss:
+                    best_loss, best_epoch, since_best = current, epoch, 0
+                    best_state = last_good
+                    if (
+                        out_path is not None
+                        and time.perf_counter() - last_write > CHECKPOINT_INTERVAL_S
+                    ):
+                        write(record("in_progress", best_epoch, log))
+                        model.train()
+                        last_write = time.perf_counter()
+                else:
+                    since_best += 1
+                    if since_best >= patience:
+                        stopped = "early_stopping"
+                        break
+    except KeyboardInterrupt:
+        bar.close()
+        raise _interrupted(model, best_state, best_epoch, last_good, log, record, write) from None
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -757,6 +776,70 @@ def _train_loop(
     result = record(stopped, best_epoch, log)
     write(result)
     return result
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`fit`; the model holds the kept weights, written to ``out`` if set.
+
+    A :class:`KeyboardInterrupt`, so an interrupted script still stops; the message says which
+    weights were kept and where they were written.
+
+    Attributes
+    ----------
+    result : FitResult
+        The training result up to the interruption (``stopped == "interrupted"``); its
+        ``checkpoint`` is the file written, or None without ``out``.
+    """
+
+    def __init__(self, message: str, result: FitResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _interrupted(
+    model: nn.Module,
+    best_state: dict[str, Tensor] | None,
+    best_epoch: int | None,
+    last_good: dict[str, Tensor],
+    log: list[dict[str, Any]],
+    record: Any,
+    write: Any,
+) -> TrainingInterrupted:
+    """Keep the best (else the last completed epoch's) weights, write them, say where."""
+    import signal
+    import threading
+
+    # The epoch in flight is half-updated: fall back to a whole epoch's weights.
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        kept = f"the best epoch's weights (epoch {best_epoch})"
+    else:
+        model.load_state_dict(last_good)
+        best_epoch = len(log) or None
+        kept = (
+            f"the weights of the last completed epoch ({len(log)})"
+            if log
+            else "the initial weights (no epoch completed)"
+        )
+    # A second Ctrl-C must not cut the checkpoint write short (it is atomic anyway).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        result = record("interrupted", best_epoch, log)
+        write(result)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    where = (
+        f"wrote them to {result.checkpoint}"
+        if result.checkpoint is not None
+        else "nothing was written (no out= directory)"
+    )
+    logger.info("fit: interrupted; kept %s, %s", kept, where)
+    return TrainingInterrupted(
+        f"training interrupted after {len(log)} epochs; the model holds {kept}; {where}.",
+        result,
+    )
 
 
 def _float_state(model: nn.Module) -> list[Tensor]:

@@ -78,3 +78,33 @@ def test_classification_prints_accuracy(capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "test_accuracy" in out and "checkpoint" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["expand", "ckpt", "--exakt"], "did you mean --exact?"),
+        (["train", "--dataset", "xor", "--epohcs", "3"], "did you mean --epochs?"),
+        (["verify", "ckpt", "--thraeds", "1"], "did you mean --threads?"),
+    ],
+)
+def test_mistyped_flag_suggests_the_closest(capsys, argv, hint):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"usage: polynet {argv[0]}" in err  # the subcommand's usage, not the top level's
+    typo = next(a for a in argv if a.startswith("--") and a not in ("--dataset",))
+    assert f"polynet {argv[0]}: error: unrecognized arguments: {typo}" in err
+    assert hint in err
+
+
+def test_unrelated_argument_gets_no_suggestion(capsys):
+    assert cli.main(["expand", "ckpt", "--zzzzzz"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzzzz" in err and "did you mean" not in err
+
+
+def test_threads_flag_on_every_command(capsys):
+    for add_parser, _ in cli.COMMANDS:
+        name = add_parser.__name__.removeprefix("_add_").removesuffix("_parser")
+        assert cli.main([name, "--help"]) == 0
+        assert "--threads THREADS" in capsys.readouterr().out, name

@@ -329,3 +329,98 @@ def test_bad_options_fail_on_construction_and_in_fit(small, options, message):
         training.FitOptions(**options)
     with pytest.raises(ValueError, match=message):
         training.fit(_net(), small, **options)
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+
+
+def test_interrupt_keeps_last_completed_epoch_and_writes_it(monkeypatch, tmp_path):
+    from polynet.checkpoint import load_checkpoint
+
+    ds = data.xor(200, random_state=0)
+    opts = dict(epochs=50, batch_size=40, lr=0.05, threads=1, progress=False, seed=3)
+    torch.manual_seed(0)
+    reference = SLNN(2, [4], 2)
+    training.fit(reference, ds, epochs=2, **{k: v for k, v in opts.items() if k != "epochs"})
+
+    calls = {"n": 0}
+    real = training._state_copy
+
+    def interrupt_in_epoch_3(model):  # called once before epoch 1, then after each epoch
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(model)
+
+    monkeypatch.setattr(training, "_state_copy", interrupt_in_epoch_3)
+    torch.manual_seed(0)
+    model = SLNN(2, [4], 2)
+    with pytest.raises(training.TrainingInterrupted) as exc:
+        training.fit(model, ds, out=tmp_path, **opts)
+    assert isinstance(exc.value, KeyboardInterrupt)
+    result = exc.value.result
+    assert result.stopped == "interrupted" and len(result.history) == 2
+    assert str(result.checkpoint) in str(exc.value)
+    assert "last completed epoch (2)" in str(exc.value)
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+    saved = load_checkpoint(result.checkpoint)
+    assert saved.metadata["training"]["stopped"] == "interrupted"
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(saved.model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_sigint_to_polynet_train_leaves_a_loadable_checkpoint(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from polynet.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    argv = [
+        sys.executable,
+        "-m",
+        "polynet",
+        "train",
+        "--dataset",
+        "xor",
+        "--hidden",
+        "8",
+        "--degrees",
+        "2",
+    ]
+    argv += ["--epochs", "100000", "--threads", "1", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        # Wait until the progress bar (stderr) shows a few epochs done.
+        seen = b""
+        while not re.search(rb" (\d\d+)/100000 ", seen):
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, seen.decode(errors="replace")
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+        err = rest.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    path = out / "model.safetensors"
+    assert last.startswith("polynet train: interrupted: training interrupted after "), last
+    assert str(path) in last
+    ckpt = load_checkpoint(path)
+    meta = ckpt.metadata
+    assert meta["training"]["stopped"] == "interrupted"
+    epochs = len(meta["history"])
+    assert epochs >= 1 and meta["training"]["best_epoch"] == epochs
+    # The saved metrics are those of the saved weights: recompute the train accuracy.
+    ds = polynet.data.from_metadata(meta)
+    with torch.no_grad():
+        x = torch.as_tensor(ds.X_train, dtype=next(ckpt.model.parameters()).dtype)
+        acc = (ckpt.model(x).argmax(1).numpy() == ds.y_train).mean()
+    assert acc == pytest.approx(meta["metrics"]["train_accuracy"], abs=1e-12)

@@ -58,6 +58,7 @@ class Analysis:
                 if sp.max_error is not None
                 else ")."
             ),
+            *(["", f"**{sp.caveat()}**"] if sp.caveat() else []),
             "",
             sp.table(),
         ]
@@ -75,6 +76,8 @@ class Analysis:
             "variables": s.variables,
             "mean": floats(s.mean),
             "variance": floats(s.variance),
+            "data_variance": None if s.data_variance is None else floats(s.data_variance),
+            "caveat": s.caveat(self.output),
             "first": floats(s.first),
             "total": floats(s.total),
             "second": floats(s.second),
@@ -86,6 +89,7 @@ class Analysis:
                 "bound": sp.bound,
                 "max_error": sp.max_error,
                 "rms_error": sp.rms_error,
+                "caveat": sp.caveat(),
                 "terms": sp.terms.tolist(),
                 "bounds": floats(sp.bounds),
                 "max_errors": floats(sp.max_errors),
@@ -143,7 +147,7 @@ def analyze(
     params = {"low": low, "high": high, "mean": mean, "std": std}
     if X is not None and all(v is None for v in params.values()):
         params.update(sobol_bounds(X, distribution))
-    indices = sobol(poly, distribution, **params)
+    indices = sobol(poly, distribution, **params, data=X)
     if variables is not None:
         if len(variables) != poly.n_vars:
             raise ValueError(f"variables must have {poly.n_vars} names, got {len(variables)}.")

@@ -10,6 +10,7 @@ the polynomial, to rounding in float64, or exactly in rationals on the exact pat
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -32,7 +33,11 @@ from polynet.errors import PolynetWarning
 from polynet.poly.index import MonomialIndex
 from polynet.poly.polynomial import NetworkPolynomial
 
-__all__ = ["SobolIndices", "sobol", "sobol_bounds", "DISTRIBUTIONS"]
+__all__ = ["SobolIndices", "sobol", "sobol_bounds", "DISTRIBUTIONS", "VARIANCE_RATIO_WARN"]
+
+#: When the polynomial's variance under the distribution exceeds its variance on the data by
+#: this factor, the indices mostly describe where the formula extrapolates: say so beside them.
+VARIANCE_RATIO_WARN = 10.0
 
 #: Input distributions and the orthogonal family each takes.
 DISTRIBUTIONS = {"uniform": "legendre", "normal": "hermite"}
@@ -61,6 +66,9 @@ class SobolIndices:
         Whether the arrays hold ``fractions.Fraction`` (object dtype).
     order_variance : ndarray of shape (n_outputs, max_order + 1)
         Variance carried by the terms of each interaction order (column 0 is zero).
+    data_variance : ndarray of shape (n_outputs,) or None
+        The polynomial's variance on the data points given to :func:`sobol` (``data=``);
+        :meth:`caveat` compares it with ``variance``.
     """
 
     mean: np.ndarray
@@ -73,6 +81,7 @@ class SobolIndices:
     parameters: dict[str, list]
     exact: bool
     order_variance: np.ndarray = field(repr=False)
+    data_variance: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_outputs(self) -> int:
@@ -97,10 +106,33 @@ class SobolIndices:
         order = np.argsort(-s[i, j], kind="stable")[:top]
         return [(self.variables[i[k]], self.variables[j[k]], float(s[i[k], j[k]])) for k in order]
 
+    def variance_ratio(self, output: int = 0) -> float | None:
+        """The variance under the distribution over the variance on the data (None: no data)."""
+        if self.data_variance is None:
+            return None
+        on_data = float(self.data_variance[output])
+        return math.inf if on_data <= 0 else float(self.variance[output]) / on_data
+
+    def caveat(self, output: int = 0) -> str | None:
+        """One line when the distribution's variance dwarfs the data's
+        (:data:`VARIANCE_RATIO_WARN`), else None."""
+        ratio = self.variance_ratio(output)
+        if ratio is None or ratio < VARIANCE_RATIO_WARN:
+            return None
+        return (
+            f"caveat: output {output} varies {ratio:,.0f}x more under these {self.distribution} "
+            f"inputs than on the data (variance {float(self.variance[output]):.4g} against "
+            f"{float(self.data_variance[output]):.4g}), so the indices describe where the "
+            "formula extrapolates, not what drives its predictions on the data; for that, use "
+            "data-based indices such as permutation importance of the polynomial on the data "
+            "(sklearn.inspection.permutation_importance), or a narrower box (low=, high=)."
+        )
+
     def table(self, output: int = 0, *, top: int | None = None, markdown: bool = True) -> str:
         """First and total indices of one output, largest total first, as a table.
 
-        ``markdown=False`` gives aligned plain text. ``top`` keeps the largest rows.
+        ``markdown=False`` gives aligned plain text. ``top`` keeps the largest rows. A caveat
+        line follows when the distribution's variance dwarfs the data's (:meth:`caveat`).
         """
         first = np.asarray(self.first[output], dtype=np.float64)
         total = np.asarray(self.total[output], dtype=np.float64)
@@ -125,10 +157,29 @@ class SobolIndices:
             widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
             lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
             lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
-        return "\n".join(lines) + "\n\n" + note
+        caveat = self.caveat(output)
+        return "\n".join(lines) + "\n\n" + note + ("\n\n" + caveat if caveat else "")
 
     def __str__(self) -> str:
         return self.table(markdown=False)
+
+    def _repr_html_(self) -> str:
+        from polynet.poly.count import html_table
+
+        header = ["variable", "first S_i", "total T_i", "interactions T_i - S_i"]
+        parts = []
+        for o in range(self.n_outputs):
+            first = np.asarray(self.first[o], dtype=np.float64)
+            total = np.asarray(self.total[o], dtype=np.float64)
+            rows = [
+                [self.variables[i], f"{first[i]:.4f}", f"{total[i]:.4f}"]
+                + [f"{total[i] - first[i]:.4f}"]
+                for i in np.argsort(-total, kind="stable")
+            ]
+            note = self.table(o).rsplit("\n\n", 1)[-1]  # mean, variance, shares by order
+            label = f"output {o}: " if self.n_outputs > 1 else ""
+            parts.append(html_table(header, rows, label + note))
+        return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -192,6 +243,7 @@ def sobol(
     mean: ArrayLike | float | None = None,
     std: ArrayLike | float | None = None,
     exact: bool = False,
+    data: ArrayLike | None = None,
 ) -> SobolIndices:
     """Sobol indices of every output of ``poly`` for independent inputs, without sampling.
 
@@ -207,6 +259,10 @@ def sobol(
     exact : bool, default=False
         Compute in rationals from the exact coefficients (``expand(..., exact=True)``); the
         parameters are taken as exact binary fractions.
+    data : array-like of shape (n_samples, n_vars), optional
+        Points in the polynomial's variables (e.g. the training inputs): the polynomial's
+        variance on them is kept (``data_variance``) so that :meth:`SobolIndices.table` can warn
+        when the distribution's variance dwarfs it.
 
     Returns
     -------
@@ -280,7 +336,20 @@ def sobol(
         parameters=params,
         exact=exact,
         order_variance=orders,
+        data_variance=None if data is None else _data_variance(poly, data),
     )
+
+
+def _data_variance(poly: NetworkPolynomial, data: ArrayLike) -> np.ndarray:
+    """Per output, the variance of the polynomial's values at the data points."""
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != poly.n_vars:
+        raise ValueError(
+            f"data must have shape (n_samples, {poly.n_vars}) in the polynomial's variables, "
+            f"got {x.shape}."
+        )
+    values = np.asarray(poly.to("cpu")(x), dtype=np.float64).reshape(len(x), -1)
+    return values.var(axis=0)
 
 
 def sobol_bounds(

@@ -18,7 +18,11 @@ from polynet.poly.polynomial import NetworkPolynomial
 from polynet.poly.truncation import _box, _keep, ranked_bounds
 from polynet.validation import check_int, check_number
 
-__all__ = ["Sparsification", "sparsify"]
+__all__ = ["Sparsification", "sparsify", "NOTHING_TO_DROP"]
+
+#: A certified truncation that keeps at least this share of the terms has found nothing worth
+#: dropping: the result says so instead of presenting the count as a sparser formula.
+NOTHING_TO_DROP = 0.9
 
 #: Points per chunk when measuring the error of every truncation level at once.
 _CHUNK_ELEMENTS = 1 << 22
@@ -60,6 +64,18 @@ class Sparsification:
     rms_errors: np.ndarray
     low: list[float]
     high: list[float]
+
+    def caveat(self) -> str | None:
+        """One line when the truncation keeps nearly every term (:data:`NOTHING_TO_DROP`)."""
+        total = int(self.terms[-1])
+        if total == 0 or self.n_terms < NOTHING_TO_DROP * total:
+            return None
+        return (
+            f"nothing to drop: every output within tol = {self.tol:.3g} on the box needs "
+            f"{self.n_terms / total:.2%} of the terms ({self.n_terms:,} of {total:,}), so this "
+            "polynomial has no smaller certified form at this tolerance; a looser tol, a "
+            "smaller box, or a refit of a few terms on the data would be needed."
+        )
 
     def table(self) -> str:
         """The curve as a markdown table (terms, certified bound, measured errors)."""

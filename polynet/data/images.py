@@ -13,6 +13,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged deflate data
             raise DataError(
                 f"{str(path)!r} looks gzip-compressed but does not decompress ({exc}); the "
                 "file is damaged: delete it and fetch it again."
@@ -336,7 +337,7 @@ def load_digits(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
     random_state : int, default=0
         Seed of the split.
     """
-    raw = _sklearn_datasets().load_digits()
+    raw = _sklearn_datasets("digits").load_digits()
     parts = _split(
         raw.data.astype(np.float64), raw.target.astype(np.int64), test_size, random_state
     )

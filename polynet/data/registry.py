@@ -11,13 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from polynet.data.dataset import Dataset
+from polynet.data.files import load_file
 from polynet.data.images import load_digits, load_fashion_mnist, load_mnist
 from polynet.data.preprocessing import Standardizer
 from polynet.data.synthetic import sparse_polynomial, two_spirals, xor
 from polynet.data.tabular import _load_boston_no_b, load_boston, load_diabetes
 from polynet.errors import DataError
 
-__all__ = ["LOADERS", "load", "from_metadata"]
+__all__ = ["LOADERS", "NEEDS_EXTRA", "load", "from_metadata"]
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "boston": load_boston,
@@ -29,7 +30,12 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "sparse-poly": sparse_polynomial,
     "mnist": load_mnist,
     "fashion-mnist": load_fashion_mnist,
+    "file": load_file,
 }
+
+#: Data sets whose loader needs an optional package: name -> its import name (see
+#: :data:`polynet.extras.EXTRAS` for the extra that installs it).
+NEEDS_EXTRA: dict[str, str] = {"diabetes": "sklearn", "digits": "sklearn"}
 
 
 def load(name: str, **kwargs: Any) -> Dataset:

@@ -16,7 +16,6 @@ from polynet.data.preprocessing import _split
 
 __all__ = ["load_boston", "load_diabetes"]
 
-_SKLEARN_HINT = 'install it with: pip install "polynet-slaf[sklearn]"'
 
 _BOSTON_DESCRIPTION = (
     "Boston housing (Harrison & Rubinfeld 1978): 506 census tracts, 13 features, target MEDV "
@@ -89,12 +88,11 @@ def _load_boston_no_b() -> Dataset:
     return load_boston(drop_b=True)
 
 
-def _sklearn_datasets() -> Any:
-    try:
-        import sklearn.datasets
-    except ImportError as exc:
-        raise ImportError(f"this data set ships with scikit-learn; {_SKLEARN_HINT}") from exc
-    return sklearn.datasets
+def _sklearn_datasets(name: str) -> Any:
+    """scikit-learn's ``datasets`` module, which ships the ``name`` data set."""
+    from polynet.extras import require
+
+    return require("sklearn.datasets", f"the {name} data set (it ships with scikit-learn)")
 
 
 def load_diabetes(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
@@ -110,7 +108,7 @@ def load_diabetes(*, test_size: float = 0.2, random_state: int = 0) -> Dataset:
     random_state : int, default=0
         Seed of the split.
     """
-    raw = _sklearn_datasets().load_diabetes(scaled=False)
+    raw = _sklearn_datasets("diabetes").load_diabetes(scaled=False)
     parts = _split(
         raw.data.astype(np.float64), raw.target.astype(np.float64), test_size, random_state
     )

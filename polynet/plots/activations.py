@@ -20,7 +20,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
-from polynet.approximate import _MAX_FIT_POINTS, NearestActivation, _fit_nearest
+from polynet.approximate import _MAX_FIT_POINTS, NAME_R2, NearestActivation, _fit_nearest
 from polynet.plots.calibration import _as_inputs, _find_slafs, _layer_label, calibrate
 from polynet.plots.figure import _figure, _save
 from polynet.slaf import SLAF
@@ -217,13 +217,50 @@ def plot_activations(
         else "no data given: each curve spans its running mean ± 3σ"
     )
     title = f"Learned activations ({where})"
+    if any(len(channels) > 1 for _, channels in panels):
+        notes.append(
+            "shared = one polynomial per layer; curves differ by each channel's normalisation"
+        )
     if notes:
-        title += "\n" + "; ".join(notes)
-    fig.suptitle(title, fontsize=11)
-    fig.supxlabel("SLAF input z", fontsize=10)
+        title += "\n" + ";\n".join(notes)
+    fig.suptitle(title, fontsize=10)
+    # x labels on the axes (a figure-level one would sit on top of the legend below).
+    for ax, _ in zip(grid.flat, panels):
+        ax.set_xlabel("SLAF input z", fontsize=8.5, labelpad=1)
     fig.supylabel("SLAF output a(z)", fontsize=10)
+    _legend(fig, n_observed is not None, fit_nearest, 1 if ncols == 1 else min(3, ncols))
     _save(fig, path)
     return fig
+
+
+def _legend(fig: Figure, histogram: bool, nearest: bool, ncols: int) -> None:
+    """One legend for every panel: what the solid, dashed and grey marks are."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color="C0", lw=1.5, label="learned activation a(z), one per channel")]
+    if nearest:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="C3",
+                ls="--",
+                lw=1.3,
+                label=f"nearest standard activation a·f(bz+c)+d, if R² ≥ {NAME_R2}",
+            )
+        )
+    if histogram:
+        handles.append(
+            Patch(color="0.82", label="inputs z on the data, channels pooled (count: right axis)")
+        )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(ncols, len(handles)),
+        fontsize=7.5,
+        frameon=False,
+    )
 
 
 def _plan_panels(
@@ -268,7 +305,8 @@ def _draw_activation_panel(ax: Axes, layer: _Layer, channels: list[int], fit_nea
         values = layer.samples[:, channels].reshape(-1)
         counts, _, _ = twin.hist(values, bins=40, color="0.82", edgecolor="none")
         twin.set_ylim(0, max(float(counts.max()), 1.0) * 2.8)
-        twin.set_yticks([])
+        twin.tick_params(axis="y", labelsize=6.5, colors="0.55", length=2)
+        twin.set_ylabel("count", fontsize=7, color="0.55", labelpad=1)
         ax.set_zorder(twin.get_zorder() + 1)
         ax.patch.set_visible(False)
     alpha = 1.0 if single else max(0.25, min(0.8, 6 / len(channels)))
@@ -281,19 +319,22 @@ def _draw_activation_panel(ax: Axes, layer: _Layer, channels: list[int], fit_nea
     if single:
         ax.set_title(f"{_layer_label(layer.name)} · channel {channels[0]}", fontsize=9)
     else:
+        drawn = "" if len(channels) == slaf.num_features else f" ({len(channels)} drawn)"
         ax.set_title(
-            f"{_layer_label(layer.name)} · shared, {slaf.num_features} channels", fontsize=9
+            f"{_layer_label(layer.name)} · shared, {slaf.num_features} channels{drawn}",
+            fontsize=9,
         )
     text = kind
     if fit_nearest:
         near = _panel_nearest(layer, channels)
-        zz = np.linspace(z.min(), z.max(), CURVE_POINTS)
-        ax.plot(zz, near(zz), ls="--", color="C3", lw=1.3)
+        if near.close:
+            zz = np.linspace(z.min(), z.max(), CURVE_POINTS)
+            ax.plot(zz, near(zz), ls="--", color="C3", lw=1.3)
         if single:
-            text = f"{near.label()}\n{kind}"
+            text = f"{_short(near)}\n{kind}"
         else:
             summary = _per_channel_summary(layer, channels)
-            text = f"all: {near.label()}\n{summary} · {kind}"
+            text = f"all channels: {_short(near)}\n{summary} · {kind}"
     ax.text(
         0.03,
         0.97,
@@ -315,17 +356,27 @@ def _limit_y(ax: Axes, y: np.ndarray) -> None:
 
 
 def _per_channel_summary(layer: _Layer, channels: list[int]) -> str:
-    """Nearest activations of a few channels fitted one by one, counted by name."""
+    """Nearest activations of a few channels fitted one by one, counted by name: "4 channels
+    fitted alone: tanh ×2, −square ×1, no close match ×1 (median R² 0.97)"."""
     chosen = [channels[i] for i in _evenly(len(channels), CHANNEL_FITS)]
     fits = [_panel_nearest(layer, [ch]) for ch in chosen]
     names: dict[str, int] = {}
     for fit in fits:
-        name = ("−" if fit.a < 0 else "") + fit.name
+        name = ("−" if fit.a < 0 else "") + fit.name if fit.close else "no close match"
         names[name] = names.get(name, 0) + 1
-    ranked = sorted(names.items(), key=lambda kv: -kv[1])
-    counted = ", ".join(f"{name} {n}/{len(fits)}" for name, n in ranked)
+    ranked = sorted(names.items(), key=lambda kv: (kv[0] == "no close match", -kv[1]))
+    counted = ", ".join(f"{name} ×{n}" for name, n in ranked)
     median = float(np.median([fit.r2 for fit in fits]))
-    return f"each: {counted}\n(median R² {median:.3f})"
+    return f"{len(fits)} channels alone: {counted}\nmedian R² {median:.3f}"
+
+
+def _short(near: NearestActivation) -> str:
+    """A figure label: "≈ tanh (R² 0.991)", or "no close match (best gelu, R² 0.475)"."""
+    sign = "−" if near.a < 0 else ""
+    quality = f"R² {near.r2:.3f}" if near.r2 < 0.9995 else f"1 − R² {max(1 - near.r2, 0):.0e}"
+    if not near.close:
+        return f"no close match (best {sign}{near.name}, {quality})"
+    return f"≈ {sign}{near.name} ({quality})"
 
 
 def _panel_nearest(layer: _Layer, channels: list[int]) -> NearestActivation:

@@ -25,7 +25,12 @@ CALIBRATION_SAMPLES = 2048
 
 
 def _layer_label(name: str) -> str:
-    return "SLAF" if name == "" else "model[" + name.replace(".", "][") + "]"
+    """``model[1]`` for a Sequential's layer, ``act1`` for an attribute, ``block[2].act``."""
+    if name == "":
+        return "SLAF"
+    parts = name.split(".")
+    label = f"model[{parts[0]}]" if parts[0].isdigit() else parts[0]
+    return label + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1:])
 
 
 def _find_slafs(model: nn.Module) -> list[tuple[str, SLAF]]:

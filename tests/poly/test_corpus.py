@@ -274,9 +274,11 @@ def test_functional_conv2d_with_keyword_arguments():
 def test_store_on_a_graph_model_is_refused_not_ignored(tmp_path):
     from tests.poly.corpus_models import CheckedSquare
 
-    with pytest.raises(NotExpandableError, match="store= and client= are not implemented"):
+    with pytest.raises(NotExpandableError, match="needs a model whose forward"):
         polynet.expand(CheckedSquare().eval(), store=tmp_path / "c.zarr")
     assert not (tmp_path / "c.zarr").exists()
+    with pytest.raises(NotExpandableError, match="client= need a model whose forward"):
+        polynet.expand(CheckedSquare().eval(), client=object())
 
 
 def test_progress_on_a_graph_model(capsys):
