@@ -94,6 +94,9 @@ class _ShapeValue:
 
     values: np.ndarray
     batch: np.ndarray  # bool, same shape: True where the entry is the batch size
+    #: A value with a batch axis (and which axis), for ops that build tensors of this shape.
+    source: Any = None
+    axis: int = 0
 
     def substituted(self, k: int) -> np.ndarray:
         return np.where(self.batch, np.int64(_SENTINELS[k]), self.values).astype(self.values.dtype)
@@ -415,6 +418,7 @@ class _Builder:
                 if n:
                     feeds[n] = v.substituted(k) if isinstance(v, _ShapeValue) else v
             runs.append(self._evaluate(node, feeds))
+        origin = next(v for v in ins if isinstance(v, _ShapeValue))
         outs: list[Any] = []
         for a, b in zip(*runs):
             if a.shape != b.shape:
@@ -425,7 +429,11 @@ class _Builder:
             batch = (a == _SENTINELS[0]) & (b == _SENTINELS[1])
             if not np.array_equal(a[~batch], b[~batch]) or a.dtype.kind != "i":
                 raise _unsupported(node, "it computes with the batch size (not just passing it on)")
-            outs.append(_ShapeValue(np.where(batch, 0, a).astype(a.dtype), batch))
+            outs.append(
+                _ShapeValue(
+                    np.where(batch, 0, a).astype(a.dtype), batch, origin.source, origin.axis
+                )
+            )
         return outs
 
     def _if(self, node: Any, ins: list[Any], env: ChainMap) -> list[Any]:
@@ -738,6 +746,44 @@ def _conv(b: _Builder, node, ins, attrs):
     return _cropped(b, node, b.module(layer, x, node=node), crop)
 
 
+_CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+@_handles("ConvTranspose")
+def _conv_transpose(b: _Builder, node, ins, attrs):
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    if not (isinstance(x, _Run) and _is_const(w) and (bias is None or _is_const(bias))):
+        raise _unsupported(node, "its weights depend on the input; they must be constants")
+    kernel = list(w.shape[2:])
+    nd = len(kernel)
+    if nd not in _CONV_T:
+        raise _unsupported(node, f"{nd}-d transposed convolution")
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or "output_shape" in attrs:
+        raise _unsupported(node, "auto_pad or output_shape (give explicit pads instead)")
+    pads = list(attrs.get("pads", [0] * 2 * nd))
+    if pads[:nd] != pads[nd:]:
+        raise _unsupported(node, "asymmetric padding of a transposed convolution")
+    group = int(attrs.get("group", 1))
+    layer = _CONV_T[nd](
+        w.shape[0],
+        w.shape[1] * group,
+        kernel,
+        stride=list(attrs.get("strides", [1] * nd)),
+        padding=pads[:nd],
+        output_padding=list(attrs.get("output_padding", [0] * nd)),
+        dilation=list(attrs.get("dilations", [1] * nd)),
+        groups=group,
+        bias=bias is not None,
+        dtype=_torch_dtype(w.dtype),
+    )
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(np.array(w, copy=True)))
+        if bias is not None:
+            layer.bias.copy_(torch.from_numpy(np.array(bias, copy=True)))
+    return b.module(layer, x, node=node)
+
+
 @_handles("AveragePool")
 def _avgpool(b: _Builder, node, ins, attrs):
     x = ins[0]
@@ -812,7 +858,35 @@ def _shape(b: _Builder, node, ins, attrs):
     end = rank if end is None else max(0, int(end) + rank if int(end) < 0 else int(end))
     values = np.array(x.shape[start:end], dtype=np.int64)
     batch = np.array([i in x.batch_axes for i in range(rank)][start:end], dtype=bool)
-    return _ShapeValue(values, batch) if batch.any() else values
+    if not batch.any():
+        return values
+    return _ShapeValue(values, batch, x, min(x.batch_axes))
+
+
+def _full_with_batch(x: Tensor, sizes: list, axis: int, value: float, dtype) -> Tensor:
+    """A constant tensor whose None sizes are x's batch size (ONNX ConstantOfShape)."""
+    return x.new_full([x.shape[axis] if s is None else s for s in sizes], value, dtype=dtype)
+
+
+@_handles("ConstantOfShape")
+def _constant_of_shape(b: _Builder, node, ins, attrs):
+    shape = ins[0]
+    if not isinstance(shape, _ShapeValue) or shape.source is None:
+        raise _unsupported(node, "its shape depends on the values of the input")
+    from onnx import numpy_helper
+
+    value = attrs.get("value")
+    fill = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
+    sizes = [None if m else int(v) for v, m in zip(shape.values, shape.batch)]
+    return b.function(
+        _full_with_batch,
+        shape.source,
+        sizes,
+        shape.axis,
+        fill.reshape(-1)[0].item(),
+        _torch_dtype(fill.dtype),
+        node=node,
+    )
 
 
 @_handles("Size")
@@ -1119,7 +1193,6 @@ def _reduce_with(x: Tensor, fn: Callable, axes: tuple[int, ...], keepdim: bool) 
 _NONLINEAR_REDUCE = {
     "ReduceMax": torch.amax,
     "ReduceMin": torch.amin,
-    "ReduceProd": None,
     "ReduceL1": None,
     "ReduceL2": None,
     "ReduceLogSumExp": torch.logsumexp,
@@ -1130,6 +1203,14 @@ def _prod(x: Tensor, dim: tuple[int, ...], keepdim: bool) -> Tensor:
     for d in sorted(dim, reverse=True):
         x = torch.prod(x, dim=d, keepdim=keepdim)
     return x
+
+
+@_handles("ReduceProd")
+def _reduce_prod(b: _Builder, node, ins, attrs):
+    axes, keep = _reduce_axes(b, node, ins, attrs)
+    if axes is None:
+        return ins[0]
+    return b.function(_prod, ins[0], axes, keep, node=node)
 
 
 def _l1(x: Tensor, dim: tuple[int, ...], keepdim: bool) -> Tensor:
@@ -1145,9 +1226,7 @@ def _reduce_refused(b: _Builder, node, ins, attrs):
     axes, keep = _reduce_axes(b, node, ins, attrs)
     if axes is None:
         return ins[0]
-    fn = {"ReduceProd": _prod, "ReduceL1": _l1, "ReduceL2": _l2}.get(node.op_type) or (
-        _NONLINEAR_REDUCE[node.op_type]
-    )
+    fn = {"ReduceL1": _l1, "ReduceL2": _l2}.get(node.op_type) or (_NONLINEAR_REDUCE[node.op_type])
     return b.refused(node, functools.partial(_reduce_with, fn=fn, axes=axes, keepdim=keep), ins[0])
 
 

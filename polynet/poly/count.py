@@ -248,6 +248,9 @@ def _count_graph(model: nn.Module, input_shape) -> TermCount:
 
     shape = graph_input_shape(model, input_shape)
     sketch = expand_graph(model, shape, symbolic=True)
+    from polynet.poly.trace import check_same_ops
+
+    check_same_ops(sketch.ops, expand_graph(model, shape, symbolic=True, probe=1).ops, model)
     rows = tuple(
         LayerCount(node.node, node.op, node.parameters, node.degree) for node in sketch.nodes
     )

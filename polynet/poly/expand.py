@@ -229,9 +229,19 @@ def _check_training(model: nn.Module) -> None:
             )
 
 
-def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
+def _expand_graph(
+    model, exact, device, inputs, fixed, max_memory, input_shape, progress=False, store=None,
+    client=None,
+):  # fmt: skip
     from polynet.poly.graph import expand_graph
     from polynet.poly.index import MonomialIndex
+
+    if store is not None or client is not None:
+        raise NotExpandableError(
+            f"store= and client= need a model whose forward() is a chain of layers; "
+            f"{type(model).__name__} is expanded as a traced graph, which holds its result in "
+            "memory. Drop them (and use max_memory=), or expand a Sequential of table layers."
+        )
 
     if exact:
         raise NotExpandableError(
@@ -248,6 +258,10 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
     elif fixed is not None:
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
     sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
+    from polynet.poly.trace import check_same_ops
+
+    other = expand_graph(model, shape, device, symbolic=True, entry=entry, probe=1)
+    check_same_ops(sketch.ops, other.ops, model)
     n = sketch.output.n_vars
     peak = max(
         (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
@@ -271,7 +285,14 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
             count_hint="polynet.count_terms(model, input_shape=...)",
         )
         raise ExpansionTooLargeError(refusal.python_text(), refusal)
-    result = expand_graph(model, shape, device, entry=entry)
+    bar = _progress(progress, len(sketch.nodes))
+    try:
+        result = expand_graph(
+            model, shape, device, entry=entry, on_node=None if bar is None else bar.update
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
     seconds = time.perf_counter() - start
@@ -285,6 +306,8 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
             **({} if entry is None else {"inputs": entry[0], "fixed": entry[1].tolist()}),
             "input_shape": list(shape),
             "output_shape": list(out.value_shape),
+            # Several output tensors (tuple/dict): name -> entries, in the order of the columns.
+            **({"outputs": dict(result.outputs)} if len(result.outputs) > 1 else {}),
             # The propagated degree after each node that depends on the input.
             "node_degrees": {row.node: row.degree for row in result.nodes},
             "seconds": seconds,
@@ -406,10 +429,10 @@ def expand(
 
         device = resolve_device(device)
     if not is_chain(model):
-        from polynet.poly.graph import as_chain, trace
+        from polynet.poly.graph import chain_of
 
         _check_training(model)
-        chain = as_chain(trace(model))
+        chain = chain_of(model)
         if chain is None:
             if partial or form == "sparse":
                 raise NotExpandableError(
@@ -423,7 +446,9 @@ def expand(
                     "this one is expanded as a traced graph, which holds its result in memory. "
                     "Drop store= (and use max_memory=), or expand a Sequential of table layers."
                 )
-            return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
+            return _expand_graph(
+                model, exact, device, inputs, fixed, max_memory, input_shape, progress, None, client
+            )
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.
         model = chain
     if form == "factored":

@@ -1,4 +1,4 @@
-"""Any polynomial ``forward()``: a model traced by torch.fx and run on tensors of polynomials.
+"""Any polynomial ``forward()``: run on tensors of polynomials (see :mod:`polynet.poly.trace`).
 
 Every value the model computes from its input becomes a :class:`PolyTensor`: a dense
 coefficient array of shape (T(d), *value_shape) over the graded monomials of degree ≤ d in
@@ -8,15 +8,16 @@ convolutions and pooling apply to it unchanged; products of two polynomial tenso
 outer product of their coefficients into monomials (degrees add). Values that do not depend
 on the input (parameters, buffers, sizes) are computed as the model computes them.
 
-Each op is looked up in :mod:`polynet.poly.rules`; one that is not a polynomial map is
-refused naming the op, its module and the line of the user's ``forward()``.
+The model runs on an example batch and each ATen op is looked up in
+:data:`polynet.poly.rules.ATEN_RULES` (:mod:`polynet.poly.trace`); one that is not a
+polynomial map is refused naming the op, its module and the line of the user's
+``forward()``. torch.fx is used only to tell whether a ``forward()`` is a plain chain of
+table layers (the chain fast path).
 """
 
 from __future__ import annotations
 
 import math
-import operator
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 
 from polynet.errors import NotExpandableError
 from polynet.poly.index import MonomialIndex
-from polynet.poly.rules import FUNCTION_RULES, METHOD_RULES, Rule, check_module
+from polynet.poly.rules import check_module
 from polynet.slaf import SLAF
 
 __all__ = ["PolyTensor", "GraphExpansion", "NodeDegree", "trace", "expand_graph"]
@@ -83,6 +84,10 @@ class GraphExpansion:
     output: PolyTensor
     nodes: tuple[NodeDegree, ...]
     input_shape: tuple[int, ...]
+    #: (name, number of entries) of each output tensor, in order ("" for a lone tensor).
+    outputs: tuple[tuple[str, int], ...] = ()
+    #: The ATen ops run (two example batches must run the same ones).
+    ops: tuple[str, ...] = ()
 
     @property
     def degree_bound(self) -> int:
@@ -91,10 +96,6 @@ class GraphExpansion:
 
 class _Tracer(torch.fx.Tracer):
     """torch.fx's tracer, keeping polynet's SLAF (and every module in the table) whole."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.record_stack_traces = True
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, SLAF) or super().is_leaf_module(m, module_qualified_name)
@@ -170,47 +171,20 @@ def _accepted(module: nn.Module) -> bool:
     return not isinstance(module, nn.Flatten) or (module.start_dim, module.end_dim) == (1, -1)
 
 
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
-
-
-def _location(node: torch.fx.Node) -> str:
-    """file:line (function) of the user's code that made ``node``."""
-    stack = node.stack_trace or ""
-    # Skip torch's frames and the forward() that polynet.onnx generates: the ONNX node's
-    # name in the error is what locates it there.
-    frames = [
-        m
-        for m in _FRAME.finditer(stack)
-        if "/torch/" not in m.group(1) and not m.group(1).endswith("/polynet/onnx.py")
-    ]
-    if not frames:
-        return ""
-    m = frames[-1]
-    return f"{m.group(1)}:{m.group(2)} (in {m.group(3)})"
-
-
-def _module_path(node: torch.fx.Node) -> str:
-    if node.op == "call_module":
-        return str(node.target)
-    stack = node.meta.get("nn_module_stack") or {}
-    if stack:
-        path = list(stack.values())[-1]
-        return path[0] if isinstance(path, tuple) else str(path)
-    return ""
-
-
-def _refusal(node: torch.fx.Node, what: str, why: str) -> NotExpandableError:
-    path = _module_path(node)
-    where = _location(node)
-    return NotExpandableError(
-        f"cannot expand {what}"
-        + (f" in {path}" if path else "")
-        + (f" at {where}" if where else "")
-        + f": {why}"
-    )
-
-
 # ---------------------------------------------------------------- polynomial arithmetic
+
+
+def _broadcast_shapes(*shapes) -> tuple[int, ...]:
+    """torch.broadcast_shapes without its first-call import of sympy (seconds)."""
+    rank = max(len(s) for s in shapes)
+    out = [1] * rank
+    for shape in shapes:
+        for i, size in enumerate(shape, rank - len(shape)):
+            if size != 1:
+                if out[i] not in (1, size):
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                out[i] = size
+    return tuple(out)
 
 
 def _n_monomials(n: int, degree: int) -> int:
@@ -251,7 +225,7 @@ def multiply(a: PolyTensor, b: PolyTensor) -> PolyTensor:
     ca, cb = _align(a, b)
     if a.symbolic:
         return a.with_coefficients(ca * cb, degree)
-    shape = torch.broadcast_shapes(ca.shape[1:], cb.shape[1:])
+    shape = _broadcast_shapes(ca.shape[1:], cb.shape[1:])
     n = a.n_vars
     out = ca.new_zeros((_n_monomials(n, degree), *shape))
     pmap = _product_map(n, a.degree, b.degree, ca.device).reshape(ca.shape[0], cb.shape[0])
@@ -282,7 +256,7 @@ def add_constant(a: PolyTensor, c: Tensor | float) -> PolyTensor:
         if c.shape[0] != 1:
             raise ValueError("constant with a batch axis")
         c = c[0]
-    shape = torch.broadcast_shapes(a.value_shape, c.shape)
+    shape = _broadcast_shapes(a.value_shape, c.shape)
     coefficients = a.coefficients.expand(a.coefficients.shape[0], *shape).clone()
     coefficients[0] += c
     return a.with_coefficients(coefficients)
@@ -367,402 +341,21 @@ def scale(a: PolyTensor, c: Tensor | float) -> PolyTensor:
     return a.with_coefficients(a.coefficients * c)
 
 
-# ---------------------------------------------------------------- the interpreter
-
-
-def _polys(values) -> list[PolyTensor]:
-    found: list[PolyTensor] = []
-    torch.fx.node.map_aggregate(
-        values, lambda v: found.append(v) if isinstance(v, PolyTensor) else None
-    )
-    return found
-
-
-def _coefficients(values):
-    return torch.fx.node.map_aggregate(
-        values, lambda v: v.coefficients if isinstance(v, PolyTensor) else v
-    )
-
-
-def _f64(value):
-    return torch.fx.node.map_aggregate(
-        value,
-        lambda v: v.to(torch.float64) if torch.is_tensor(v) and v.is_floating_point() else v,
-    )
-
-
-class _Interpreter:
-    def __init__(self, gm: torch.fx.GraphModule, n_vars: int, symbolic: bool, device) -> None:
-        self.gm = gm
-        self.modules = dict(gm.named_modules())
-        self.n_vars = n_vars
-        self.symbolic = symbolic
-        self.device = device
-        self.rows: list[NodeDegree] = []
-
-    def run(self, x: PolyTensor) -> Any:
-        env: dict[torch.fx.Node, Any] = {}
-        placeholders = 0
-        for node in self.gm.graph.nodes:
-            args = torch.fx.node.map_arg(node.args, lambda n: env[n])
-            kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
-            if node.op == "placeholder":
-                if placeholders == 0:
-                    env[node] = x
-                elif node.args:  # a default value
-                    env[node] = node.args[0]
-                else:
-                    raise _refusal(
-                        node,
-                        f"input {node.target!r}",
-                        "the model takes more than one input; wrap it so forward() takes one "
-                        "tensor (concatenate the inputs).",
-                    )
-                placeholders += 1
-            elif node.op == "get_attr":
-                value = self.gm
-                for part in str(node.target).split("."):
-                    value = getattr(value, part)
-                env[node] = _f64(value.detach() if torch.is_tensor(value) else value)
-            elif node.op == "output":
-                return args[0]
-            elif node in env:  # computed together with the node before it
-                self._record(node, env[node])
-            else:
-                fused = self._fusable(node, args)
-                if fused is not None:
-                    slaf, linear, user = fused
-                    (x,) = args
-                    env[node] = None  # never read: its only user is the Linear
-                    env[user] = x.with_coefficients(
-                        unit_polynomial_linear(
-                            x.coefficients, x.degree, x.n_vars, slaf.polynomial(), linear
-                        ),
-                        x.degree * slaf.degree,
-                    )
-                    self.rows.append(
-                        NodeDegree(
-                            str(node.target),
-                            "SLAF",
-                            sum(p.numel() for p in slaf.parameters()),
-                            x.degree * slaf.degree,
-                            _location(node),
-                            math.prod(x.value_shape),
-                        )
-                    )
-                    continue
-                env[node] = self.step(node, args, kwargs)
-                self._record(node, env[node])
-        raise NotExpandableError("the traced graph has no output.")
-
-    def _fusable(self, node, args):
-        """(SLAF, Linear, Linear's node) when an SLAF on vectors feeds only a narrower Linear."""
-        if self.symbolic or node.op != "call_module" or len(node.users) != 1:
-            return None
-        slaf = self.modules[node.target]
-        if not isinstance(slaf, SLAF) or len(args) != 1 or not isinstance(args[0], PolyTensor):
-            return None
-        (user,) = node.users
-        if user.op != "call_module" or user.args != (node,) or user.kwargs:
-            return None
-        linear = self.modules[user.target]
-        x = args[0]
-        if not isinstance(linear, nn.Linear) or len(x.value_shape) != 1 or slaf.degree < 2:
-            return None
-        check_module(str(node.target), slaf)
-        check_module(str(user.target), linear)
-        # The fold pays off when the outputs are fewer than the units (Gram per output).
-        if linear.out_features >= x.value_shape[0]:
-            return None
-        return slaf, linear, user
-
-    def _record(self, node, value) -> None:
-        polys = _polys(value)
-        if not polys:
-            return
-        params = 0
-        if node.op == "call_module":
-            params = sum(p.numel() for p in self.modules[node.target].parameters())
-        self.rows.append(
-            NodeDegree(
-                str(node.target) if node.op == "call_module" else node.name,
-                _op_name(node, self.modules),
-                params,
-                max(p.degree for p in polys),
-                _location(node),
-                sum(math.prod(p.value_shape) for p in polys),
-            )
-        )
-
-    def step(self, node, args, kwargs):
-        polys = _polys((args, kwargs))
-        if node.op == "call_module":
-            module = self.modules[node.target]
-            try:
-                rule = check_module(str(node.target), module)
-            except NotExpandableError as exc:
-                head = f"cannot expand {node.target} ({type(module).__name__})"
-                where = _location(node)
-                message = str(exc).replace(head, f"{head} at {where}", 1) if where else str(exc)
-                raise NotExpandableError(message) from None
-            if not polys:
-                return module(*_f64(args), **kwargs)
-            return self._module(node, module, rule, args, kwargs)
-        if node.op == "call_function":
-            rule = FUNCTION_RULES.get(node.target)
-            name = getattr(node.target, "__name__", str(node.target))
-        else:
-            rule = METHOD_RULES.get(node.target)
-            name = f".{node.target}()"
-        if not polys:  # constants only: compute as the model does
-            if node.op == "call_function":
-                return node.target(*args, **kwargs)
-            obj, *rest = args
-            return getattr(obj, node.target)(*rest, **kwargs)
-        if rule is None:
-            raise _refusal(
-                node,
-                name,
-                f"{name} is not in polynet's table of polynomial ops "
-                "(polynet.poly.rules); rewrite it with supported ops or expand the "
-                "polynomial part alone.",
-            )
-        if not rule.polynomial:
-            why, _, fix = rule.hint.partition("; ")
-            raise _refusal(node, rule.name, f"{why}; {fix}.")
-        try:
-            return self._op(node, rule, args, kwargs)
-        except NotExpandableError:
-            raise
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            raise _refusal(
-                node,
-                rule.name,
-                f"it could not be applied to polynomial tensors ({type(exc).__name__}: {exc}); "
-                "a value that depends on the input may be used as a constant (for example a "
-                "shape taken as the batch size).",
-            ) from exc
-
-    # ---- modules
-
-    def _module(self, node, module: nn.Module, rule: Rule, args, kwargs):
-        (x,) = _polys(args)
-        if rule.kind == "identity":
-            return x
-        if isinstance(module, SLAF):
-            if self.symbolic:
-                return x.with_coefficients(x.coefficients, x.degree * module.degree)
-            return unit_polynomial(x, module.polynomial().to(x.coefficients.device))
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            s = 1.0 / torch.sqrt(module.running_var.double() + module.eps)
-            shift = -module.running_mean.double() * s
-            if module.affine:
-                s = s * module.weight.double()
-                shift = shift * module.weight.double() + module.bias.double()
-            view = [-1] + [1] * (len(x.value_shape) - 1)
-            return add_constant(scale(x, s.reshape(view)), shift.reshape(view))
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            bias = module.bias
-            probe = _without_bias(module)
-            out = x.with_coefficients(probe(x.coefficients))
-            if bias is None:
-                return out
-            view = [-1] + [1] * (len(out.value_shape) - 1)
-            return add_constant(out, bias.detach().double().reshape(view))
-        # linear modules without a constant term (pooling, Flatten)
-        return x.with_coefficients(module.double()(x.coefficients))
-
-    # ---- functions and methods
-
-    def _op(self, node, rule: Rule, args, kwargs):
-        target = node.target
-        kind = rule.kind
-        if kind == "identity":
-            if target is getattr:
-                return getattr(args[0].coefficients, args[1])
-            if target in ("size", "dim"):
-                return getattr(args[0].coefficients, target)(*args[1:], **kwargs)
-            return _polys(args)[0]
-        if kind == "sum":
-            return self._sum(target, args, kwargs)
-        if kind == "product":
-            a, b = args[0], args[1]
-            if isinstance(a, PolyTensor) and isinstance(b, PolyTensor):
-                return multiply(a, b)
-            p, c = (a, b) if isinstance(a, PolyTensor) else (b, a)
-            return scale(p, _f64(c))
-        if kind == "power":
-            return self._power(node, target, args, kwargs)
-        if kind == "affine":
-            return self._affine(node, target, args, kwargs)
-        if kind == "linear":
-            return self._linear(node, target, args, kwargs)
-        raise _refusal(node, rule.name, "not handled")
-
-    def _sum(self, target, args, kwargs):
-        a, b = args[0], args[1]
-        alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
-        sub = target in (operator.sub, operator.isub, torch.sub, "sub")
-        sign = -alpha if sub else alpha
-        if isinstance(a, PolyTensor) and isinstance(b, PolyTensor):
-            return add(a, b, float(sign))
-        if isinstance(a, PolyTensor):
-            return add_constant(a, _f64(b) * sign)
-        # constant ± alpha·poly
-        return add_constant(scale(b, float(sign)), _f64(a))
-
-    def _power(self, node, target, args, kwargs):
-        if target in (torch.square, "square"):
-            base, exponent = args[0], 2
-        else:
-            base, exponent = args[0], args[1] if len(args) > 1 else kwargs.get("exponent")
-        if not isinstance(base, PolyTensor):
-            raise _refusal(node, "a power", "the exponent depends on the input (not a polynomial).")
-        if torch.is_tensor(exponent) and exponent.numel() == 1:
-            exponent = exponent.item()
-        if isinstance(exponent, float) and exponent.is_integer():
-            exponent = int(exponent)
-        if not isinstance(exponent, int) or isinstance(exponent, bool) or exponent < 0:
-            raise _refusal(
-                node,
-                f"x ** {exponent!r}",
-                "only non-negative integer powers are polynomials; use x ** k with an int k.",
-            )
-        if self.symbolic:
-            return base.with_coefficients(base.coefficients, base.degree * exponent)
-        return power(base, exponent)
-
-    def _affine(self, node, target, args, kwargs):
-        name = FUNCTION_RULES.get(target, METHOD_RULES.get(target, Rule(str(target), "affine")))
-        if target in (operator.truediv, torch.div, "div"):
-            a, b = args[0], args[1]
-            if isinstance(b, PolyTensor):
-                raise _refusal(
-                    node,
-                    name.name,
-                    "division by a value that depends on the input is not a polynomial; "
-                    "divide by constants only.",
-                )
-            if kwargs.get("rounding_mode"):
-                raise _refusal(node, name.name, "rounded division is not a polynomial.")
-            return a.with_coefficients(a.coefficients / _f64(b))
-        if target is torch.einsum:
-            equation, *operands = args
-            if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
-                operands = list(operands[0])
-            polys = [i for i, o in enumerate(operands) if isinstance(o, PolyTensor)]
-            if len(polys) != 1:
-                raise _refusal(
-                    node,
-                    "torch.einsum",
-                    "only einsum with one input-dependent operand is supported; multiply "
-                    "polynomial tensors with * instead.",
-                )
-            # The coefficient axis is where the batch axis is: the equation applies as it is.
-            p = operands[polys[0]]
-            ops = [o.coefficients if isinstance(o, PolyTensor) else _f64(o) for o in operands]
-            out = torch.einsum(equation, *ops)
-            return p.with_coefficients(out)
-        if target in (operator.matmul, torch.matmul, torch.mm, "matmul"):
-            a, b = args[0], args[1]
-            if isinstance(b, PolyTensor):
-                raise _refusal(
-                    node,
-                    "@",
-                    "only products with a constant right operand (x @ W) are supported; "
-                    "use torch.einsum with the constant operand explicit.",
-                )
-            return a.with_coefficients(torch.matmul(a.coefficients, _f64(b)))
-        if target is torch.nn.functional.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            out = x.with_coefficients(torch.nn.functional.linear(x.coefficients, _f64(weight)))
-            return out if bias is None else add_constant(out, _f64(bias))
-        if target in (torch.nn.functional.conv1d, torch.nn.functional.conv2d):
-            x, weight, *rest = args
-            bias = rest[0] if rest else kwargs.pop("bias", None)
-            kwargs = {k: v for k, v in kwargs.items() if k != "bias"}
-            out = x.with_coefficients(
-                target(x.coefficients, _f64(weight), None, *rest[1:], **kwargs)
-            )
-            if bias is None:
-                return out
-            view = [-1] + [1] * (len(out.value_shape) - 1)
-            return add_constant(out, _f64(bias).reshape(view))
-        raise _refusal(node, name.name, "not handled.")
-
-    def _linear(self, node, target, args, kwargs):
-        polys = _polys((args, kwargs))
-        if target in (torch.cat, torch.concat, torch.stack):
-            seq = args[0]
-            if not all(isinstance(v, PolyTensor) for v in seq):
-                seq = [
-                    v if isinstance(v, PolyTensor) else constant_like(polys[0], _f64(v)[0])
-                    for v in seq
-                ]
-            degree = max(v.degree for v in seq)
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
-            out = target([v.padded(degree) for v in seq], dim)
-            return polys[0].with_coefficients(out, degree)
-        if target is operator.getitem and isinstance(args[0], (tuple, list)):
-            return args[0][args[1]]  # a part of chunk()/split()/unbind()
-        if len(polys) != 1:
-            raise _refusal(node, _op_name(node), "expects one input-dependent operand here.")
-        (p,) = polys
-        if node.op == "call_method" and target in ("view", "reshape") and len(args) > 1:
-            sizes = list(args[1:])
-            if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
-                sizes = list(sizes[0])
-            if sizes and isinstance(sizes[0], int) and sizes[0] != -1:
-                sizes[0] = p.coefficients.shape[0]  # the batch axis is the coefficient axis
-            return p.with_coefficients(getattr(p.coefficients, target)(*sizes))
-        if node.op == "call_method" and target in ("chunk", "split", "unbind"):
-            parts = getattr(p.coefficients, target)(*args[1:], **kwargs)
-            return tuple(p.with_coefficients(c) for c in parts)
-        if node.op == "call_method" and target in ("double", "float", "to"):
-            return p
-        if node.op == "call_method":
-            return p.with_coefficients(getattr(p.coefficients, target)(*args[1:], **kwargs))
-        result = target(*_coefficients(args), **_coefficients(kwargs))
-        if isinstance(result, (tuple, list)):
-            return type(result)(p.with_coefficients(r) for r in result)
-        return p.with_coefficients(result)
-
-
-def _without_bias(module: nn.Module) -> nn.Module:
-    """A float64 copy of a Linear/Conv with no bias (the bias joins the constant term)."""
-    import copy
-
-    probe = copy.copy(module)
-    probe._parameters = dict(module._parameters)
-    probe._parameters["weight"] = nn.Parameter(module.weight.detach().double(), False)
-    probe._parameters["bias"] = None
-    return probe
-
-
-def _op_name(node: torch.fx.Node, modules: dict | None = None) -> str:
-    if node.op == "call_module":
-        if modules is not None:
-            return type(modules[node.target]).__name__
-        return str(node.target)
-    if node.op == "call_method":
-        return f".{node.target}()"
-    rule = FUNCTION_RULES.get(node.target)
-    return rule.name if rule else getattr(node.target, "__name__", str(node.target))
-
-
 def expand_graph(
     model: nn.Module,
     input_shape: tuple[int, ...],
     device: torch.device | str | None = None,
     symbolic: bool = False,
     entry: tuple[list[int], Any] | None = None,
+    on_node: Any = None,
+    probe: int = 0,
 ) -> GraphExpansion:
     """Run ``model``'s traced forward on polynomial tensors of its flattened inputs.
 
     Returns the output as a :class:`PolyTensor` (coefficients (T(D), *output_shape)) and
     each node's degree; ``symbolic`` propagates only shapes and degrees. ``entry`` =
-    (inputs, values of all inputs) expands in ``inputs`` only, the others held at ``values``.
+    (inputs, values of all inputs) expands in ``inputs`` only, the others held at ``values``;
+    ``on_node(1)`` is called after each node of the degree table (a progress bar's update).
     """
     tensors = [*model.parameters(), *model.buffers()]
     home = tensors[0].device if tensors else torch.device("cpu")
@@ -771,7 +364,6 @@ def expand_graph(
         import copy
 
         model = copy.deepcopy(model).to(device)
-    gm = trace(model)
     n = math.prod(input_shape)
     if entry is not None:  # a slice: inputs[i] is variable i, the others are fixed values
         inputs, values = entry
@@ -784,13 +376,40 @@ def expand_graph(
         start[1:] = torch.eye(n, dtype=torch.float64, device=device)
     start = start[:1] * 0 if symbolic else start
     start = start.reshape(start.shape[0], *input_shape)
-    interpreter = _Interpreter(gm, n, symbolic, device)
-    with torch.no_grad():
-        out = interpreter.run(PolyTensor(start, 1, n, symbolic))
-    if not isinstance(out, PolyTensor):
-        raise NotExpandableError(
-            f"cannot expand {type(model).__name__}: forward() must return one tensor that "
-            "depends on the input (got "
-            f"{type(out).__name__}); return a single tensor."
+    from polynet.poly.trace import run_traced
+
+    results, rows, ops = run_traced(
+        model,
+        tuple(input_shape),
+        PolyTensor(start, 1, n, symbolic),
+        symbolic,
+        device,
+        on_node,
+        probe,
+    )
+    if len(results) == 1:
+        out = results[0][1].poly
+    else:  # several outputs: one polynomial per entry of each, in order
+        degree = max(v.poly.degree for _, v in results)
+        parts = [v.poly.padded(degree) for _, v in results]
+        flat = torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
+        out = PolyTensor(flat, degree, n, symbolic)
+    names = tuple((name, math.prod(v.poly.value_shape)) for name, v in results)
+    return GraphExpansion(out, tuple(rows), tuple(input_shape), names, ops)
+
+
+def chain_of(model: nn.Module) -> nn.Sequential | None:
+    """The model as an ``nn.Sequential`` when its forward() only chains table layers, else None.
+
+    torch.fx's symbolic trace (no stack traces: cheap) tells; a forward() it cannot trace
+    (shape checks, loops over buffers) is not a plain chain.
+    """
+    try:
+        graph = torch.fx.Tracer()
+        graph.is_leaf_module = lambda m, name: (
+            isinstance(m, SLAF) or torch.fx.Tracer.is_leaf_module(graph, m, name)
         )
-    return GraphExpansion(out, tuple(interpreter.rows), tuple(input_shape))
+        gm = torch.fx.GraphModule(model, graph.trace(model))
+    except Exception:  # noqa: BLE001 - anything fx cannot trace goes the traced-on-real-shapes way
+        return None
+    return as_chain(gm)
