@@ -298,10 +298,13 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         poly = export.expand_raw_units(ckpt, **options)
     else:
         poly = polynet.expand(ckpt.model, **options)
-        if ckpt.metadata.get("dataset", {}).get("scaler"):
+        info = ckpt.metadata.get("dataset") or {}
+        if not to_store:  # a store keeps the names it was written with
+            poly = export.name_variables(poly, info.get("feature_names") or [])
+        if info.get("scaler"):
             print(
-                "inputs       standardised: x_i = (feature_i - mean_i) / scale_i (--raw-units "
-                "for the original features)"
+                "inputs       standardised: each variable is (feature - mean) / scale of the "
+                "training data (--raw-units for the original features)"
             )
     _print_polynomial(poly, args.top)
     print()
