@@ -369,7 +369,7 @@ def polynomial_facts(
             "n_networks": len(polys),
             "n_terms": mean_poly.n_terms,
             "degree": mean_poly.degree,
-            "test_rmse_of_polynomial": rmse(mean_poly(ds.X_test)[:, 0].cpu().numpy(), raw.y_test),
+            "test_rmse_of_polynomial": rmse(np.asarray(mean_poly(ds.X_test))[:, 0], raw.y_test),
         }
     facts["seconds"] = round(time.perf_counter() - started, 2)
     # Log-spaced samples of the cumulative curves are enough to draw them.

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     poly = polynet.expand(model, input_shape=(n,))
     report = polynet.verify(model, poly, ds.X_test)
     scale = float(ds.target_scaler.scale_)
-    pred = poly(ds.X_test).cpu().numpy()[:, 0]
+    pred = np.asarray(poly(ds.X_test))[:, 0]
     poly_rmse = float(np.sqrt(np.mean((pred - ds.y_test) ** 2)) * scale)
     mean, std = mean_std(rmse)
     D = degree_bound(degrees)

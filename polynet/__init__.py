@@ -1,8 +1,9 @@
 """polynet: neural networks with learned polynomial activations, collapsed into one polynomial.
 
-The public API is the names in ``__all__``; :mod:`polynet.training`, :mod:`polynet.data` and
-:mod:`polynet.plots` are used as modules. Importing polynet loads neither matplotlib,
-scikit-learn nor python-flint.
+The public API is the names in ``__all__``; :mod:`polynet.training`, :mod:`polynet.data`,
+:mod:`polynet.plots`, :mod:`polynet.export`, :mod:`polynet.report` and :mod:`polynet.analysis`
+are used as modules (``polynet.training.fit`` works after ``import polynet``; they are imported
+on first use). Importing polynet loads neither matplotlib, scikit-learn nor python-flint.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from polynet.analysis.sobol import SobolIndices, sobol
 from polynet.approximate import approximate, from_network
 from polynet.bases import Basis
-from polynet.checkpoint import load
 from polynet.errors import (
     CheckpointError,
     DataError,
@@ -21,6 +21,7 @@ from polynet.errors import (
     PolynetWarning,
     TrainingDivergedError,
 )
+from polynet.model_source import load, save
 from polynet.nets import SLNN, ConvSLNN, HybridNet
 from polynet.poly.count import count_parameters, count_terms
 from polynet.poly.expand import expand
@@ -38,6 +39,7 @@ __all__ = [
     "ConvSLNN",
     "Basis",
     "load",
+    "save",
     "expand",
     "verify",
     "count_terms",
@@ -63,6 +65,9 @@ __all__ = [
 ]
 
 _ESTIMATORS = ("SLNNRegressor", "SLNNClassifier")
+#: Submodules the README uses as ``polynet.<name>``, imported on first access (they load
+#: matplotlib or scikit-learn only when used).
+_SUBMODULES = ("training", "data", "plots", "export", "report", "analysis", "checkpoint")
 
 
 def from_onnx(model: object, *, input_shape: tuple[int, ...] | None = None) -> object:
@@ -80,4 +85,8 @@ def __getattr__(name: str) -> object:
         from polynet import estimators
 
         return getattr(estimators, name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"polynet.{name}")
     raise AttributeError(f"module 'polynet' has no attribute {name!r}")

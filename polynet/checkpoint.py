@@ -56,6 +56,7 @@ __all__ = [
     "load_checkpoint",
     "read_metadata",
     "check_saveable",
+    "describe_file",
     "FORMAT_VERSION",
 ]
 
@@ -67,7 +68,7 @@ FORMAT_VERSION = 1
 #: The file name ``training.fit`` and the CLI use inside an output directory.
 DEFAULT_NAME = "model.safetensors"
 
-_RESERVED = ("polynet_format", "architecture", "config", "sha256")
+_RESERVED = ("polynet_format", "architecture", "config", "sha256", "header_sha256")
 
 # Upgrades from version v to v + 1, applied in turn: {v: f(header, tensors) -> (header, tensors)}.
 _UPGRADES: dict[int, Any] = {}
@@ -130,6 +131,28 @@ def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _header_digest(header: dict[str, str]) -> str:
+    """SHA-256 of the header's entries (config, metadata) but its own: the tensors' digest
+    does not cover a damaged standardiser or data set name."""
+    entries = sorted((k, v) for k, v in header.items() if k != "header_sha256")
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _check_header(path: Path, header: dict[str, str]) -> None:
+    if "header_sha256" not in header:  # written before the header had a digest
+        return
+    try:
+        stored = json.loads(header["header_sha256"])
+    except json.JSONDecodeError:
+        stored = None
+    if stored != _header_digest(header):
+        raise CheckpointError(
+            f"{str(path)!r} is damaged or was modified after it was written: its config and "
+            "metadata do not match the SHA-256 in its header. Restore the file or train the "
+            "model again."
+        )
 
 
 def _layout_mismatch(
@@ -227,6 +250,8 @@ def save(
         if not isinstance(key, str):
             raise CheckpointError(f"metadata keys must be strings, got {key!r}.")
         header[key] = _to_json(value, f"metadata[{key!r}]")
+    # A JSON string, so a polynet without this check reads it as one more metadata entry.
+    header["header_sha256"] = json.dumps(_header_digest(header))
     blob = safetensors.torch.save(tensors, metadata=header)
     path = Path(path)
     _write_atomic(path, blob)
@@ -338,11 +363,59 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             header = f.metadata() or {}
     except (safetensors.SafetensorError, OSError, ValueError) as exc:
         raise _unreadable(path, exc) from exc
+    _check_header(path, header)
     _format_version(path, header)
     return _decode_user(path, header)
 
 
+def describe_file(path: str | os.PathLike[str]) -> str | None:
+    """What a file that is not a polynet checkpoint is, and what to do with it; None if unknown.
+
+    Recognises ``torch.save`` files (zip or legacy pickle), ``torch.export`` archives, ONNX
+    files and plain safetensors files.
+    """
+    import zipfile
+
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    name = repr(str(path))
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith("data.pkl") for n in names):
+            return (
+                f"{name} is a torch.save file (a pickled state_dict or model), not a polynet "
+                "checkpoint. Give polynet your class and this file: on the command line "
+                "`polynet expand mymodule:Net --state-dict FILE --init-args '{...}'`; in Python "
+                "build the model, load_state_dict(torch.load(FILE, weights_only=True)), and call "
+                "polynet.expand(model), or polynet.save(model, 'model.pt2', example_input) to "
+                "get a file every polynet command reads."
+            )
+        if any("/models/" in n or n.startswith("models/") for n in names):
+            return f"{name} is a torch.export archive; name it with the suffix .pt2."
+        return None
+    if head[:1] == b"\x80":
+        return (
+            f"{name} is a Python pickle (torch.save of the legacy format), not a polynet "
+            "checkpoint; polynet does not unpickle files. Load it into your class and re-save it "
+            "with polynet.save(model, 'model.pt2', example_input), or pass your class on the "
+            "command line: `polynet expand mymodule:Net --state-dict FILE`."
+        )
+    if len(head) >= 8 and head[8:9] == b"{":
+        return None  # safetensors: checkpoint.py explains a plain one
+    if head[:2] == b"\x08" or path.suffix == ".onnx":
+        return f"{name} looks like an ONNX model; name it with the suffix .onnx."
+    return None
+
+
 def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
+    other = describe_file(path)
+    if other is not None:
+        return CheckpointError(other)
     return CheckpointError(
         f"{str(path)!r} is not a readable safetensors checkpoint ({exc}); the file is "
         "truncated, damaged or of another format. Re-save the model, or restore the file."
@@ -373,17 +446,25 @@ def load_checkpoint(
         its weights do not fit its config.
     """
     path = _resolve_path(path)
-    target = torch.device("cpu") if device is None else torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r} was asked for but CUDA is not available; use device='cpu'."
-        )
-    blob = path.read_bytes()
+    if device is None:
+        target = torch.device("cpu")
+    else:
+        from polynet.training import resolve_device
+
+        target = resolve_device(device)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r}: {exc.strerror or exc}. Check its "
+            "permissions, or restore the file."
+        ) from exc
     try:
         tensors = safetensors.torch.load(blob)
     except (safetensors.SafetensorError, ValueError, RuntimeError) as exc:
         raise _unreadable(path, exc) from exc
     header = _read_header(path, blob)
+    _check_header(path, header)
     version = _format_version(path, header)
     for v in range(version, FORMAT_VERSION):
         header, tensors = _UPGRADES[v](header, tensors)

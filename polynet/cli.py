@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import shlex
 import sys
 import time
@@ -52,6 +51,65 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), value
 
 
+_MODEL_HELP = (
+    "the model: a polynet checkpoint (model.safetensors or its directory), a torch.export "
+    "archive (.pt2, from torch.export.save or polynet.save), an ONNX file (.onnx), or "
+    "module:Class / file.py:Class with --state-dict and --init-args"
+)
+
+
+def _add_model_arguments(p: argparse.ArgumentParser, input_shape: bool = True) -> None:
+    """The model argument every command takes (polynet.model_source.resolve)."""
+    p.add_argument("checkpoint", metavar="MODEL", help=_MODEL_HELP)
+    g = p.add_argument_group("a model given as module:Class")
+    g.add_argument("--state-dict", default=None, help="its weights (.pt or .safetensors)")
+    g.add_argument(
+        "--init-args", default=None, help="its constructor arguments as JSON, e.g. '{\"n\": 4}'"
+    )
+    if input_shape:
+        p.add_argument(
+            "--input-shape",
+            type=_positive_int,
+            nargs="+",
+            default=None,
+            help="shape of one input sample without the batch axis, when the model does not "
+            "record it",
+        )
+
+
+def _add_data_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("data of your own")
+    g.add_argument(
+        "--data",
+        default=None,
+        metavar="FILE",
+        help=f"{what} from this file (CSV with a header, NPZ with X/y, or Parquet) instead of "
+        "the data set the model records",
+    )
+    g.add_argument("--target", default=None, help="the target column of --data (left out)")
+
+
+def _source(args: argparse.Namespace) -> Any:
+    from polynet.model_source import resolve
+
+    return resolve(
+        args.checkpoint,
+        state_dict=args.state_dict,
+        init_args=args.init_args,
+        input_shape=getattr(args, "input_shape", None),
+        device=getattr(args, "device", None),
+    )
+
+
+def _points(source: Any, args: argparse.Namespace, instead: str) -> Any:
+    from polynet.model_source import points
+
+    found = points(source, getattr(args, "data", None), getattr(args, "target", None))
+    if found.X is None:
+        print(f"note: {found.note} {instead}", file=sys.stderr)
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # polynet train
 # --------------------------------------------------------------------------------------------
@@ -77,10 +135,21 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     d = p.add_argument_group("data")
     d.add_argument(
         "--dataset",
-        required=True,
+        default=None,
         choices=sorted(LOADERS),
         help=f"data set name ({extras}; mnist and fashion-mnist read the files named by "
         "--dataset-arg path=...)",
+    )
+    d.add_argument(
+        "--data",
+        default=None,
+        metavar="FILE",
+        help="your own data instead of --dataset: a CSV with a header, an NPZ with X/y, or "
+        "Parquet (80/20 seeded split; --dataset-arg test_size=..., random_state=...)",
+    )
+    d.add_argument("--target", default=None, help="the target column of --data")
+    d.add_argument(
+        "--task", choices=["regression", "classification"], default=None, help="of --data"
     )
     d.add_argument(
         "--dataset-arg",
@@ -130,19 +199,33 @@ def _add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _train_data(args: argparse.Namespace) -> tuple[str]:
+    """The loader name for --dataset or --data (whose path and target go in --dataset-arg)."""
+    if (args.dataset is None) == (args.data is None):
+        raise ValueError("give either --dataset NAME or --data FILE --target COLUMN.")
+    if args.data is None:
+        return (args.dataset,)
+    if args.target is None:
+        raise ValueError(f"--data {args.data} needs --target COLUMN (the column to predict).")
+    args.dataset_arg += [("path", args.data), ("target", args.target)]
+    if args.task:
+        args.dataset_arg.append(("task", args.task))
+    return ("file",)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from polynet import data, training
     from polynet.nets import SLNN
 
-    dataset_kwargs = dict(args.dataset_arg)
-    ds = data.load(args.dataset, **dataset_kwargs)
+    name = _train_data(args)  # adds --data's path and target to --dataset-arg
+    ds = data.load(*name, **dict(args.dataset_arg))
     if args.standardize:
         ds = ds.standardize(targets=ds.task == "regression")
     if ds.X_train.ndim != 2:
         raise ValueError(
-            f"--dataset {args.dataset} has image-shaped inputs {ds.X_train.shape[1:]}; an SLNN "
+            f"--dataset {ds.name} has image-shaped inputs {ds.X_train.shape[1:]}; an SLNN "
             "needs flat inputs: drop --dataset-arg flatten=false."
         )
     out_features = 1 if ds.task == "regression" else ds.n_classes
@@ -220,16 +303,7 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(standardised when the model was trained on standardised data).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument(
-        "checkpoint", help="a model.safetensors file, the directory holding it, or a .onnx file"
-    )
-    p.add_argument(
-        "--input-shape",
-        type=_positive_int,
-        nargs="+",
-        default=None,
-        help="shape of one input sample without the batch axis (a .onnx model with free axes)",
-    )
+    _add_model_arguments(p)
     p.add_argument(
         "--exact",
         nargs="?",
@@ -244,11 +318,17 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out",
         default=None,
         help="a directory for the export bundle (polynomial.npz, coefficients.csv, "
-        "polynomial.tex, summary.json), or a .npz/.json file for the polynomial alone, or a "
+        "polynomial.tex, summary.json with the input and output scaling, polynomial.onnx, "
+        "polynomial_numpy.py), or a .npz/.json file for the polynomial alone, or a "
         ".zarr store written block by block (for expansions larger than memory)",
     )
-    p.add_argument("--latex", default=None, help="write the LaTeX of output 0 to this file")
-    p.add_argument("--top", type=_positive_int, default=10, help="largest terms to print")
+    p.add_argument(
+        "--latex", default=None, help="write the LaTeX of the --top largest terms to this file"
+    )
+    p.add_argument(
+        "--top", type=_positive_int, default=10, help="largest terms to print (and in --latex)"
+    )
+    _add_data_arguments(p, "the box of --raw-units' condition number")
     p.add_argument("--inputs", type=int, nargs="+", default=None, help="expand in these only")
     p.add_argument(
         "--fixed",
@@ -264,6 +344,21 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="fold the data set's standardisation into the network: the polynomial is in the "
         "original features (named after them) and the target's original units",
     )
+    p.add_argument(
+        "--degree",
+        type=_positive_int,
+        default=None,
+        help="only the exact part of degree <= DEGREE (the Taylor polynomial of that degree), "
+        "for any number of inputs",
+    )
+    p.add_argument(
+        "--at",
+        default=None,
+        metavar="ROW",
+        help="expand around a point, in u = x - x0: 'test:I' or 'train:I' (row I of the "
+        "checkpoint's data split, in the model's inputs), a bare I (= test:I), or the n input "
+        "values separated by commas",
+    )
     p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
     p.add_argument("--device", default=None, help="where to compute (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -273,14 +368,11 @@ def _add_expand_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _cmd_expand(args: argparse.Namespace) -> int:
     import polynet
     from polynet import export
-    from polynet.checkpoint import load_checkpoint
 
-    if str(args.checkpoint).endswith(".onnx"):
-        return _expand_onnx(args)
-    ckpt = load_checkpoint(args.checkpoint, device=args.device)
+    source = _source(args)
     fixed = None
     if args.inputs is not None:
-        fixed = args.fixed if args.fixed is not None else [0.0] * _n_inputs(ckpt.model)
+        fixed = args.fixed if args.fixed is not None else [0.0] * _n_inputs(source)
     elif args.fixed is not None:
         raise ValueError("--fixed only applies together with --inputs.")
     to_store = _is_store(args.out)
@@ -294,38 +386,45 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         store=args.out if to_store else None,
     )
+    if args.degree is not None or args.at is not None:
+        if args.raw_units:
+            raise ValueError("--raw-units does not combine with --degree or --at yet.")
+        from polynet.poly.truncated import point_from_checkpoint
+
+        at = None if args.at is None else point_from_checkpoint(source, args.at)
+        options.update(degree=args.degree, at=at, progress=False)
     if args.raw_units:
-        poly = export.expand_raw_units(ckpt, **options)
+        poly = export.expand_raw_units(source, **options)
     else:
-        poly = polynet.expand(ckpt.model, **options)
-        info = ckpt.metadata.get("dataset") or {}
-        if not to_store:  # a store keeps the names it was written with
+        poly = polynet.expand(source.model, input_shape=source.input_shape, **options)
+        info = dict(source.metadata or {}).get("dataset") or {}
+        if not to_store:  # one naming scheme: feature names when known (a store keeps its own)
             poly = export.name_variables(poly, info.get("feature_names") or [])
-        if info.get("scaler"):
-            print(
-                "inputs       standardised: each variable is (feature - mean) / scale of the "
-                "training data (--raw-units for the original features)"
-            )
+    print(export.scaling_note(source.metadata, raw_units=args.raw_units))
     _print_polynomial(poly, args.top)
+    if args.raw_units:
+        x = _points(source, args, "The raw-unit condition needs the data's box: --data.").X
+        if x is not None:
+            condition = export.raw_units_condition(poly, source, x)
+            print(condition.describe())
+            condition.warn()
     print()
-    print(polynet.count_terms(ckpt.model).table())
-    _write_outputs(poly, args)
+    print(polynet.count_terms(source.model, source.input_shape).table())
+    _write_outputs(poly, args, source.metadata)
     return 0
 
 
-def _write_outputs(poly: Any, args: argparse.Namespace) -> None:
+def _write_outputs(poly: Any, args: argparse.Namespace, metadata: Any = None) -> None:
     """The --latex file and the --out bundle (a .zarr store was written by expand itself)."""
-    from pathlib import Path
-
     from polynet import export
 
     if args.latex:
-        Path(args.latex).write_text(poly.to_latex() + "\n")
-        print(f"latex        {args.latex}")
+        export.write_latex(poly, args.latex, top=args.top)
+        print(f"latex        {args.latex} (the {args.top} largest terms)")
     if _is_store(args.out):
         print(f"wrote        {poly.path}")
     elif args.out:
-        for path in export.write_bundle(poly, args.out):
+        for path in export.write_bundle(poly, args.out, metadata=metadata):
             print(f"wrote        {path}")
 
 
@@ -333,47 +432,29 @@ def _is_store(out: str | None) -> bool:
     return bool(out) and str(out).rstrip("/").endswith(".zarr")
 
 
-def _expand_onnx(args: argparse.Namespace) -> int:
-    """``polynet expand model.onnx``: read with from_onnx, expand, print (no data set known)."""
-    import polynet
-
-    if args.raw_units:
-        raise ValueError("--raw-units needs a polynet checkpoint; a .onnx file records no data.")
-    model = polynet.from_onnx(args.checkpoint, input_shape=args.input_shape)
-    shape = tuple(model.input_shape)
-    fixed = None
-    if args.inputs is not None:
-        fixed = args.fixed if args.fixed is not None else [0.0] * math.prod(shape)
-    elif args.fixed is not None:
-        raise ValueError("--fixed only applies together with --inputs.")
-    to_store = _is_store(args.out)
-    poly = polynet.expand(
-        model,
-        exact=args.exact,
-        inputs=args.inputs,
-        fixed=fixed,
-        max_memory=args.max_memory,
-        device=args.device,
-        progress=not args.no_progress,
-        input_shape=shape,
-        store=args.out if to_store else None,
-    )
-    _print_polynomial(poly, args.top)
-    _write_outputs(poly, args)
-    return 0
-
-
-def _n_inputs(model: Any) -> int:
+def _n_inputs(source: Any) -> int:
     from polynet.poly.count import count_terms
 
-    return count_terms(model).n_vars
+    return count_terms(source.model, source.input_shape).n_vars
 
 
 def _print_polynomial(poly: Any, top: int) -> None:
+    from polynet.poly.truncated import describe
+
     made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
+    part = describe(poly)
+    if part is not None:
+        print(f"this is      {part}")
     print(f"degree       {poly.degree} (bound D = {poly.degree_bound})")
-    print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
+    if part is not None and poly.index.degree < poly.degree_bound:
+        n, q = poly.n_vars, poly.index.degree
+        print(
+            f"terms        {poly.n_terms:,} non-zero of C(n+q, q) = C({n}+{q}, {q}) = "
+            f"{poly.index.size:,} (C(n+D, D) = {poly.max_terms:.3g})"
+        )
+    else:
+        print(f"terms        {poly.n_terms:,} non-zero of C(n+D, D) = {poly.max_terms:,}")
     print(f"network      {poly.n_network_parameters:,} parameters")
     seconds = float("nan") if made.seconds is None else made.seconds
     print(f"time         {seconds:.3f} s ({made.engine or ''}, {made.device})")
@@ -393,7 +474,8 @@ def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
         "from their bounding box (polynet.verify); print the report and exit 1 if it fails.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    _add_model_arguments(p)
+    _add_data_arguments(p, "the points to check")
     p.add_argument(
         "--poly",
         default=None,
@@ -403,24 +485,22 @@ def _add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 1e-8)")
     p.add_argument("--n-box", type=_positive_int, default=1000, help="points from the box")
     p.add_argument("--device", default=None, help="where to evaluate (default: cpu)")
+    p.add_argument("--max-memory", default=None, help="memory budget, e.g. 4GiB")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     import polynet
-    from polynet import data
-    from polynet.checkpoint import load_checkpoint
-    from polynet.errors import DataError
+    from polynet.data import Standardizer
     from polynet.export import raw_units_model
     from polynet.verify import DEFAULT_TOL
 
-    ckpt = load_checkpoint(args.checkpoint, device=args.device)
+    source = _source(args)
     if args.poly is None:
-        poly = polynet.expand(ckpt.model)
+        poly = polynet.expand(source.model, input_shape=source.input_shape)
     else:
         path = Path(args.poly)
         if path.suffix == ".zarr":
@@ -432,19 +512,25 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 path / "polynomial.npz" if path.is_dir() else path
             )
     raw = bool(getattr(poly, "raw_units", False))
-    model = raw_units_model(ckpt)[0] if raw else ckpt.model
-    x = None
-    try:
-        ds = data.from_metadata(ckpt.metadata)
-        x = np.concatenate([ds.X_train, ds.X_test]).reshape(len(ds.X_train) + len(ds.X_test), -1)
-        if raw and ds.scaler is not None:
-            x = ds.scaler.inverse_transform(x)
+    model = raw_units_model(source)[0] if raw else source.model
+    x = _points(source, args, "Verifying on the box [-1, 1]^n only.").X
+    if x is not None:
+        scaler = source.dataset.get("scaler")
+        if raw and scaler:
+            x = Standardizer.from_dict(scaler).inverse_transform(x)
         if poly.slice is not None:
             x = x[:, list(poly.slice.inputs)]
-    except DataError as exc:
-        print(f"note: {exc} Verifying on the box [-1, 1]^n only.", file=sys.stderr)
     tol = DEFAULT_TOL if args.tol is None else args.tol
-    report = polynet.verify(model, poly, x, tol=tol, n_box=args.n_box, device=args.device)
+    report = polynet.verify(
+        model,
+        poly,
+        x,
+        tol=tol,
+        n_box=args.n_box,
+        device=args.device,
+        progress=not args.no_progress,
+        max_memory=args.max_memory,
+    )
     print(report)
     return 0 if report.passed else 1
 
@@ -465,7 +551,8 @@ def _add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
         "activation. The suffix of --out picks the format (.png, .svg, .pdf).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    _add_model_arguments(p)
+    _add_data_arguments(p, "the SLAF input ranges and histograms")
     p.add_argument("--out", default="activations.png", help="the figure file to write")
     p.add_argument("--layers", nargs="+", default=None, help="SLAF layers by name (default all)")
     p.add_argument("--units", type=int, nargs="+", default=None, help="channels to draw")
@@ -478,19 +565,15 @@ def _add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from polynet import data, plots
-    from polynet.checkpoint import load_checkpoint
-    from polynet.errors import DataError
+    from polynet import plots
 
-    ckpt = load_checkpoint(args.checkpoint)
+    source = _source(args)
+    source.check_drawable()
     x = None
     if not args.no_data:
-        try:
-            x = data.from_metadata(ckpt.metadata).X_train
-        except DataError as exc:
-            print(f"note: {exc} Drawing over the running statistics instead.", file=sys.stderr)
+        x = _points(source, args, "Drawing over the running statistics instead.").X_train
     plots.plot_activations(
-        ckpt.model,
+        source.model,
         x,
         args.out,
         layers=args.layers,
@@ -514,7 +597,8 @@ def _add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         "reported with its reason.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    _add_model_arguments(p)
+    _add_data_arguments(p, "the points to verify on and draw from")
     p.add_argument("--out", required=True, help="directory for the report")
     p.add_argument("--max-memory", default="2GiB", help="memory budget of the expansion")
     p.add_argument("--top", type=_positive_int, default=20, help="largest terms to list")
@@ -526,9 +610,18 @@ def _add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _cmd_report(args: argparse.Namespace) -> int:
     from polynet.report import report
 
+    source = _source(args)
+    given, data = source.model, None
+    if source.kind == "checkpoint" and args.data is None:
+        given = source.path  # the report reads the history and the data set from the file
+    else:
+        found = _points(source, args, "The report verifies on the box [-1, 1]^n only.")
+        if found.X is not None:
+            data = found.X if found.y is None else (found.X, found.y)
     path = report(
-        args.checkpoint,
+        given,
         args.out,
+        data=data,
         max_memory=args.max_memory,
         top=args.top,
         max_panels=args.max_panels,
@@ -558,7 +651,8 @@ def _add_analyze_parser(subparsers: Any) -> argparse.ArgumentParser:
         "figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a model.safetensors file or the directory holding it")
+    _add_model_arguments(p)
+    _add_data_arguments(p, "the inputs' box (uniform) or moments (normal)")
     p.add_argument("--distribution", choices=["uniform", "normal"], default="uniform")
     p.add_argument("--out", default=None, help="directory for analysis.md/.json and figures")
     p.add_argument("--tol", type=float, default=None, help="absolute sparsification tolerance")
@@ -570,24 +664,15 @@ def _add_analyze_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    import numpy as np
-
     import polynet
-    from polynet import data
     from polynet.analysis import analyze
-    from polynet.checkpoint import load_checkpoint
-    from polynet.errors import DataError
 
-    ckpt = load_checkpoint(args.checkpoint)
-    poly = polynet.expand(ckpt.model, max_memory=args.max_memory)
-    X, names = None, None
-    try:
-        ds = data.from_metadata(ckpt.metadata)
-        X = np.concatenate([ds.X_train, ds.X_test]).reshape(len(ds.X_train) + len(ds.X_test), -1)
-        if len(ds.feature_names) == poly.n_vars:
-            names = list(ds.feature_names)
-    except DataError as exc:
-        print(f"note: {exc} Using the default distribution.", file=sys.stderr)
+    source = _source(args)
+    poly = polynet.expand(source.model, max_memory=args.max_memory, input_shape=source.input_shape)
+    found = _points(source, args, "Using the default distribution.")
+    X, names = found.X, None
+    if found.feature_names is not None and len(found.feature_names) == poly.n_vars:
+        names = list(found.feature_names)
     result = analyze(
         poly,
         args.out,
@@ -611,6 +696,32 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# polynet count
+# --------------------------------------------------------------------------------------------
+
+
+def _add_count_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "count",
+        help="the Theorem 2 table: degree and term bounds without expanding",
+        description="Print polynet.count_terms(model): per layer, the parameters and the "
+        "degree bound, then the number of variables n, the degree bound D and the most terms "
+        "C(n+D, D), computed from the architecture alone (any size, nothing is expanded).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_model_arguments(p)
+    return p
+
+
+def _cmd_count(args: argparse.Namespace) -> int:
+    import polynet
+
+    source = _source(args)
+    print(polynet.count_terms(source.model, source.input_shape).table())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Subcommand registry. One (add_parser, handler) pair per subcommand, in help order.
 # To add a command: write _add_<name>_parser(subparsers) and _cmd_<name>(args), then add
 # one line below.
@@ -623,6 +734,7 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser], Callable[..., int
     (_add_plot_parser, _cmd_plot),
     (_add_report_parser, _cmd_report),
     (_add_analyze_parser, _cmd_analyze),
+    (_add_count_parser, _cmd_count),
 ]
 
 
@@ -664,6 +776,55 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an --out or --latex that cannot be written before any work starts: a path
+    below a regular file, or in a folder that is read-only or not ours to write."""
+    import os
+    from pathlib import Path
+
+    for flag in ("out", "latex"):
+        value = getattr(args, flag, None)
+        if not value:
+            continue
+        path = Path(value).absolute()
+        probe = path if path.is_dir() else path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise PolynetError(
+                f"--{flag} {value}: {probe} is a file, not a folder, so nothing can be written "
+                "below it; choose another path."
+            )
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise PolynetError(
+                f"--{flag} {value}: cannot write in {probe} (read-only or permission denied); "
+                "choose a folder you can write to."
+            )
+
+
+def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
+    """One line for an OSError: what happened to which file, and what to do."""
+    import errno
+
+    where = exc.filename
+    if where is None:  # a failed write() names no file: name the outputs being written
+        outs = [f"--{f} {getattr(args, f)}" for f in ("out", "latex") if getattr(args, f, None)]
+        where = "writing " + " and ".join(outs) if outs else "a file"
+    advice = {
+        errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+        errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+        errno.EFBIG: "the file is larger than this system allows: write elsewhere",
+        errno.EACCES: "permission denied: choose a folder you can write to, or fix permissions",
+        errno.EPERM: "not permitted: choose a folder you can write to, or fix permissions",
+        errno.EROFS: "the file system is read-only: write elsewhere",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+        errno.EISDIR: "it is a folder, not a file: give a file path",
+        errno.ENOENT: "no such file or folder: check the path",
+    }.get(exc.errno, "check the path and the disk")
+    detail = exc.strerror or str(exc)
+    return f"{where}: {detail}; {advice}. Earlier files there are unchanged."
+
+
 def _reject_unknown(parser: argparse.ArgumentParser, args: Any, unknown: list[str]) -> None:
     """Usage error for unrecognised arguments, from the subcommand's parser (its usage), with
     the closest flag for each mistyped one (argparse's suggest_on_error is Python 3.14+)."""
@@ -684,7 +845,8 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: Any, unknown: list[st
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``polynet`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
-    Exit codes: 0 success, 1 a polynet error (message on stderr), 2 bad usage, 130 interrupted.
+    Exit codes: 0 success, 1 an error (one line on stderr), 2 bad usage, 130 interrupted, 141
+    stdout closed early (a pipe).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
@@ -704,23 +866,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(name)s: %(message)s",
     )
     started = time.perf_counter()
+    # The one error boundary: every failure is one line on stderr (the traceback with
+    # --debug); 1 for errors, 2 for argument values the library refused.
+    code, message, error = 1, None, None
     try:
+        _check_output_paths(args)
         with limit_threads(args.threads):
             code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:  # stdout closed early (| head): stop quietly, as unix tools do
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a descriptor (captured)
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     except PolynetError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        refusal = getattr(exc, "refusal", None)  # alternatives rendered as this CLI's flags
+        message, error = (str(exc) if refusal is None else refusal.cli_text()), exc
     except ValueError as exc:  # an argument value the library refused
-        if args.debug:
-            traceback.print_exc()
-        print(f"polynet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        code, message, error = 2, str(exc), exc
+    except OSError as exc:  # no space, not a directory, permissions, a vanished file
+        message, error = _os_error_message(exc, args), exc
     except KeyboardInterrupt as exc:  # training says which weights it kept and where
         detail = f": {exc}" if str(exc) else ""
         print(f"polynet {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        error = exc
+        message = (
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in polynet: rerun "
+            "with --debug and report the traceback."
+        )
+    if message is not None:
+        if args.debug:
+            traceback.print_exception(error)
+        print(f"polynet {args.command}: error: {message}", file=sys.stderr)
+        return code
     logging.getLogger(__name__).info(
         "%s finished in %.1f s", args.command, time.perf_counter() - started
     )

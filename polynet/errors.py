@@ -14,6 +14,8 @@ __all__ = [
     "NotFittedError",
     "DataError",
     "TrainingDivergedError",
+    "PartialPolynomialError",
+    "StoreError",
     "MissingExtraError",
     "PolynetWarning",
 ]
@@ -28,7 +30,17 @@ class NotExpandableError(PolynetError, ValueError):
 
 
 class ExpansionTooLargeError(PolynetError, MemoryError):
-    """An expansion refused before it started because it would exceed the memory budget."""
+    """An expansion refused before it started because it would exceed the memory budget.
+
+    Attributes
+    ----------
+    refusal : polynet.poly.refusal.Refusal or None
+        The numbers and the alternatives that fit, for rendering (the CLI names its flags).
+    """
+
+    def __init__(self, message: str, refusal: object = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class CheckpointError(PolynetError, ValueError):
@@ -75,5 +87,14 @@ class MissingExtraError(PolynetError, ImportError):
         self.name = module
 
 
+class PartialPolynomialError(PolynetError, ValueError):
+    """A part of the network's polynomial (its Taylor polynomial of degree q) used where only
+    the whole polynomial will do, such as verifying it against the forward pass."""
+
+
 class PolynetWarning(UserWarning):
     """Computed, but look at this (an ill-conditioned fit, a verification near tolerance)."""
+
+
+class StoreError(PolynetError, OSError):
+    """A polynomial store or cached file that is damaged, incomplete or could not be written."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -88,7 +89,8 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "degrees": (_is_int_or_ints, "an integer >= 1 or a list of them (one per hidden layer)"),
     "basis": (lambda v: isinstance(v, str), "a basis name such as 'taylor' or 'chebyshev'"),
-    "max_epochs": (lambda v: is_int(v, 1), "an integer >= 1"),
+    "epochs": (lambda v: is_int(v, 1), "an integer >= 1"),
+    "max_epochs": (lambda v: v is None or is_int(v, 1), "None or an integer >= 1"),
     "batch_size": (lambda v: is_int(v, 2), "an integer >= 2 (SLAF takes batch statistics)"),
     "lr": (lambda v: is_number(v, 0, strict=True), "a finite number > 0"),
     "activation_lr": (
@@ -134,7 +136,7 @@ class _SLNNEstimator(BaseEstimator):
         degrees: int | Sequence[int] = 2,
         *,
         basis: str = "taylor",
-        max_epochs: int = 200,
+        epochs: int = 200,
         batch_size: int = 64,
         lr: float = 1e-2,
         activation_lr: float | None = None,
@@ -153,11 +155,12 @@ class _SLNNEstimator(BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         threads: int | None = None,
         verbose: bool = False,
+        max_epochs: int | None = None,
     ) -> None:
         self.hidden = hidden
         self.degrees = degrees
         self.basis = basis
-        self.max_epochs = max_epochs
+        self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.activation_lr = activation_lr
@@ -176,6 +179,7 @@ class _SLNNEstimator(BaseEstimator):
         self.random_state = random_state
         self.threads = threads
         self.verbose = verbose
+        self.max_epochs = max_epochs
 
     # -- sklearn plumbing -----------------------------------------------------------------
     def __sklearn_tags__(self) -> Any:
@@ -211,6 +215,18 @@ class _SLNNEstimator(BaseEstimator):
             state.pop("_polynomial", None)
         return state
 
+    def _epochs(self) -> int:
+        if self.max_epochs is None:
+            return int(self.epochs)
+        warnings.warn(
+            f"{type(self).__name__}(max_epochs=...) is deprecated; use epochs=..., the word "
+            "training.fit, FitOptions and the CLI use. max_epochs overrides epochs until it is "
+            "removed.",
+            FutureWarning,
+            stacklevel=4,
+        )
+        return int(self.max_epochs)
+
     # -- fitting --------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, targets: np.ndarray, n_outputs: int, **fitted: Any) -> None:
         """Build and train ``model_``; set it and the ``fitted`` attributes only on success."""
@@ -238,7 +254,7 @@ class _SLNNEstimator(BaseEstimator):
         early = bool(self.early_stopping)
         options = training.FitOptions(
             task=self._task,
-            epochs=int(self.max_epochs),
+            epochs=self._epochs(),
             batch_size=int(self.batch_size),
             optimizer=self.optimizer,
             lr=float(self.lr),
@@ -373,7 +389,7 @@ _PARAMETERS_DOC = """
         total degree at most the product of the degrees.
     basis : {"taylor", "chebyshev", "legendre", "emfn"}, default="taylor"
         SLAF basis family ("emfn" trains but has no ``polynomial_``).
-    max_epochs : int, default=200
+    epochs : int, default=200
         Passes over the training data.
     batch_size : int, default=64
         Samples per optimisation step.
@@ -411,6 +427,8 @@ _PARAMETERS_DOC = """
         is using, one for a small network: :func:`polynet.threads.choose_threads`).
     verbose : bool, default=False
         Show a progress bar while training.
+    max_epochs : int or None, default=None
+        Deprecated name of ``epochs`` (warns, and overrides ``epochs`` when given).
 
     Attributes
     ----------
@@ -446,10 +464,10 @@ class SLNNRegressor(RegressorMixin, _SLNNEstimator):
     --------
     >>> from sklearn.datasets import load_diabetes
     >>> X, y = load_diabetes(return_X_y=True)
-    >>> reg = SLNNRegressor(hidden=8, max_epochs=10, device="cpu", random_state=0).fit(X, y)
+    >>> reg = SLNNRegressor(hidden=8, epochs=10, device="cpu", random_state=0).fit(X, y)
     >>> reg.score(X, y) > 0.4
     True
-    >>> bool(np.allclose(reg.polynomial_(X).numpy().ravel(), reg.predict(X)))
+    >>> bool(np.allclose(reg.polynomial_(X).ravel(), reg.predict(X)))
     True
     """
     )
@@ -511,7 +529,7 @@ class SLNNClassifier(ClassifierMixin, _SLNNEstimator):
     --------
     >>> from polynet.data import xor
     >>> ds = xor(200, random_state=0)
-    >>> clf = SLNNClassifier(hidden=8, max_epochs=30, device="cpu", random_state=0)
+    >>> clf = SLNNClassifier(hidden=8, epochs=30, device="cpu", random_state=0)
     >>> clf.fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test) > 0.9
     True
     """

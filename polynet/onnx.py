@@ -1396,6 +1396,30 @@ def from_onnx(
         )
     if not proto.graph.node and not proto.graph.output:
         raise CheckpointError("the ONNX model has an empty graph.")
+    _check_opset(proto, onnx.defs.onnx_opset_version(), model)
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)  # the walk names unnamed nodes; the caller's proto stays as it was
-    return _Builder(copy, input_shape).run()
+    try:
+        return _Builder(copy, input_shape).run()
+    except PolynetError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # a damaged but parsable file
+        where = f"{os.fspath(model)!r}" if isinstance(model, (str, os.PathLike)) else "the model"
+        raise CheckpointError(
+            f"{where} cannot be read as a network ({type(exc).__name__}: {exc}); the file is "
+            "damaged or inconsistent. Export it again."
+        ) from exc
+
+
+def _check_opset(proto: Any, newest: int, source: Any) -> None:
+    """Refuse a default-domain opset the installed onnx does not know: its operators may
+    mean something this reader does not implement."""
+    where = f"{os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "the model"
+    for op in proto.opset_import:
+        if op.domain in ("", "ai.onnx") and not 1 <= op.version <= newest:
+            raise CheckpointError(
+                f"{where} declares ONNX opset {op.version}, outside the opsets 1 to {newest} "
+                "that the installed onnx package defines, so its operators cannot be read "
+                "reliably. Export it again with a known opset (torch.onnx.export(..., "
+                "opset_version=17)), or upgrade onnx if the opset is new."
+            )

@@ -211,6 +211,7 @@ def report(
     sections += theorem
     if poly is not None:
         sections.append(_analysis_section(poly, resolved))
+    sections.append(_image_section(model, resolved))
     sections.append(_activation_section(model, resolved, max_panels))
     sections = [s for s in sections if s.blocks]
     _write_markdown(out / "report.md", heading, sections)
@@ -329,6 +330,55 @@ def _polynomial_sections(
     if resolved.X is not None:
         _slice_figure(section, model, poly, resolved)
     return [theorem, section], poly
+
+
+def _image_section(model: nn.Module, resolved: _Data) -> _Section:
+    """For an image model: its degree <= 2 coefficients as images (polynet.plots.images),
+    at 0 and at the first data image, from expand(model, degree=2[, at=x0])."""
+    from polynet.poly.network import is_chain, lower
+
+    section = _Section("Low-order coefficients as images")
+    try:
+        shape = lower(model, None, "cpu").input_shape if is_chain(model) else None
+    except PolynetError:
+        shape = None
+    ds = resolved.dataset
+    if shape is not None and len(shape) == 1 and ds is not None and ds.name in IMAGE_DATASETS:
+        side = int(np.sqrt(shape[0]))
+        shape = (1, side, side) if side * side == shape[0] else None
+    if shape is None or len(shape) != 3 or shape[0] != 1:
+        return section  # not a one-channel image model: no section
+    hw = (shape[1], shape[2])
+    centres = [None]
+    if resolved.X is not None:
+        centres.append(np.asarray(resolved.X[0], dtype=np.float64).reshape(-1))
+    for i, x0 in enumerate(centres):
+        where = "at 0" if x0 is None else "at the first data image (in u = x - x0)"
+        poly = _step(
+            section, f"degree-2 part {where}", lambda x0=x0: expand(model, degree=2, at=x0)
+        )
+        if poly is None:
+            continue
+        fig = _step(
+            section,
+            "coefficient images",
+            lambda poly=poly: plots.plot_image_coefficients(poly, shape=hw),
+        )
+        if fig is not None:
+            section.figure(
+                _Figure(
+                    f"image_coefficients_{i}.png",
+                    _png(fig),
+                    f"The exact degree-1 and degree-2 coefficients {where} "
+                    "(expand(model, degree=2)): each pixel's linear coefficient, and the "
+                    "coefficients of x_p x_j for the pixel p with the largest one.",
+                )
+            )
+    return section
+
+
+#: Data sets whose flattened rows are square one-channel images.
+IMAGE_DATASETS = ("mnist", "fashion-mnist", "digits")
 
 
 def _analysis_section(poly: NetworkPolynomial, resolved: _Data) -> _Section:

@@ -11,6 +11,8 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
+from polynet.errors import PartialPolynomialError
+from polynet.poly.evaluate import check_evaluation_budget
 from polynet.poly.polynomial import NetworkPolynomial
 from polynet.threads import thread_policy
 
@@ -38,6 +40,8 @@ class VerificationReport:
     max_terms: int
     n_network_parameters: int
     passed: bool
+    #: Data rows left out because they hold NaN or Inf (no network maps them to a number).
+    n_dropped_points: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +52,12 @@ class VerificationReport:
             [
                 f"verification {verdict} (tolerance {self.tol:.1e} relative)",
                 f"  points              {self.n_data_points} from the data, "
-                f"{self.n_box_points} from its bounding box",
+                f"{self.n_box_points} from its bounding box"
+                + (
+                    f" ({self.n_dropped_points} data rows with NaN/Inf left out)"
+                    if self.n_dropped_points
+                    else ""
+                ),
                 f"  max |poly - net|    {self.max_abs_error:.3e} (all points), "
                 f"{self.data_max_abs_error:.3e} (data)",
                 f"  relative error      {self.max_rel_error:.3e} (all points, to max|net| = "
@@ -62,8 +71,25 @@ class VerificationReport:
 
 
 def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
-    """Full network inputs for polynomial points (a slice fixes the other inputs)."""
-    return points if poly.slice is None else poly.slice.embed(points)
+    """Full network inputs for polynomial points (a slice fixes the other inputs; a
+    re-centred polynomial is in u = x - x0)."""
+    full = points if poly.slice is None else poly.slice.embed(points)
+    center = (poly.notes.get("taylor") or {}).get("center")
+    return full if center is None else full + torch.as_tensor(center).to(full)
+
+
+def _check_whole(poly: NetworkPolynomial) -> None:
+    from polynet.poly.truncated import describe
+
+    taylor = poly.notes.get("taylor") or {}
+    q, D = taylor.get("degree"), taylor.get("network_degree")
+    if q is not None and (D is None or q < D):
+        raise PartialPolynomialError(
+            f"cannot verify this polynomial against the forward pass: it is {describe(poly)}. "
+            "Compare its degree blocks with the network's derivatives with "
+            f"polynet.poly.truncated.taylor_errors(model, poly), or expand with degree={D} or "
+            "without degree= to verify."
+        )
 
 
 @thread_policy
@@ -76,13 +102,17 @@ def verify(
     n_box: int = 1000,
     seed: int = 0,
     device: torch.device | str | None = None,
+    progress: bool = False,
+    max_memory: int | float | str | None = None,
 ) -> VerificationReport:
     """Compare ``poly`` with ``model`` run in float64 evaluation mode.
 
     Points are the data ``x`` (network inputs, or only the sliced inputs for a slice
     polynomial) and ``n_box`` points drawn uniformly from their bounding box (from [-1, 1]^n
     when ``x`` is None). It passes when the relative error max|p − f| / max|f| is within
-    ``tol`` over all points and over the data points alone. The model is copied; the
+    ``tol`` over all points and over the data points alone. Data rows holding NaN or Inf
+    are left out and counted in the report (``n_dropped_points``): they say nothing about the
+    polynomial, and one such row would make every error NaN. The model is copied; the
     caller's model is not changed.
 
     Parameters
@@ -101,10 +131,22 @@ def verify(
         Seed of the box sample.
     device : torch.device or str, optional
         Where to evaluate (default: the polynomial's device).
+    progress : bool, default=False
+        Show a progress bar over the points (or the store's blocks) while the polynomial is
+        evaluated.
+    max_memory : int or str, optional
+        Memory budget of the evaluation, bytes or a size like ``"4GiB"`` (default: half the
+        available memory).
 
     Returns
     -------
     VerificationReport
+
+    Raises
+    ------
+    ExpansionTooLargeError
+        Evaluating the polynomial at the points would exceed ``max_memory``; checked before
+        anything is evaluated.
 
     Examples
     --------
@@ -113,7 +155,20 @@ def verify(
     >>> verify(net, polynet.expand(net)).passed
     True
     """
-    device = torch.device(device) if device is not None else poly.device
+    _check_whole(poly)
+    try:
+        good_tol = 0 < float(tol) < math.inf
+    except (TypeError, ValueError):
+        good_tol = False
+    if not good_tol:
+        raise ValueError(f"tol must be a positive number, got {tol!r}; the default is 1e-8.")
+    if device is not None:
+        from polynet.training import resolve_device
+
+        device = resolve_device(device)
+    else:
+        device = poly.device
+    n_dropped = 0
     if x is not None:
         data = torch.as_tensor(x if torch.is_tensor(x) else np.asarray(x, dtype=np.float64))
         data = data.to(device=device, dtype=torch.float64)
@@ -124,6 +179,15 @@ def verify(
                 f"x must have shape (B, {poly.n_vars}) (the polynomial's variables), "
                 f"got {tuple(data.shape)}."
             )
+        finite = torch.isfinite(data).all(1)
+        n_dropped = int((~finite).sum())
+        if n_dropped == len(data) and n_dropped:
+            raise ValueError(
+                f"x has NaN or Inf in every one of its {n_dropped} rows; no data point is left "
+                "to verify on. Clean the data, or pass x=None to verify on the box [-1, 1]^n."
+            )
+        if n_dropped:
+            data = data[finite]
         low, high = data.min(0).values, data.max(0).values
     else:
         data = torch.zeros(0, poly.n_vars, dtype=torch.float64, device=device)
@@ -133,6 +197,8 @@ def verify(
     box = torch.rand(n_box, poly.n_vars, generator=gen, dtype=torch.float64).to(device)
     box = low + (high - low) * box
     points = torch.cat([data, box])
+    if isinstance(poly, NetworkPolynomial):
+        check_evaluation_budget(poly, points.shape[0], max_memory)
 
     net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
     full = _embed(poly, points)
@@ -140,7 +206,7 @@ def verify(
     with torch.no_grad():
         expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
         expected = expected.reshape(points.shape[0], -1)
-        got = poly.to(device)(points)
+        got = _evaluate(poly.to(device), points, progress)
     abs_err, scale, rel_err = _errors(got, expected)
     # Judged on the data alone too: at high degree the box corners dominate max|net|, and a
     # polynomial that cancels badly on the data would pass relative to them.
@@ -172,7 +238,33 @@ def verify(
         max_terms=poly.max_terms,
         n_network_parameters=int(n_params),
         passed=passed,
+        n_dropped_points=n_dropped,
     )
+
+
+#: Points evaluated between two updates of the progress bar: at least this many,
+_PROGRESS_POINTS = 64
+#: and at most this many updates.
+_PROGRESS_STEPS = 50
+
+
+def _evaluate(poly, points: torch.Tensor, progress: bool) -> torch.Tensor:
+    """poly(points), by batches of points behind a progress bar (a store: by its blocks)."""
+    if not progress:
+        return poly(points)
+    from tqdm.auto import tqdm
+
+    if not isinstance(poly, NetworkPolynomial):  # a store reads its blocks once per call
+        with tqdm(desc="verify", unit="block", leave=False) as bar:
+            return poly(points, progress=bar)
+    n = points.shape[0]
+    step = max(_PROGRESS_POINTS, -(-n // _PROGRESS_STEPS))
+    parts = []
+    with tqdm(total=n, desc="verify", unit="point", leave=False) as bar:
+        for s in range(0, n, step):
+            parts.append(poly(points[s : s + step]))
+            bar.update(parts[-1].shape[0])
+    return torch.cat(parts) if parts else poly(points)
 
 
 def _errors(got: torch.Tensor, expected: torch.Tensor) -> tuple[float, float, float]:

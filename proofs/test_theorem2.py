@@ -342,3 +342,40 @@ def test_expanded_convolutional_support(name):
     assert poly.degree == D and poly.max_terms == math.comb(n + D, D)
     assert nonzero == receptive_field_support(model, shape, D)
     assert poly.n_terms < poly.max_terms
+
+
+# Two blocks: the receptive-field set is not attained; the exact support is circuits.md's S.
+TWO_BLOCKS = {
+    "row-of-5": (
+        lambda: polynet.ConvSLNN(1, (1, 5), [1, 1], [2, 2], out_features=1, pool=1),
+        (1, 1, 5),
+        116,
+    ),
+    "4x4-pooled": (
+        lambda: polynet.ConvSLNN(1, (4, 4), [1, 2], [2, 2], out_features=1),
+        (1, 4, 4),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CONVS) + list(TWO_BLOCKS))
+def test_exact_support_is_counted_without_expanding(name):
+    if name in CONVS:
+        (build, shape), expected = CONVS[name], None
+    else:
+        build, shape, expected = TWO_BLOCKS[name]
+    model = _randomise(build())
+    D = _degree_bound(model)
+    counted = polynet.count_terms(model, input_shape=shape).support
+    P = network_polynomial(model, shape, symbolic=False)  # SymPy over QQ, these weights
+    support = set(x_support(P.outputs[0], n := math.prod(shape)))
+    assert counted == len(support)
+    assert polynet.expand(model, input_shape=shape).n_terms == counted
+    bound = receptive_field_support(model, shape, D)
+    if name in CONVS:
+        assert support == bound  # one block: the receptive-field count is attained
+    else:
+        assert support < bound  # two blocks: it is not
+        assert expected is None or counted == expected
+    assert counted < math.comb(n + D, D)

@@ -19,6 +19,7 @@ CONTRACT = {
     "MonomialIndex",
     "VerificationReport",
     "load",
+    "save",
     "approximate",
     "from_network",
     "from_onnx",
@@ -51,3 +52,25 @@ def test_import_loads_no_optional_heavyweights():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_documented_submodules_resolve_after_import_polynet():
+    # README names: polynet.training.fit, polynet.export.expand_raw_units, polynet.data.load,
+    # polynet.plots, polynet.report.report, polynet.analysis.analyze; loaded lazily.
+    code = (
+        "import sys, polynet; "
+        "before = sorted(m for m in ('matplotlib', 'sklearn') if m in sys.modules); "
+        "names = [polynet.training.fit, polynet.export.expand_raw_units, polynet.data.load, "
+        "polynet.report.report, polynet.analysis.analyze, polynet.plots.plot_activations]; "
+        "print(before, all(callable(f) for f in names))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] True"
+
+
+def test_estimate_is_reachable_from_the_expand_function():
+    net = polynet.SLNN(3, [4], 2).eval()
+    from importlib import import_module
+
+    module = import_module("polynet.poly.expand")
+    assert polynet.poly.expand.estimate(net) == module.estimate(net)

@@ -5,6 +5,7 @@ Messages are part of the API (STYLE rule 6): rewording one means changing its te
 
 import builtins
 import gzip
+import importlib
 import json
 import math
 import re
@@ -20,7 +21,7 @@ from torch import nn
 
 import polynet
 from polynet import SLNN, cli, data, training
-from polynet.checkpoint import _tensor_digest, load_checkpoint, read_metadata, save
+from polynet.checkpoint import _header_digest, _tensor_digest, load_checkpoint, read_metadata, save
 from polynet.errors import CheckpointError, DataError, NotExpandableError
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -137,6 +138,7 @@ def _rewrite(path: Path, header_changes=None, tensor_changes=None, fix_digest=Tr
     header.update(header_changes or {})
     if fix_digest:
         header["sha256"] = _tensor_digest(tensors)
+        header["header_sha256"] = json.dumps(_header_digest(header))
     safetensors.torch.save_file(tensors, path, metadata=header)
 
 
@@ -428,6 +430,123 @@ def test_expand_refuses_over_budget_before_allocating():
         expand(_eval_slnn(3, [4], 2), max_memory=100)
 
 
+def test_expand_refusal_from_counts_lowers_nothing(monkeypatch):
+    # The paper's MNIST trunk (D = 16): refused from the layers' degrees and sizes alone,
+    # without lowering the convolutions to matrices (13 s and 2.7 GiB before).
+    from polynet import ExpansionTooLargeError, expand
+
+    expand_module = importlib.import_module("polynet.poly.expand")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the layers were lowered before the refusal")
+
+    monkeypatch.setattr(expand_module, "lower", never)
+    net = polynet.ConvSLNN(1, 28, [16, 32], [4, 4], kernel_size=5).eval()
+    with pytest.raises(ExpansionTooLargeError) as info:
+        expand(net)
+    text = str(info.value)
+    assert re.search(
+        r"needs at least 8\.6e\+25 GiB \(C\(784\+16, 16\) = 1\.16e\+33 monomials", text
+    )
+    assert "degree=2 (308,505 monomials" in text and "degree=3 (80,931,145 monomials" in text
+    assert "degree=q, at=x0" in text and "inputs=[...] and fixed=..." in text
+    assert "polynet.count_terms(model)" in text and "store=" not in text
+    cli_text = info.value.refusal.cli_text()
+    assert "--degree 2 (308,505 monomials" in cli_text and "--degree Q --at ROW" in cli_text
+    assert "--inputs I ... [--fixed V ...]" in cli_text
+    assert "inputs=[" not in cli_text and "degree=" not in cli_text
+
+
+def test_expand_refusal_offers_a_store_only_when_it_fits(monkeypatch):
+    from types import SimpleNamespace
+
+    from polynet import ExpansionTooLargeError
+
+    expand_module = importlib.import_module("polynet.poly.expand")
+    from polynet.poly.index import MonomialIndex
+    from polynet.poly.network import lower
+
+    lowered = lower(_eval_slnn(6, [4], 2))
+    the_plan = SimpleNamespace(
+        index=MonomialIndex(6, 2),
+        n_outputs=1,
+        peak_bytes=5e9,
+        store_peak_bytes=1e9,
+        result_bytes=4e9,
+        exact_peak_bytes=5e9,
+        seconds=30.0,
+    )
+    for free, offered in [(1e15, True), (1e9, False)]:
+        monkeypatch.setattr(expand_module, "disk_free", lambda path, free=free: free)
+        with pytest.raises(ExpansionTooLargeError) as info:
+            expand_module._check_budget(lowered, the_plan, int(2e9), False)
+        assert ('store="coeffs.zarr" (about 0.9 GiB of memory' in str(info.value)) is offered
+        assert ("--out coeffs.zarr" in info.value.refusal.cli_text()) is offered
+    # A store that needs more than the budget of memory is not offered either.
+    monkeypatch.setattr(expand_module, "disk_free", lambda path: 1e15)
+    with pytest.raises(ExpansionTooLargeError) as info:
+        expand_module._check_budget(lowered, the_plan, int(0.5e9), False)
+    assert "store=" not in str(info.value) and "up to 6 inputs" not in str(info.value)
+
+
+def test_expand_refusal_of_a_graph_model_offers_slices_and_degrees():
+    from polynet import ExpansionTooLargeError, expand
+
+    class Cube(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(200, 3)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return y * y * y
+
+    with pytest.raises(ExpansionTooLargeError) as info:
+        expand(Cube().eval(), max_memory="10MiB")
+    text = str(info.value)
+    assert "C(200+3, 3) = 1,373,701 monomials of degree <= 3 in 200 inputs x 3 outputs" in text
+    assert "degree=2 (20,301 monomials" in text and re.search(r"slice of up to \d+ inputs", text)
+    assert "polynet.count_terms(model, input_shape=...)" in text
+
+
+def test_expand_refusal_at_the_cli_names_flags(tmp_path, capsys):
+    path = tmp_path / "wide.safetensors"
+    save(SLNN(784, [8, 4], [2, 2], out_features=10), path)
+    assert cli.main(["expand", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "polynet expand: error: expanding this network needs at least" in err
+    assert "--degree 2" in err and "--inputs I ..." in err and "inputs=[" not in err
+
+
+def test_sizes_past_a_million_gib_are_in_scientific_notation():
+    from polynet.poly.refusal import fmt_bytes, fmt_count, fmt_seconds
+
+    assert fmt_bytes(1.156781e33 * 80) == "8.6e+25 GiB" and fmt_bytes(2.7 * 2**30) == "2.7 GiB"
+    assert fmt_count(math.comb(800, 16)) == "1.16e+33" and fmt_count(203490) == "203,490"
+    assert fmt_seconds(3e40) == "9.5e+32 years" and fmt_seconds(300) == "5 min"
+
+
+def test_evaluation_refuses_over_budget_before_allocating(monkeypatch):
+    from polynet import ExpansionTooLargeError
+
+    expand_module = importlib.import_module("polynet.poly.expand")
+
+    net = _eval_slnn(5, [4], 2)
+    poly = polynet.expand(net)
+    monkeypatch.setattr(expand_module, "memory_budget", lambda device: 64 << 10)
+    x = np.zeros((5000, 5))
+    with pytest.raises(
+        ExpansionTooLargeError,
+        match=r"evaluating this polynomial \(21 monomials of degree <= 2 in 5 variables, 1 "
+        r"output\(s\), 168\.0 B of coefficients\) at 5,000 points needs about .* over the "
+        r"budget of 64\.0 KiB; evaluate it in batches of at most [0-9,]+ points",
+    ):
+        poly(x)
+    with pytest.raises(ExpansionTooLargeError, match="at 6,000 points needs about"):  # + box
+        polynet.verify(net, poly, x)
+    assert poly(x[:100]).shape == (100, 1)  # a batch that fits
+
+
 def test_expand_bad_slices():
     from polynet import expand
 
@@ -480,3 +599,94 @@ def test_polynomial_points_of_the_wrong_width():
 
     with pytest.raises(ValueError, match=r"points must have shape \(B, 3\)"):
         expand(_eval_slnn(3, [2], 2))(torch.randn(4, 5))
+
+
+# -- expand(model, degree=, at=, form=) (polynet.poly.truncated, polynet.poly.factored) ------
+
+
+def test_expand_degree_refuses_store():
+    with pytest.raises(ValueError, match=r"degree= returns its polynomial in memory; store="):
+        polynet.expand(_eval_slnn(3, [2], 2), degree=1, store="coeffs.zarr")
+
+
+def test_expand_degree_refuses_a_traced_model():
+    class Square(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    with pytest.raises(NotExpandableError, match=r"degree=, at= and form= need a chain model"):
+        polynet.expand(Square().eval(), degree=1, input_shape=(3,))
+
+
+def test_expand_degree_over_the_budget_names_lower_degrees():
+    from polynet.errors import ExpansionTooLargeError
+
+    net = SLNN(784, [16, 8], [2, 2]).eval()
+    with pytest.raises(
+        ExpansionTooLargeError, match=r"degree <= 3 part in 784 inputs has 8.09e\+07 monomials"
+    ):
+        polynet.expand(net, degree=3, max_memory="10MB")
+
+
+def test_expand_at_of_the_wrong_size():
+    with pytest.raises(
+        ValueError, match=r"at= must have 3 values \(one per network input\), got 6"
+    ):
+        polynet.expand(_eval_slnn(3, [2], 2), degree=2, at=np.zeros((2, 3)))
+
+
+def test_expand_factored_takes_no_degree():
+    with pytest.raises(ValueError, match=r"form='factored' gives the whole polynomial"):
+        polynet.expand(_eval_slnn(3, [2], 2), form="factored", degree=2)
+
+
+def test_verify_refuses_a_taylor_part():
+    from polynet.errors import PartialPolynomialError
+
+    net = _eval_slnn(3, [2], 2)
+    with pytest.raises(PartialPolynomialError, match=r"cannot verify this polynomial against"):
+        polynet.verify(net, polynet.expand(net, degree=1))
+
+
+# ============================================================================================
+# polynet.data.files and polynet.model_source (your own data, your own model)
+# ============================================================================================
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "message"),
+    [
+        (
+            "a,y\n1,2\n",
+            "price",
+            r"has no column 'price' \(--target\); its columns are \['a', 'y'\]",
+        ),
+        ("a,y\n1,2\nx,3\n", "y", r"row 3, column 'a' holds 'x', which is not a number"),
+    ],
+)
+def test_data_file_refusals(tmp_path, text, target, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        data.read_table(path, target)
+
+
+def test_train_data_file_needs_a_target(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,2\n")
+    assert cli.main(["train", "--data", str(path), "--no-progress"]) == 2
+    assert "needs --target COLUMN (the column to predict)" in capsys.readouterr().err
+
+
+def test_a_torch_save_file_is_not_called_damaged(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(SLNN(2, [3], 2).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"is a torch.save file \(a pickled state_dict"):
+        load_checkpoint(path)
+
+
+def test_state_dict_without_a_class(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save(SLNN(2, [3], 2).eval(), path)
+    with pytest.raises(CheckpointError, match="--state-dict and --init-args go with a class"):
+        polynet.model_source.resolve(path, state_dict="w.pt")

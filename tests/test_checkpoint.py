@@ -127,4 +127,5 @@ def test_cuda_checkpoint_loads_on_cpu(tmp_path):
 
 
 def test_load_is_the_public_polynet_load():
-    assert polynet.load is polynet.checkpoint.load and "load" in polynet.__all__
+    # polynet.load reads checkpoints and .pt2 programs (polynet.model_source.load)
+    assert polynet.load is polynet.model_source.load and "load" in polynet.__all__

@@ -33,7 +33,9 @@ def test_expand_prints_the_facts_and_writes_the_bundle(checkpoint, tmp_path, cap
     assert sorted(p.name for p in out.iterdir()) == [
         "coefficients.csv",
         "polynomial.npz",
+        "polynomial.onnx",
         "polynomial.tex",
+        "polynomial_numpy.py",
         "summary.json",
     ]
     poly = NetworkPolynomial.load(out / "polynomial.npz")
@@ -87,3 +89,14 @@ def test_expand_refuses_a_relu_network_with_the_layer_named(tmp_path, capsys):
         "cannot expand model[2] (ReLU): ReLU is not a polynomial; replace it with an SLAF "
         "or expand model[:2]." in err
     )
+
+
+def test_expand_degree_at_a_test_row_says_what_it_prints(checkpoint, capsys):
+    assert main(["expand", str(checkpoint), "--degree", "2", "--at", "test:0", "--top", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "this is      the network's Taylor polynomial of degree 2 at x0, in u = x - x0" in text
+    assert "terms        105 non-zero of C(n+q, q) = C(13+2, 2) = 105" in text
+    ds = data.load("boston").standardize(targets=True)
+    local = __import__("polynet").expand(load(checkpoint), degree=2, at=ds.X_test[0])
+    top = local.terms(top=1)[0]
+    assert f"{top.coefficient:+.6e}  {top.monomial}" in text

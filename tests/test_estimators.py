@@ -31,7 +31,7 @@ from polynet.estimators import SLNNClassifier, SLNNRegressor  # noqa: E402
 #: ``polynomial_(X)`` against ``predict(X)``: two float64 routes to the same function.
 POLY_RTOL = 1e-9
 #: Small settings that keep every fit in this module well under a second.
-SMALL = {"hidden": 8, "max_epochs": 10, "device": "cpu", "random_state": 0}
+SMALL = {"hidden": 8, "epochs": 10, "device": "cpu", "random_state": 0}
 NOT_FITTED = (
     "This {} instance is not fitted yet. Call 'fit' with appropriate arguments before using "
     "this estimator."
@@ -56,9 +56,9 @@ def _one_thread():
 def _expected_failed_checks(estimator) -> dict[str, str]:
     """Checks expected to fail, with the reason. None at the SMALL settings.
 
-    With ``max_epochs=10`` every check passes. Checks that need a usable fit are the fragile
+    With ``epochs=10`` every check passes. Checks that need a usable fit are the fragile
     ones: ``check_classifiers_train`` needs accuracy > 0.83 on blobs and fails at
-    ``max_epochs=2`` (it passes from 4), ``check_regressors_train`` needs R² > 0.5. Checks
+    ``epochs=2`` (it passes from 4), ``check_regressors_train`` needs R² > 0.5. Checks
     that need pandas (``check_*_data_not_an_array``) or array-API support skip themselves.
     """
     return {}
@@ -87,7 +87,7 @@ def test_regressor_polynomial_equals_predict_on_boston(standardize):
     reg = SLNNRegressor(
         hidden=16,
         degrees=[3],
-        max_epochs=20,
+        epochs=20,
         standardize=standardize,
         device="cpu",
         random_state=0,
@@ -96,7 +96,7 @@ def test_regressor_polynomial_equals_predict_on_boston(standardize):
     assert poly.n_vars == 13 and poly.n_outputs == 1 and poly.degree <= 3
     for X in (ds.X_train, ds.X_test):
         predicted = reg.predict(X)
-        assert _relative_error(poly(X).numpy().ravel(), predicted) < POLY_RTOL
+        assert _relative_error(poly(X).ravel(), predicted) < POLY_RTOL
     # Cached: expanded once, and a new fit starts a new one.
     assert reg.polynomial_ is poly
     reg.fit(ds.X_train[:200], ds.y_train[:200])
@@ -106,12 +106,12 @@ def test_regressor_polynomial_equals_predict_on_boston(standardize):
 def test_regressor_polynomial_multioutput_and_two_layers():
     ds = data.load_boston()
     Y = np.column_stack([ds.y_train, np.log(ds.y_train)])
-    reg = SLNNRegressor(hidden=(6, 4), degrees=[2, 2], max_epochs=5, device="cpu", random_state=0)
+    reg = SLNNRegressor(hidden=(6, 4), degrees=[2, 2], epochs=5, device="cpu", random_state=0)
     reg.fit(ds.X_train, Y)
     assert reg.predict(ds.X_test).shape == (102, 2)
     poly = reg.polynomial_
     assert poly.n_outputs == 2 and poly.degree_bound == 4
-    assert _relative_error(poly(ds.X_test).numpy(), reg.predict(ds.X_test)) < POLY_RTOL
+    assert _relative_error(poly(ds.X_test), reg.predict(ds.X_test)) < POLY_RTOL
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -121,7 +121,7 @@ def test_classifier_polynomial_equals_decision_function(n_classes):
     clf = SLNNClassifier(**SMALL).fit(X, y)
     logits = clf.decision_function(X)
     assert logits.shape == ((200,) if n_classes == 2 else (200, n_classes))
-    poly = clf.polynomial_(X).numpy()
+    poly = clf.polynomial_(X)
     assert _relative_error(poly.reshape(logits.shape), logits) < POLY_RTOL
 
 
@@ -130,9 +130,7 @@ def test_polynomial_in_float32_is_the_float32_network():
     reg = SLNNRegressor(**{**SMALL, "dtype": "float32"}).fit(ds.X_train, ds.y_train)
     assert next(reg.model_.parameters()).dtype == torch.float32
     # The polynomial is the float32 weights' exact function; predict rounds in float32.
-    assert (
-        _relative_error(reg.polynomial_(ds.X_test).numpy().ravel(), reg.predict(ds.X_test)) < 1e-4
-    )
+    assert _relative_error(reg.polynomial_(ds.X_test).ravel(), reg.predict(ds.X_test)) < 1e-4
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +141,7 @@ def test_polynomial_in_float32_is_the_float32_network():
 def test_regressor_reaches_linear_regression_r2_on_diabetes():
     ds = data.load_diabetes()
     linear = LinearRegression().fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test)
-    reg = SLNNRegressor(hidden=8, max_epochs=30, device="cpu", random_state=0)
+    reg = SLNNRegressor(hidden=8, epochs=30, device="cpu", random_state=0)
     score = reg.fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test)
     assert linear > 0.55
     assert score > linear - 0.1
@@ -153,7 +151,7 @@ def test_regressor_reaches_linear_regression_r2_on_diabetes():
 def test_regressor_early_stopping_stops():
     ds = data.load_diabetes()
     reg = SLNNRegressor(
-        hidden=8, max_epochs=500, early_stopping=True, patience=3, device="cpu", random_state=0
+        hidden=8, epochs=500, early_stopping=True, patience=3, device="cpu", random_state=0
     ).fit(ds.X_train, ds.y_train)
     assert reg.n_iter_ < 500
     assert reg.history_[0]["val_loss"] is not None
@@ -162,7 +160,7 @@ def test_regressor_early_stopping_stops():
 def test_classifier_separates_xor_with_string_labels():
     ds = data.xor(400, random_state=0)
     names = np.array(["no", "yes"])
-    clf = SLNNClassifier(hidden=8, max_epochs=40, device="cpu", random_state=0)
+    clf = SLNNClassifier(hidden=8, epochs=40, device="cpu", random_state=0)
     clf.fit(ds.X_train, names[ds.y_train])
     assert list(clf.classes_) == ["no", "yes"]
     assert clf.model_[-1].out_features == 1  # binary: one logit
@@ -227,15 +225,19 @@ def test_fitted_estimator_pickles_and_keeps_predicting():
     poly = reg.polynomial_
     again = pickle.loads(pickle.dumps(reg))
     np.testing.assert_array_equal(again.predict(ds.X_test), reg.predict(ds.X_test))
-    assert _relative_error(again.polynomial_(ds.X_test).numpy(), poly(ds.X_test).numpy()) == 0
+    assert _relative_error(again.polynomial_(ds.X_test), poly(ds.X_test)) == 0
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         (
+            {"epochs": 0},
+            "The 'epochs' parameter of SLNNRegressor must be an integer >= 1, got 0.",
+        ),
+        (
             {"max_epochs": 0},
-            "The 'max_epochs' parameter of SLNNRegressor must be an integer >= 1, got 0.",
+            "The 'max_epochs' parameter of SLNNRegressor must be None or an integer >= 1, got 0.",
         ),
         (
             {"lr": -1.0},
@@ -296,7 +298,7 @@ def test_plot_activations_draws(tmp_path):
     plots = pytest.importorskip("polynet.plots")
     assert hasattr(plots, "plot_activations")
     ds = data.xor(100, random_state=0)
-    clf = SLNNClassifier(hidden=4, max_epochs=2, device="cpu", random_state=0)
+    clf = SLNNClassifier(hidden=4, epochs=2, device="cpu", random_state=0)
     clf.fit(ds.X_train, ds.y_train)
     clf.plot_activations(tmp_path / "act.png", X=ds.X_train)
     assert (tmp_path / "act.png").stat().st_size > 0
@@ -308,3 +310,13 @@ def test_estimators_load_lazily_from_the_package():
     # tests/test_api.py checks in a fresh process that `import polynet` loads no sklearn.
     with pytest.raises(AttributeError, match="has no attribute 'SLNNRegresor'"):
         polynet.SLNNRegresor  # noqa: B018
+
+
+def test_max_epochs_is_a_deprecated_alias_of_epochs():
+    X = np.random.RandomState(0).randn(40, 2)
+    y = X[:, 0] * X[:, 1]
+    with pytest.warns(FutureWarning, match="max_epochs=...\\) is deprecated; use epochs"):
+        old = SLNNRegressor(hidden=4, max_epochs=3, device="cpu", random_state=0).fit(X, y)
+    new = SLNNRegressor(hidden=4, epochs=3, device="cpu", random_state=0).fit(X, y)
+    assert len(old.history_) == len(new.history_) == 3
+    np.testing.assert_array_equal(old.predict(X), new.predict(X))

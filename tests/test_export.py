@@ -1,6 +1,8 @@
 """polynet.export: raw-units folding and the export bundle, without the CLI."""
 
+import csv
 import json
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ def test_raw_units_polynomial_equals_the_network_on_raw_features(checkpoint, ds)
     z = torch.as_tensor(ds.X_test[:20], dtype=torch.float64)
     want = ckpt.model.double()(z).detach().numpy()
     want = ds.target_scaler.inverse_transform(want) if ds.target_scaler is not None else want
-    np.testing.assert_allclose(poly(raw).numpy(), want, rtol=1e-8)
+    np.testing.assert_allclose(poly(raw), want, rtol=1e-8)
 
 
 def test_raw_units_slice_names_the_sliced_features(checkpoint, ds):
@@ -57,13 +59,18 @@ def test_bundle_holds_the_polynomial_table_latex_and_summary(tmp_path):
     written = export.write_bundle(poly, tmp_path / "bundle")
     assert sorted(p.name for p in written) == sorted(export.BUNDLE_FILES)
     assert NetworkPolynomial.load(tmp_path / "bundle" / "polynomial.npz") == poly
-    table = np.genfromtxt(tmp_path / "bundle" / "coefficients.csv", delimiter=",", names=True)
-    assert table.dtype.names == ("x0", "x1", "x2", "coefficient_0", "coefficient_1")
-    np.testing.assert_array_equal(table["coefficient_1"], poly.coefficients[1].numpy())
+    with open(tmp_path / "bundle" / "coefficients.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["x0", "x1", "x2", "coefficient_0", "coefficient_1"]
+    # an exact polynomial's CSV holds its rationals, p/q
+    keep = poly.coefficients.numpy().any(0)
+    got = [Fraction(r[4]) for r in rows[1:]]
+    assert got == list(poly.exact_coefficients[1, keep])
     tex = (tmp_path / "bundle" / "polynomial.tex").read_text().splitlines()
     assert tex[0].startswith("p_{0}(x) = ") and tex[1].startswith("p_{1}(x) = ")
     facts = json.loads((tmp_path / "bundle" / "summary.json").read_text())
-    assert facts == json.loads(json.dumps(export.summary(poly)))
+    assert facts.items() >= json.loads(json.dumps(export.summary(poly))).items()
+    assert facts["scaling"]["inputs"] is None and facts["coefficients_csv"] == "p/q rationals"
     assert (
         facts["exact"] and facts["degree"] == poly.degree and facts["engine"] in ("flint", "sympy")
     )

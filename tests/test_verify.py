@@ -46,3 +46,14 @@ def test_data_error_is_reported_and_judged_on_its_own():
     assert report.passed
     strict = verify(net, bumped, x, n_box=10, tol=0.5 * report.data_max_rel_error)
     assert not strict.passed and "(data" in str(strict)
+
+
+def test_progress_evaluates_in_batches_to_the_same_report(capsys):
+    net = SLNN(4, [6], 2).eval()
+    poly = expand(net)
+    x = torch.randn(300, 4, dtype=torch.float64)
+    quiet = verify(net, poly, x, n_box=200)
+    shown = verify(net, poly, x, n_box=200, progress=True)
+    assert shown.passed and shown.n_data_points == 300 and shown.n_box_points == 200
+    assert shown.max_abs_error == pytest.approx(quiet.max_abs_error, rel=1e-6, abs=1e-15)
+    assert "verify" in capsys.readouterr().err  # the bar, on stderr

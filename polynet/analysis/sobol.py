@@ -163,6 +163,24 @@ class SobolIndices:
     def __str__(self) -> str:
         return self.table(markdown=False)
 
+    def _repr_html_(self) -> str:
+        from polynet.poly.count import html_table
+
+        header = ["variable", "first S_i", "total T_i", "interactions T_i - S_i"]
+        parts = []
+        for o in range(self.n_outputs):
+            first = np.asarray(self.first[o], dtype=np.float64)
+            total = np.asarray(self.total[o], dtype=np.float64)
+            rows = [
+                [self.variables[i], f"{first[i]:.4f}", f"{total[i]:.4f}"]
+                + [f"{total[i] - first[i]:.4f}"]
+                for i in np.argsort(-total, kind="stable")
+            ]
+            note = self.table(o).rsplit("\n\n", 1)[-1]  # mean, variance, shares by order
+            label = f"output {o}: " if self.n_outputs > 1 else ""
+            parts.append(html_table(header, rows, label + note))
+        return "".join(parts)
+
 
 @dataclass(frozen=True)
 class _Supports:
@@ -330,7 +348,7 @@ def _data_variance(poly: NetworkPolynomial, data: ArrayLike) -> np.ndarray:
             f"data must have shape (n_samples, {poly.n_vars}) in the polynomial's variables, "
             f"got {x.shape}."
         )
-    values = np.asarray(poly.to("cpu")(x).double().numpy()).reshape(len(x), -1)
+    values = np.asarray(poly.to("cpu")(x), dtype=np.float64).reshape(len(x), -1)
     return values.var(axis=0)
 
 

@@ -16,6 +16,7 @@ name               what                                                      spl
 ``"sparse-poly"``  the paper's sparse polynomial regression, ``true_terms``  seeded
 ``"mnist"``        MNIST from IDX files (local or downloaded), 10 classes    official
 ``"fashion-mnist"`` Fashion-MNIST from IDX files, 10 classes                  official
+``"file"``         your CSV/NPZ/Parquet file, ``path=`` and ``target=``      seeded
 =================  ========================================================  ==============
 
 The modules, one job each: :mod:`~polynet.data.dataset` (the :class:`Dataset` type),
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 from polynet.data.dataset import Dataset
 from polynet.data.dataset import Task as Task
+from polynet.data.files import load_file, read_table
 from polynet.data.images import load_digits, load_fashion_mnist, load_mnist, read_idx
 from polynet.data.preprocessing import Standardizer
 from polynet.data.registry import LOADERS, from_metadata, load
@@ -56,6 +58,8 @@ __all__ = [
     "load_mnist",
     "load_fashion_mnist",
     "read_idx",
+    "read_table",
+    "load_file",
     "from_metadata",
     "LOADERS",
 ]

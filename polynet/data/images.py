@@ -13,6 +13,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged deflate data
             raise DataError(
                 f"{str(path)!r} looks gzip-compressed but does not decompress ({exc}); the "
                 "file is damaged: delete it and fetch it again."

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polynet.data.dataset import Dataset
+from polynet.data.files import load_file
 from polynet.data.images import load_digits, load_fashion_mnist, load_mnist
 from polynet.data.preprocessing import Standardizer
 from polynet.data.synthetic import sparse_polynomial, two_spirals, xor
@@ -29,6 +30,7 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "sparse-poly": sparse_polynomial,
     "mnist": load_mnist,
     "fashion-mnist": load_fashion_mnist,
+    "file": load_file,
 }
 
 #: Data sets whose loader needs an optional package: name -> its import name (see

@@ -10,7 +10,8 @@ The network polynomial
     :func:`plot_degree_profile` and :func:`terms_table` describe a
     :class:`~polynet.NetworkPolynomial`; :func:`plot_slice`, :func:`plot_surface` and
     :func:`plot_decision_boundary` draw it beside the network it came from and return the
-    largest difference between the two.
+    largest difference between the two; :func:`plot_image_coefficients` draws an image
+    model's linear coefficients and one pixel's interactions as images.
 
 Every ``plot_*`` function returns a :class:`matplotlib.figure.Figure` built without pyplot (no
 global state, no display needed, safe on a headless machine) and, given ``path``, writes it;
@@ -45,6 +46,7 @@ from polynet.plots.comparison import (
 from polynet.plots.figure import DPI as DPI
 from polynet.plots.figure import FORMATS as FORMATS
 from polynet.plots.history import plot_history
+from polynet.plots.images import plot_image_coefficients
 from polynet.plots.terms import plot_degree_profile, terms_table
 
 __all__ = [
@@ -62,4 +64,5 @@ __all__ = [
     "plot_slice",
     "plot_surface",
     "plot_decision_boundary",
+    "plot_image_coefficients",
 ]

@@ -290,7 +290,7 @@ def _both(
             "without inputs=, or use plot_slice."
         )
     net_values = _network(model, poly.input_shape)(torch.from_numpy(grid)).numpy()
-    poly_values = poly.to("cpu")(grid).numpy()
+    poly_values = np.asarray(poly.to("cpu")(grid))
     return net_values, poly_values
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -43,12 +44,31 @@ class ParameterCount:
 
 @dataclass(frozen=True)
 class TermCount:
-    """The Theorem 2 table: the network's size against its polynomial's bound."""
+    """The Theorem 2 table: the network's size against its polynomial's bound.
+
+    ``support`` is the exact number of monomials of the polynomial for generic weights, from
+    the receptive fields (Theorem 2(d) made exact, ``proofs/circuits.md`` C4): computed on
+    first use from the chain's sparsity patterns, without expanding.
+    """
 
     layers: tuple[LayerCount, ...]
     n_vars: int
     degree_bound: int
     n_parameters: int
+    support_counter: Callable[[], int | None] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def support(self) -> int | None:
+        """Monomials with a non-zero coefficient for generic weights (exact), or None where
+        it is not computed (traced graphs, layers without a read pattern, or a support too
+        large to enumerate)."""
+        if "support" not in self._cache:
+            counter = self.support_counter
+            self._cache["support"] = None if counter is None else counter()
+        return self._cache["support"]
 
     @property
     def max_terms(self) -> int:
@@ -67,8 +87,21 @@ class TermCount:
             "max_terms": self.max_terms,
             "n_parameters": self.n_parameters,
             "ratio": self.ratio,
+            "support": self.support,
             "layers": [vars(layer) for layer in self.layers],
         }
+
+    def _repr_html_(self) -> str:
+        rows = [
+            [layer.position, layer.layer, f"{layer.parameters:,}", layer.degree or ""]
+            for layer in self.layers
+        ]
+        n, D = self.n_vars, self.degree_bound
+        note = (
+            f"network parameters {self.n_parameters:,}; degree bound D = {D}; monomials "
+            f"C({n}+{D}, {D}) = {self.max_terms:,}; monomials / parameters {self.ratio:.3g}"
+        )
+        return html_table(["layer", "kind", "parameters", "degree"], rows, note)
 
     def table(self) -> str:
         """The table as aligned text."""
@@ -92,7 +125,26 @@ class TermCount:
             f"monomials C({n}+{D}, {D})      {self.max_terms:,}",
             f"monomials / parameters     {self.ratio:.3g}",
         ]
+        if self.support is not None and self.support < self.max_terms:
+            lines.append(
+                f"exact support (generic)    {self.support:,}  "
+                f"({self.max_terms / self.support:,.0f}x fewer: receptive fields)"
+            )
+        elif self.support is not None:
+            lines.append(f"exact support (generic)    {self.support:,}  (all of them)")
         return "\n".join(lines)
+
+
+def html_table(header: list[str], rows: list[list[str]], note: str = "") -> str:
+    """An HTML table (cells escaped) with a note under it: Jupyter's ``_repr_html_``."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    tail = f"<p>{escape(note)}</p>" if note else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{tail}"
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
@@ -149,8 +201,10 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     --------
     >>> import polynet
     >>> t = count_terms(polynet.SLNN(13, [128, 64], [4, 2]))
-    >>> t.degree_bound, t.max_terms
-    (8, 203490)
+    >>> t.degree_bound, t.max_terms, t.support
+    (8, 203490, 203490)
+    >>> polynet.count_terms(polynet.ConvSLNN(1, 6, [2, 3], [2, 2])).support  # of 91,390
+    45058
     """
     model = as_sequential(model)
     if not is_chain(model):
@@ -158,7 +212,8 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     layers = list(iter_layers(model))
     if not layers:
         raise NotExpandableError("cannot count the terms of an empty model.")
-    n_vars = math.prod(_input_shape(model, layers[0][1], input_shape))
+    shape = _input_shape(model, layers[0][1], input_shape)
+    n_vars = math.prod(shape)
     degree = 1
     rows = []
     for name, layer in layers:
@@ -167,7 +222,23 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
             degree *= layer.degree
         n_params = sum(p.numel() for p in layer.parameters())
         rows.append(LayerCount(name, type(layer).__name__, n_params, degree))
-    return TermCount(tuple(rows), n_vars, degree, sum(r.parameters for r in rows))
+    return TermCount(
+        tuple(rows),
+        n_vars,
+        degree,
+        sum(r.parameters for r in rows),
+        support_counter=lambda: _support(model, shape, degree),
+    )
+
+
+def _support(model: nn.Module, shape: tuple[int, ...], degree: int) -> int | None:
+    from polynet.poly.receptive import patterns_of_model, support_count
+
+    try:
+        stages = patterns_of_model(model, shape)
+        return None if stages is None else support_count(stages, math.prod(shape), degree)
+    except (ValueError, RuntimeError):  # a shape the chain cannot take: expand says why
+        return None
 
 
 def _count_graph(model: nn.Module, input_shape) -> TermCount:

@@ -18,8 +18,18 @@ from torch import nn
 
 from polynet.errors import CheckpointError, ExpansionTooLargeError, NotExpandableError
 from polynet.poly.dense import FloatOps, plan, walk
+from polynet.poly.finite import check_finite
 from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
+from polynet.poly.refusal import (
+    Refusal,
+    available_bytes,
+    check_counts,
+    disk_free,
+    fmt_bytes,
+    fmt_seconds,
+    largest_slice,
+)
 from polynet.threads import thread_policy
 
 __all__ = ["Estimate", "estimate", "expand", "memory_budget", "parse_bytes"]
@@ -32,8 +42,17 @@ DEFAULT_MEMORY_FRACTION = 0.5
 Exact = bool | Literal["modular", "flint", "sympy"]
 
 
-def parse_bytes(value: int | float | str) -> int:
+_SIZE_FORMS = (
+    "a number of bytes or a size like '4GiB' or '512MiB', or a share of the free memory "
+    "between 0 and 1 like 0.5"
+)
+
+
+def parse_bytes(value: int | float | str, name: str = "max_memory") -> int:
     """Bytes from a number or a string like ``"2GiB"``, ``"512 MB"``.
+
+    ``name`` is the argument's name in the error message (the command line's
+    ``--max-memory`` is named there too).
 
     Examples
     --------
@@ -41,8 +60,8 @@ def parse_bytes(value: int | float | str) -> int:
     1610612736
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError(f"max_memory must be positive, got {value!r}.")
+        if not value > 0 or value == float("inf"):
+            raise ValueError(f"{name} must be positive: {_SIZE_FORMS}; got {value!r}.")
         return int(value)
     units = {
         "": 1,
@@ -56,20 +75,40 @@ def parse_bytes(value: int | float | str) -> int:
         "gib": 2**30,
         "tib": 2**40,
     }
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(value))
     if not match or match.group(2).lower() not in units:
         raise ValueError(
-            f"max_memory must be a number of bytes or a size like '2GiB', got {value!r}."
+            f"{name} must be {_SIZE_FORMS}; got {str(value)!r}. On the command line: "
+            "--max-memory 4GiB."
         )
-    return int(float(match.group(1)) * units[match.group(2).lower()])
+    size = int(float(match.group(1)) * units[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"{name} must be positive: {_SIZE_FORMS}; got {str(value)!r}.")
+    return size
 
 
-def memory_budget(device: torch.device | str) -> int:
-    """Default budget: half of the free memory of ``device`` (host RAM for the CPU)."""
+def _budget(max_memory: int | float | str | None, device: torch.device) -> int:
+    """The memory budget: the default share of free memory, a share given as 0 < x < 1, or
+    bytes."""
+    if max_memory is None:
+        return memory_budget(device)
+    share = None
+    if isinstance(max_memory, float):
+        share = max_memory
+    elif isinstance(max_memory, str) and re.fullmatch(r"\s*(0?\.\d+)\s*", max_memory):
+        share = float(max_memory)
+    if share is not None and 0 < share < 1:
+        return memory_budget(device, share)
+    return parse_bytes(max_memory)
+
+
+def memory_budget(device: torch.device | str, fraction: float = DEFAULT_MEMORY_FRACTION) -> int:
+    """Default budget: ``fraction`` (half) of the free memory of ``device`` (host RAM for the
+    CPU)."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free * DEFAULT_MEMORY_FRACTION)
+        return int(free * fraction)
     try:
         with open("/proc/meminfo") as fh:
             info = dict(line.split(":", 1) for line in fh)
@@ -78,15 +117,12 @@ def memory_budget(device: torch.device | str) -> int:
         import os
 
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return int(available * DEFAULT_MEMORY_FRACTION)
+    return int(available * fraction)
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
+# Sizes and durations are written as refusals write them (scientific past 10^6 GiB).
+_fmt_bytes = _fmt_gib = fmt_bytes
+_fmt_seconds = fmt_seconds
 
 
 def slice_values(
@@ -133,11 +169,12 @@ def _slice(
 
 
 def resolve_model(model) -> nn.Module:
-    """``model`` itself, or the polynet checkpoint a path names (CheckpointError otherwise)."""
+    """``model`` itself, or the model a path names (polynet.load; CheckpointError otherwise)."""
     import os
 
     if isinstance(model, (str, os.PathLike)):
-        from polynet.checkpoint import load
+        # A checkpoint, a .pt2 archive or an ONNX file (polynet.model_source).
+        from polynet.model_source import load
 
         try:
             return load(model)
@@ -216,18 +253,24 @@ def _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape):
         (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
     )
     work_device = torch.device(device) if device is not None else None
-    budget = (
-        parse_bytes(max_memory)
-        if max_memory is not None
-        else memory_budget(work_device or torch.device("cpu"))
-    )
+    budget = _budget(max_memory, work_device or torch.device("cpu"))
     if peak > budget:
-        D = sketch.degree_bound
-        raise ExpansionTooLargeError(
-            f"expanding this model needs about {_fmt_bytes(peak)} (monomials of degree <= {D} "
-            f"in {n} inputs), over the budget of {_fmt_bytes(budget)}; raise max_memory= or "
-            "count the terms without expanding with polynet.count_terms(model, input_shape=...)."
+
+        def slice_peak(k: int) -> int:
+            return max(math.comb(k + r.degree, r.degree) * r.values * 24 for r in sketch.nodes)
+
+        refusal = Refusal(
+            "model",
+            n,
+            sketch.degree_bound,
+            math.prod(sketch.output.value_shape),
+            peak,
+            budget,
+            slice_inputs=largest_slice(lambda k: slice_peak(k) <= budget, n - 1),
+            raise_budget=peak <= available_bytes(work_device or "cpu"),
+            count_hint="polynet.count_terms(model, input_shape=...)",
         )
+        raise ExpansionTooLargeError(refusal.python_text(), refusal)
     result = expand_graph(model, shape, device, entry=entry)
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
@@ -264,6 +307,10 @@ def expand(
     progress: bool = False,
     store: str | Path | None = None,
     client: object | None = None,
+    degree: int | None = None,
+    at: ArrayLike | torch.Tensor | None = None,
+    form: Literal["dense", "factored"] = "dense",
+    sparse: bool | None = None,
 ) -> NetworkPolynomial:
     """Expand an evaluation-mode network into one explicit polynomial per output.
 
@@ -288,8 +335,9 @@ def expand(
         Expand in these inputs only, with the others held at ``fixed``: the exact slice.
     fixed : array of length n_inputs or dict {input: value}, optional
         Values of the inputs not in ``inputs``.
-    max_memory : int or str, optional
-        Memory budget, bytes or a size like ``"4GiB"`` (default: half the free memory).
+    max_memory : int or float or str, optional
+        Memory budget: bytes, a size like ``"4GiB"``, or a share of the free memory between
+        0 and 1 like ``0.5`` (default: half the free memory).
     input_shape : tuple of int, optional
         The shape of one sample without the batch axis, for a model whose first layer does not
         tell it (a convolution, a forward() that starts with an op).
@@ -302,10 +350,28 @@ def expand(
     client : dask.distributed.Client, optional
         With ``store``: compute the blocks as Dask tasks on this cluster (default: Dask's
         local threaded scheduler).
+    degree : int, optional
+        Only the exact part of degree <= ``degree`` (the Taylor polynomial of that degree at
+        the origin, or at ``at``), by a layer walk truncated after every product; for any
+        number of inputs (chains only). The result's ``degree_bound`` stays the network's D
+        and ``notes["taylor"]`` says it is a part, not the whole network.
+    at : array of n_inputs values, optional
+        Expand around this point: the polynomial in u = x - at (variables named ``u0, ...``),
+        with ``degree`` the network's Taylor polynomial there, else its whole polynomial
+        re-centred. Chains only.
+    form : {"dense", "factored"}, default="dense"
+        ``"factored"``: for an MLP with one or two SLAF layers, the exact
+        :class:`~polynet.poly.factored.FactoredPolynomial` p(x) = G(W1 x + b1), G sparse in
+        the first layer's pre-activations (any number of inputs).
+    sparse : bool, optional
+        True: expand a chain field by field over its receptive fields' monomials only and
+        return a :class:`~polynet.poly.sparse_polynomial.SparsePolynomial` (float path). None
+        (default): do so when the dense form is over ``max_memory`` and the sparse one fits.
+        False: never.
 
     Returns
     -------
-    NetworkPolynomial
+    NetworkPolynomial or SparsePolynomial
 
     Raises
     ------
@@ -329,16 +395,47 @@ def expand(
     True
     """
     model = as_sequential(resolve_model(model))
+    partial = degree is not None or at is not None or form != "dense"
+    if partial:
+        _check_partial_options(degree, at, form, store, client, exact, inputs)
+    check_finite(model)
+    if device is not None:
+        from polynet.training import resolve_device
+
+        device = resolve_device(device)
     if not is_chain(model):
         from polynet.poly.graph import as_chain, trace
 
         _check_training(model)
         chain = as_chain(trace(model))
         if chain is None:
+            if partial:
+                raise NotExpandableError(
+                    f"degree=, at= and form= need a chain model (Linear, SLAF, BatchNorm, "
+                    f"Conv, AvgPool layers in order); {type(model).__name__}'s forward() is "
+                    "not one. Expand it whole, or a slice with inputs= and fixed=."
+                )
+            if store is not None:
+                raise NotExpandableError(
+                    f"store={str(store)!r} needs a model whose forward() is a chain of layers; "
+                    "this one is expanded as a traced graph, which holds its result in memory. "
+                    "Drop store= (and use max_memory=), or expand a Sequential of table layers."
+                )
             return _expand_graph(model, exact, device, inputs, fixed, max_memory, input_shape)
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.
         model = chain
+    if form == "factored":
+        from polynet.poly.factored import expand_factored
+
+        return expand_factored(model, device=device, input_shape=input_shape)
+    if partial:
+        from polynet.poly.truncated import expand_taylor
+
+        options = dict(inputs=inputs, fixed=fixed, max_memory=max_memory, input_shape=input_shape)
+        return expand_taylor(model, degree, at, exact=exact, device=device, **options)
     start = time.perf_counter()
+    budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
+    check_counts(model, input_shape, inputs, budget, device, store, exact)
     lowered = lower(model, input_shape, device)
     variables = None
     info: dict = {"input_shape": list(lowered.input_shape)}
@@ -351,9 +448,22 @@ def expand(
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
-    budget = parse_bytes(max_memory) if max_memory is not None else memory_budget(work_device)
-    _check_budget(lowered, the_plan, budget, exact, store is not None)
+    budget = _budget(max_memory, work_device)
     n_params = sum(p.numel() for p in model.parameters())
+    if sparse or sparse is None and not (exact or store or inputs is not None):
+        from polynet.poly.field_expand import expand_sparse
+
+        dense_refusal = None
+        if not sparse:
+            try:
+                _check_budget(lowered, the_plan, budget, exact, store, work_device)
+            except ExpansionTooLargeError as exc:
+                dense_refusal = exc
+        if sparse or dense_refusal is not None:
+            return expand_sparse(
+                lowered, work_device, budget, dense_refusal, exact, inputs, store, n_params
+            )
+    _check_budget(lowered, the_plan, budget, exact, store, work_device)
     if store is not None:
         if exact:
             raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
@@ -402,6 +512,24 @@ def expand(
     )
 
 
+def _check_partial_options(degree, at, form, store, client, exact, inputs) -> None:
+    """Refuse options that degree=, at= and form= do not combine with."""
+    what = "degree=" if degree is not None else "at=" if at is not None else "form='factored'"
+    if form not in ("dense", "factored"):
+        raise ValueError(f"form must be 'dense' or 'factored', got {form!r}.")
+    if store is not None or client is not None:
+        raise ValueError(
+            f"{what} returns its polynomial in memory; store= and client= apply to the whole "
+            "expansion only. Drop store= (and client=)."
+        )
+    if form == "factored" and (degree is not None or at is not None or exact or inputs):
+        raise ValueError(
+            "form='factored' gives the whole polynomial in all inputs in float64 and takes no "
+            "degree=, at=, exact= or inputs=; call .truncate(degree=q) on the result for the "
+            "low-degree part."
+        )
+
+
 def _work_device(lowered: LoweredNetwork, device) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -412,41 +540,40 @@ def _work_device(lowered: LoweredNetwork, device) -> torch.device:
 
 
 def _check_budget(
-    lowered: LoweredNetwork, the_plan, budget: int, exact: Exact, store: bool = False
+    lowered: LoweredNetwork, the_plan, budget: int, exact: Exact, store=None, device="cpu"
 ) -> None:
-    peak = the_plan.store_peak_bytes if store else the_plan.peak_bytes
+    peak = the_plan.store_peak_bytes if store is not None else the_plan.peak_bytes
     if exact:
         # Exact coefficients are Python rationals: ~100 bytes each at least, per output.
         peak = max(the_plan.exact_peak_bytes, the_plan.index.size * the_plan.n_outputs * 200)
     if peak <= budget:
         return
-    n, D = lowered.n_inputs, lowered.degree_bound
-    hint = (
-        ""
-        if store or exact
-        else f'write the result to disk block by block with store="coeffs.zarr" (needs about '
-        f"{_fmt_gib(the_plan.store_peak_bytes)}), "
+    n = lowered.n_inputs
+
+    def slice_fits(k: int) -> bool:
+        sliced = plan(_slice(lowered, list(range(k)), np.zeros(n)))
+        return (sliced.exact_peak_bytes if exact else sliced.peak_bytes) <= budget
+
+    store_peak = the_plan.store_peak_bytes
+    offer_store = (
+        store is None
+        and not exact
+        and store_peak <= budget
+        and the_plan.result_bytes <= disk_free(".")
     )
-    raise ExpansionTooLargeError(
-        f"expanding this network needs about {_fmt_gib(peak)} and {_fmt_seconds(the_plan.seconds)}"
-        f" (C({n}+{D}, {D}) = {the_plan.index.size:,} monomials of degree <= {D} in {n} inputs, "
-        f"{_fmt_gib(the_plan.result_bytes)} of coefficients), over the budget of "
-        f"{_fmt_gib(budget)}; {hint}expand a subset of the inputs with inputs=[...] and "
-        "fixed=..., raise max_memory=, or count the terms without expanding with "
-        "polynet.count_terms(model)."
+    refusal = Refusal(
+        "network",
+        n,
+        lowered.degree_bound,
+        the_plan.n_outputs,
+        peak,
+        budget,
+        seconds=the_plan.seconds,
+        slice_inputs=largest_slice(slice_fits, n - 1),
+        store_bytes=store_peak if offer_store else None,
+        raise_budget=peak <= available_bytes(device),
     )
-
-
-def _fmt_gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else _fmt_bytes(n)
-
-
-def _fmt_seconds(s: float) -> str:
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 120:
-        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
-    return f"{s / 60:.0f} min"
+    raise ExpansionTooLargeError(refusal.python_text(), refusal)
 
 
 @dataclass(frozen=True)
@@ -497,6 +624,11 @@ def estimate(
         the_plan.store_peak_bytes,
         the_plan.seconds,
     )
+
+
+# `polynet.poly.expand` is this module's `expand` function (re-exported by the package), so the
+# README's `polynet.poly.expand.estimate(model)` reaches `estimate` through the function.
+expand.estimate = estimate  # type: ignore[attr-defined]
 
 
 def _progress(enabled: bool, total: int):

@@ -18,8 +18,10 @@ their output runs come in increasing position: a writer can fill a store chunk b
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,10 +33,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polynet.atomic import atomic_write
+from polynet.atomic import atomic_write, remove_stale
 from polynet.poly import index as _index
 
 __all__ = ["Block", "FoldTerm", "QuadraticFold", "PAIR_ELEMENTS", "BLOCK_ELEMENTS"]
+
+logger = logging.getLogger(__name__)
 
 #: Largest Gram sub-matrix (rows × columns) one pair of prefixes may have in a block.
 PAIR_ELEMENTS = 1 << 24
@@ -358,9 +362,16 @@ def product_map32(n: int, a: int, b: int) -> np.ndarray:
 #: Maps of at least this many entries are kept on disk for the next process: building the
 #: Boston map (5.7M entries) is most of a first call, reading it back takes milliseconds.
 DISK_CACHE_MIN_ENTRIES = 1 << 20
-#: The disk cache stops growing past this size.
+#: The disk cache stops growing past this size (temporaries of running writers included).
 DISK_CACHE_MAX_BYTES = 256 << 20
-_DISK_FORMAT = 1
+#: Version 2 entries carry a CRC-32 of the whole map in their header; version 1 entries
+#: (``fold1-*.npy``, first row checked only) are never read and are deleted on the next write.
+_DISK_FORMAT = 2
+_MAGIC = b"polynet-fold-map"
+# magic, format, entries, CRC-32 of the int32 little-endian entries, bound on every entry
+_HEADER = np.dtype(
+    [("magic", "S16"), ("format", "<u4"), ("n", "<u8"), ("crc", "<u4"), ("bound", "<u4")]
+)
 
 
 def cache_dir() -> Path | None:
@@ -376,35 +387,81 @@ def cache_dir() -> Path | None:
 
 
 def _targets(n: int, a: int, b: int, symmetric: bool, bounds) -> np.ndarray:
-    """The chunks' fold targets end to end, int32; from the disk cache when large."""
+    """The chunks' fold targets end to end, int32; from the disk cache when large.
+
+    A cache entry is used only when its length, its CRC-32 and its bound on the entries
+    match: a damaged or truncated entry is rebuilt and written again, never used.
+    """
     ta, tb = n_monomials(n, a), n_monomials(n, b)
     folder = cache_dir() if ta * tb >= DISK_CACHE_MIN_ENTRIES else None
     if folder is None:
         return _flat_targets(n, a, b, bounds)
     length = sum((e - s) * (tb - c) for s, e, c in bounds)
+    bound = n_monomials(n, a + b)
     tag = f"s{bounds[1][0] if len(bounds) > 1 else ta}" if symmetric else "f"
-    path = folder / f"fold{_DISK_FORMAT}-n{n}-a{a}-b{b}-{tag}-c{CHUNK_ELEMENTS}.npy"
-    try:
-        flat = np.load(path)
-        # A cheap check of the file: the first chunk's first row is s = 0 (t itself).
-        first = bounds[0]
-        if (
-            flat.shape == (length,)
-            and flat.dtype == np.int32
-            and (flat[: tb - first[2]] == np.arange(first[2], tb)).all()
-        ):
-            return flat
-    except (OSError, ValueError):
-        pass
+    path = folder / f"fold{_DISK_FORMAT}-n{n}-a{a}-b{b}-{tag}-c{CHUNK_ELEMENTS}.bin"
+    flat = read_map(path, length, bound)
+    if flat is not None:
+        return flat
     flat = _flat_targets(n, a, b, bounds)
     try:
-        used = sum(f.stat().st_size for f in folder.glob("*.npy")) if folder.exists() else 0
-        if used + flat.nbytes <= DISK_CACHE_MAX_BYTES:
-            with atomic_write(path, suffix=".npy.tmp") as fh:
-                np.save(fh, flat)
-    except OSError:  # a read-only home: build again next time
+        _make_room(folder, flat.nbytes + _HEADER.itemsize)
+        if _cache_bytes(folder) + flat.nbytes <= DISK_CACHE_MAX_BYTES:
+            write_map(path, flat, bound)
+    except OSError:  # a read-only or full home: build again next time
         pass
     return flat
+
+
+def read_map(path: Path, length: int, bound: int) -> np.ndarray | None:
+    """The int32 map cached at ``path``, or None when missing, of another length or damaged."""
+    try:
+        with open(path, "rb") as fh:
+            header = np.frombuffer(fh.read(_HEADER.itemsize), dtype=_HEADER)
+            if (
+                len(header) != 1
+                or header["magic"][0] != _MAGIC
+                or int(header["format"][0]) != _DISK_FORMAT
+                or int(header["n"][0]) != length
+                or int(header["bound"][0]) != bound
+            ):
+                return None
+            flat = np.fromfile(fh, dtype="<i4", count=length)
+    except (OSError, ValueError):
+        return None
+    if len(flat) != length or zlib.crc32(flat) != int(header["crc"][0]):
+        logger.warning("fold map cache entry %s is damaged; building it again", path)
+        return None
+    return flat.astype(np.int32, copy=False)
+
+
+def write_map(path: Path, flat: np.ndarray, bound: int) -> None:
+    """Cache the int32 map ``flat`` at ``path`` atomically, with its CRC-32 and bound."""
+    flat = np.ascontiguousarray(flat, dtype="<i4")
+    header = np.array([(_MAGIC, _DISK_FORMAT, len(flat), zlib.crc32(flat), bound)], dtype=_HEADER)
+    with atomic_write(path, suffix=".bin.tmp") as fh:
+        fh.write(header.tobytes())
+        fh.write(memoryview(flat).cast("B"))
+
+
+def _cache_bytes(folder: Path) -> int:
+    """Bytes in the cache folder, temporaries of running writers included."""
+    total = 0
+    for entry in folder.iterdir() if folder.exists() else ():
+        try:
+            total += entry.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _make_room(folder: Path, size: int) -> None:
+    """Clean the folder before a write: temporaries of killed writers, version-1 entries."""
+    if not folder.exists():
+        return
+    remove_stale(folder)
+    for old in [*folder.glob("fold1-*.npy"), *folder.glob(".fold1-*.npy.tmp")]:
+        old.unlink(missing_ok=True)  # version 1, and its temporaries (they had no pid)
 
 
 def clear_cache() -> None:

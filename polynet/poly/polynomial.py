@@ -11,12 +11,14 @@ device) and ``raw_units``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import os
 import re
 import types
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -531,16 +533,19 @@ class NetworkPolynomial:
             raise ValueError(f"points must have shape (B, {self.n_vars}), got {tuple(t.shape)}.")
         return t
 
-    def __call__(self, x: ArrayLike | Tensor) -> Tensor:
+    def __call__(self, x: ArrayLike | Tensor) -> Tensor | np.ndarray:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
 
-        Streams over the points without a points × terms matrix (:mod:`polynet.poly.evaluate`):
-        numba on the CPU when installed, torch otherwise and on CUDA. Exact polynomials are
-        evaluated from their float64 coefficients.
+        A tensor in gives a float64 tensor on the polynomial's device; anything else (a NumPy
+        array, a list) gives a NumPy array. Streams over the points without a points × terms
+        matrix or an exponent table (:mod:`polynet.poly.evaluate`), and refuses with
+        :class:`~polynet.errors.ExpansionTooLargeError` before an evaluation that would not
+        fit in memory. Exact polynomials are evaluated from their float64 coefficients.
         """
-        from polynet.poly.evaluate import evaluate
+        from polynet.poly.evaluate import evaluate_checked
 
-        return evaluate(self, x)
+        out = evaluate_checked(self, x)
+        return out if torch.is_tensor(x) else out.cpu().numpy()
 
     # -- calculus and truncation (polynet.poly.calculus, polynet.poly.truncation) ---------
     def derivative(self, i: int | str) -> NetworkPolynomial:
@@ -696,6 +701,25 @@ class NetworkPolynomial:
                 polys.append(sympy.Poly.new(DMP(rep, domain, self.n_vars - 1), *gens))
         return polys
 
+    def to_chaospy(self, output: int | None = None) -> Any:
+        """A ``numpoly.ndpoly`` for chaospy (:func:`polynet.poly.uncertainty.to_chaospy`)."""
+        from polynet.poly.uncertainty import to_chaospy
+
+        return to_chaospy(self, output)
+
+    def to_openturns(self, output: int = 0) -> Any:
+        """An OpenTURNS function (:func:`polynet.poly.uncertainty.to_openturns`)."""
+        from polynet.poly.uncertainty import to_openturns
+
+        return to_openturns(self, output)
+
+    def _repr_latex_(self) -> str:
+        # Jupyter: the 10 largest terms of each output, never the whole polynomial.
+        lines = [
+            f"p_{{{o}}}(x) &= {self.to_latex(output=o, top=10)}" for o in range(self.n_outputs)
+        ]
+        return "$$\\begin{aligned}" + " \\\\ ".join(lines) + "\\end{aligned}$$"
+
     def to_latex(self, output: int = 0, top: int | None = None, digits: int = 6) -> str:
         """LaTeX of one output, terms by graded order; ``top`` keeps the largest terms only
         and says how many it left out."""
@@ -747,6 +771,8 @@ class NetworkPolynomial:
                 meta["coefficients"] = coef.tolist()
                 if block is not None:
                     meta["exact"]["numerators_base64"] = base64.b64encode(block).decode()
+                # A digest of everything else: a damaged digit would parse as another number.
+                meta["sha256"] = hashlib.sha256(json.dumps(meta).encode()).hexdigest()
                 fh.write(json.dumps(meta).encode())
             else:
                 with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
@@ -771,6 +797,7 @@ class NetworkPolynomial:
         try:
             if path.suffix == ".json":
                 payload = json.loads(path.read_text())
+                _check_digest(path, payload)
                 coef = np.asarray(payload.get("coefficients"), dtype=np.float64)
                 numerators = payload.get("exact_numerators")
                 exact = payload.get("exact")
@@ -784,10 +811,28 @@ class NetworkPolynomial:
                     stored = data["exact_numerators"] if "exact_numerators" in data else None
                 numerators = stored if stored is not None and stored.dtype.kind == "U" else None
                 block = stored.tobytes() if stored is not None and numerators is None else None
-        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        except PolynetError:
+            raise
+        except (
+            OSError,
+            ValueError,  # also JSON, base64 and UTF-8 decoding errors
+            KeyError,
+            TypeError,
+            EOFError,
+            OverflowError,
+            zipfile.BadZipFile,  # also a bad CRC of a member
+            zlib.error,
+            NotImplementedError,  # zipfile: a damaged compression method
+        ) as exc:
             raise PolynetError(
-                f"{path} is not a readable polynomial file ({exc}); write it with poly.save()."
+                f"{path} is not a readable polynomial file ({type(exc).__name__}: {exc}); it is "
+                "truncated, damaged or of another format. Write it again with poly.save() "
+                "(polynet expand --out)."
             ) from exc
+        if isinstance(payload, dict) and payload.get("format") == "polynet.SparsePolynomial":
+            from polynet.poly.sparse_polynomial import SparsePolynomial
+
+            return SparsePolynomial.load(path)  # a sparse expansion's file
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise PolynetError(f"{path} is not a polynet polynomial file.")
         version = payload.get("version", 0)
@@ -833,6 +878,18 @@ class NetworkPolynomial:
                 f"{path} is a damaged polynomial file ({type(exc).__name__}: {exc}); write it "
                 "again with poly.save()."
             ) from exc
+
+
+def _check_digest(path: Path, payload: Any) -> None:
+    """A ``.json`` polynomial's SHA-256 of its other fields (files before it have none)."""
+    if not isinstance(payload, dict) or "sha256" not in payload:
+        return
+    stored = payload.pop("sha256")
+    if hashlib.sha256(json.dumps(payload).encode()).hexdigest() != stored:
+        raise PolynetError(
+            f"{path} is damaged: its contents do not match the SHA-256 written with them. "
+            "Write it again with poly.save() (polynet expand --out)."
+        )
 
 
 def _write_npy(zf: zipfile.ZipFile, name: str, array: np.ndarray, compress: bool) -> None:

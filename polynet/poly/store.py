@@ -20,9 +20,8 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
-import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,10 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
 
-from polynet.errors import PolynetError
+from polynet.atomic import atomic_dir, remove_stale
+from polynet.errors import PolynetError, PolynetWarning, StoreError
 from polynet.poly import fold as _fold
+from polynet.poly.evaluate import evaluate
 from polynet.poly.fold import Block, QuadraticFold, n_monomials, split_blocks
 from polynet.poly.index import MonomialIndex, exponents_at, monomial_name
 
@@ -49,12 +50,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _FORMAT = "polynet.StoredPolynomial"
-_FORMAT_VERSION = 1
+#: Version 2 stores carry a CRC-32C per chunk and write every chunk (zeros too); version 1
+#: stores open with a warning that damage in them cannot be detected.
+_FORMAT_VERSION = 2
 #: Monomials per store chunk (float64: 8 MiB per output).
 CHUNK_TERMS = 1 << 20
-#: Monomials of one evaluation block; points are evaluated in batches of this many elements.
-EVAL_BLOCK_TERMS = 1 << 15
-EVAL_ELEMENTS = 1 << 22
+#: Monomials of one evaluation block (read, then evaluated by polynet.poly.evaluate, which
+#: bounds its own memory): a store chunk's worth.
+EVAL_BLOCK_TERMS = 1 << 20
 
 
 def _zarr():
@@ -290,11 +293,46 @@ def _block_results(
 
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     groups = _groups(fold, blocks, 8 * n_workers)
-    shared = client.scatter(fold, broadcast=True)
-    futures = {client.submit(_fold_group, shared, g, pure=False): i for i, g in enumerate(groups)}
-    for future, values in as_completed(futures, with_results=True):
-        yield groups[futures[future]], values
-        future.release()
+    futures: dict = {}
+    try:
+        shared = client.scatter(fold, broadcast=True)
+        futures = {
+            client.submit(_fold_group, shared, g, pure=False): i for i, g in enumerate(groups)
+        }
+        for future, values in as_completed(futures, with_results=True, raise_errors=True):
+            if not isinstance(values, list):  # a cancelled future comes back as its error
+                raise values if isinstance(values, BaseException) else _lost(values)
+            yield groups[futures[future]], values
+            future.release()
+    except Exception as exc:  # noqa: BLE001 - KilledWorker, CancelledError, comm errors, ...
+        try:
+            client.cancel([f for f in futures if not f.done()])
+        except Exception:  # noqa: BLE001 - the cluster may be gone already
+            pass
+        if isinstance(exc, PolynetError) or not _is_cluster_error(exc):
+            raise
+        raise _lost(exc) from exc
+
+
+def _is_cluster_error(exc: BaseException) -> bool:
+    """A task lost with its worker or cancelled, or the cluster unreachable (not a bug in
+    the fold, which comes back as its own exception type)."""
+    import asyncio
+    import concurrent.futures
+
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    lost = {"KilledWorker", "FutureCancelledError", "CommClosedError", "CancelledError"}
+    return bool(names & lost) or isinstance(
+        exc, (asyncio.CancelledError, concurrent.futures.CancelledError, OSError, TimeoutError)
+    )
+
+
+def _lost(exc: object) -> StoreError:
+    return StoreError(
+        f"a Dask task of the store expansion was lost ({type(exc).__name__}: {exc}): a worker "
+        "died or the task was cancelled. Nothing was written under the store's name; run the "
+        "expansion again (retry), with more memory per worker if workers ran out of it."
+    )
 
 
 def expand_to_store(
@@ -322,19 +360,11 @@ def expand_to_store(
     index = the_plan.index
     rss = _rss_bytes()  # the local threads trim the heap past this plus the live count
     guard = None if rss is None or client is not None else HeapGuard(rss + _live_bytes(the_plan))
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_dir(path) as tmp:
         result = walk(lowered, FloatOps(device), the_plan, device, assemble=False)
         n_out = result.n_outputs if isinstance(result, QuadraticFold) else result.shape[0]
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        array = group.create_array(
-            "coefficients",
-            shape=(n_out, index.size),
-            chunks=(n_out, min(CHUNK_TERMS, index.size)),
-            dtype="float64",
-            fill_value=0.0,
-        )
+        array = _create_array(group, (n_out, index.size))
         writer = _ChunkWriter(array, index.n_vars, index.degree)
         n_blocks = 0
         if isinstance(result, QuadraticFold):
@@ -369,10 +399,6 @@ def expand_to_store(
             "complete": True,
         }
         group.attrs["polynet"] = json.loads(json.dumps(meta))
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("expanded %d monomials into %s in %.3f s", index.size, path, seconds)
     if guard is not None:
         logger.debug("%d heap trims past %.2f GiB resident", guard.trims, guard.limit / 2**30)
@@ -383,14 +409,20 @@ def _is_store(path: Path) -> bool:
     return (path / "zarr.json").exists() and "polynet" in (path / "zarr.json").read_text()
 
 
-def _replace_dir(tmp: Path, path: Path) -> None:
-    if path.exists():
-        old = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+def _create_array(group, shape: tuple[int, int]):
+    """The coefficient array: zstd, then a CRC-32C of every chunk (checked on every read);
+    chunks of zeros are written too, so a missing chunk file is damage, not zeros."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return group.create_array(
+        "coefficients",
+        shape=shape,
+        chunks=(shape[0], min(CHUNK_TERMS, shape[1])),
+        dtype="float64",
+        fill_value=0.0,
+        compressors=[ZstdCodec(level=0), Crc32cCodec()],
+        config={"write_empty_chunks": True},
+    )
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -404,6 +436,7 @@ def open_store(path: str | os.PathLike) -> StoredPolynomial:
     """
     zarr = _zarr()
     path = Path(path)
+    remove_stale(path.parent, path.name)  # puts back a store hidden by a killed replacement
     if not path.exists():
         raise PolynetError(
             f'no polynomial store at {path}; write one with polynet.expand(model, store="{path}").'
@@ -412,8 +445,11 @@ def open_store(path: str | os.PathLike) -> StoredPolynomial:
         group = zarr.open_group(str(path), mode="r")
         meta = dict(group.attrs.get("polynet") or {})
         array = group["coefficients"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise PolynetError(f"{path} is not a readable polynet store ({exc}).") from exc
+    except Exception as exc:  # noqa: BLE001 - zarr raises anything on damaged metadata
+        raise StoreError(
+            f"{path} is not a readable polynet store ({type(exc).__name__}: {exc}); the store "
+            "is damaged: run the expansion again to rewrite it."
+        ) from exc
     if meta.get("format") != _FORMAT:
         raise PolynetError(f"{path} is not a polynet polynomial store.")
     if not meta.get("complete"):
@@ -425,7 +461,66 @@ def open_store(path: str | os.PathLike) -> StoredPolynomial:
             f"{path} has store version {meta['version']}, newer than this polynet's "
             f"{_FORMAT_VERSION}; upgrade polynet to read it."
         )
-    return StoredPolynomial(path, array, meta)
+    checksums = any(type(c).__name__ == "Crc32cCodec" for c in array.compressors)
+    if checksums:
+        missing = _missing_chunks(path, array)
+        if missing:
+            raise StoreError(
+                f"{path} is damaged: {len(missing)} of {array.nchunks} chunk files are missing "
+                f"(first: {missing[0]}); run the expansion again to rewrite the store."
+            )
+    else:
+        warnings.warn(
+            f"{path} was written by an older polynet without checksums: a damaged or missing "
+            "chunk in it cannot be detected (a missing one reads as zeros). Run the expansion "
+            "again to rewrite it with checksums.",
+            PolynetWarning,
+            stacklevel=2,
+        )
+    return StoredPolynomial(path, _CheckedArray(array, path), meta)
+
+
+def _missing_chunks(path: Path, array: Any) -> list[str]:
+    """Chunk files of the coefficient array that are not on disk."""
+    folder = path / "coefficients"
+    keys = (array.metadata.encode_chunk_key(coords) for coords in np.ndindex(*array.cdata_shape))
+    return [str(folder / key) for key in keys if not (folder / key).is_file()]
+
+
+class _CheckedArray:
+    """A store's coefficient array whose reads turn a bad chunk (checksum, truncation,
+    decompression) into a :class:`StoreError` naming the chunk."""
+
+    def __init__(self, array: Any, path: Path) -> None:
+        self._array = array
+        self._path = path
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.chunks = tuple(array.chunks)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return self._array[key]
+        except Exception as exc:  # noqa: BLE001 - codecs raise ValueError, RuntimeError, ...
+            raise StoreError(
+                f"{self._path} is damaged: chunk {self._bad_chunk()} cannot be read "
+                f"({type(exc).__name__}: {exc}); run the expansion again to rewrite the store."
+            ) from exc
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def _bad_chunk(self) -> str:
+        """The file of the first chunk that cannot be read (found by reading each)."""
+        step = self.chunks[1]
+        for c in range(-(-self.shape[1] // step)):
+            try:
+                self._array[:, c * step : (c + 1) * step]
+            except Exception:  # noqa: BLE001
+                key = self._array.metadata.encode_chunk_key((0, c))
+                return str(self._path / "coefficients" / key)
+        return "the coefficients"
 
 
 class StoredPolynomial:
@@ -468,6 +563,11 @@ class StoredPolynomial:
     @property
     def raw_units(self) -> bool:
         return self._typed[3]
+
+    @property
+    def notes(self) -> dict:
+        # A store holds a whole expansion (store= is refused with degree= and at=): no notes.
+        return {}
 
     @property
     def _typed(self) -> tuple:
@@ -584,17 +684,27 @@ class StoredPolynomial:
         left_out = self.n_terms_per_output()[output] - len(rows)
         return _latex_sum(values, exps, _latex_vars(self.variables), digits, left_out)
 
-    def __call__(self, x: ArrayLike | Tensor) -> Tensor:
+    def __call__(self, x: ArrayLike | Tensor, *, progress: Any = None) -> Tensor | np.ndarray:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
 
         Block by block over the leading exponents: a block's monomials are x_lead^prefix times
         the monomials of the remaining variables, so no (points × all terms) matrix is built.
+        A tensor in gives a tensor, anything else a NumPy array; ``progress`` (a tqdm bar) is
+        told of every block read.
         """
-        return evaluate_blocks(self._array, self.n_vars, self.index.degree, x, self._device)
+        out = evaluate_blocks(
+            self._array, self.n_vars, self.index.degree, x, self._device, progress=progress
+        )
+        return out if torch.is_tensor(x) else out.cpu().numpy()
 
 
 def evaluate_blocks(
-    coefficients: Any, n_vars: int, degree: int, x: ArrayLike | Tensor, device=None
+    coefficients: Any,
+    n_vars: int,
+    degree: int,
+    x: ArrayLike | Tensor,
+    device=None,
+    progress: Any = None,
 ) -> Tensor:
     """Σ_r coefficients[:, r] · monomial_r(x) block by block over the leading exponents.
 
@@ -611,36 +721,26 @@ def evaluate_blocks(
         raise ValueError(f"points must have shape (B, {n_vars}), got {tuple(x.shape)}.")
     out = x.new_zeros(x.shape[0], coefficients.shape[0])
     reader = _ChunkReader(coefficients)
-    for block in _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS):
+    blocks = _size_blocks(n_vars, degree, EVAL_BLOCK_TERMS)
+    if progress is not None:
+        progress.reset(total=len(blocks))
+    for block in blocks:
+        if progress is not None:
+            progress.update(1)
         coef = np.concatenate([reader.read(g, ln) for g, _, ln in block.runs()], axis=1)
         if not coef.any():
             continue
-        coef_t = torch.from_numpy(np.ascontiguousarray(coef)).to(device).T
+        coef_t = torch.from_numpy(np.ascontiguousarray(coef)).to(device)
         lead = len(block.prefix)
         prefix = torch.tensor(block.prefix, dtype=torch.float64, device=device)
-        step = max(1, EVAL_ELEMENTS // block.size)
-        for s in range(0, x.shape[0], step):
-            xs = x[s : s + step]
-            scale = (xs[:, :lead] ** prefix).prod(1) if lead else xs.new_ones(len(xs))
-            feats = _monomials(xs[:, lead:], block.n_rest, block.degree_rest)
-            out[s : s + step] += scale[:, None] * (feats @ coef_t)
+        scale = (x[:, :lead] ** prefix).prod(1) if lead else x.new_ones(len(x))
+        if block.n_rest == 0:  # the one monomial x_lead^prefix
+            values = coef_t[:, 0].expand(len(x), -1)
+        else:  # a dense polynomial in the remaining variables, in their graded order
+            rest = MonomialIndex(block.n_rest, block.degree_rest)
+            values = evaluate(coef_t, x[:, lead:], index=rest)
+        out += scale[:, None] * values
     return out
-
-
-def _monomials(x: Tensor, n_vars: int, degree: int) -> Tensor:
-    """All monomials of degree ≤ ``degree`` in the columns of x, graded order: (B, T)."""
-    if n_vars == 0:
-        return x.new_ones(x.shape[0], 1)
-    index = MonomialIndex(n_vars, degree)
-    parent, var = index.parents()
-    parent_t = torch.from_numpy(parent.copy()).to(x.device)
-    var_t = torch.from_numpy(var.copy()).to(x.device)
-    feats = torch.empty(x.shape[0], index.size, dtype=torch.float64, device=x.device)
-    feats[:, 0] = 1.0
-    for d in range(1, degree + 1):
-        block = slice(index.n_monomials(d - 1), index.n_monomials(d))
-        feats[:, block] = feats[:, parent_t[block]] * x[:, var_t[block]]
-    return feats
 
 
 class _ChunkReader:

@@ -24,6 +24,7 @@ def test_registry_names_every_loader():
         "diabetes",
         "digits",
         "fashion-mnist",
+        "file",
         "mnist",
         "sparse-poly",
         "spirals",

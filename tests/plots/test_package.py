@@ -12,7 +12,7 @@ NAMES = [
     "plot_activations", "coefficient_snapshot", "plot_coefficients", "plot_history",
     "plot_degree_profile", "terms_table", "PolynomialFigure", "plot_slice", "plot_surface",
     "plot_decision_boundary", "DPI", "FORMATS", "CALIBRATION_SAMPLES", "MAX_CURVES",
-    "CHANNEL_FITS", "CURVE_POINTS",
+    "CHANNEL_FITS", "CURVE_POINTS", "plot_image_coefficients",
 ]  # fmt: skip
 
 

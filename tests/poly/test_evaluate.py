@@ -113,7 +113,7 @@ def test_wrong_shapes_say_what_was_expected():
 def test_torch_backend_runs_on_the_polynomials_device():
     poly, rng = random_poly(3, 4, 2, 2)
     x = rng.uniform(-1, 1, size=(50, 3))
-    ref = poly(x)
+    ref = poly(torch.from_numpy(x))
     on_device = poly.to(DEVICE)
     ev = Evaluator(on_device, backend="auto" if DEVICE == "cuda" else "torch")
     assert ev.backend == "torch"
@@ -127,3 +127,63 @@ def test_numba_backend_refuses_cuda_coefficients():
     poly, _ = random_poly(2, 2, 1, 0)
     with pytest.raises(ValueError, match="numba backend runs on the CPU"):
         Evaluator(poly.to("cuda"), backend="numba")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluation_never_builds_the_exponent_table(backend, monkeypatch):
+    import polynet.poly.index as index_module
+
+    poly, rng = random_poly(7, 5, 2, 3)
+    x = rng.uniform(-1, 1, size=(40, 7))
+    want = naive(poly.coefficients.numpy(), poly.exponents, x)
+
+    def never(*args):
+        raise AssertionError("the exponent table was built")
+
+    monkeypatch.setattr(index_module, "_exponents", never)
+    got = evaluate(poly, x, backend=backend)
+    assert np.abs(got.numpy() - want).max() <= 1e-12 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("n, degree", [(784, 2), (30, 3), (13, 8)])
+def test_torch_and_numba_agree_on_wide_and_deep_indexes(n, degree):
+    # The split products against the tree walk, where their groups and paddings differ most.
+    index = MonomialIndex(n, degree)
+    rng = np.random.default_rng(n)
+    coef = torch.from_numpy(rng.normal(size=(3, index.size)))
+    x = rng.uniform(-1, 1, size=(20, n))
+    a = evaluate(coef, x, index=index, backend="torch")
+    if numba_available():
+        b = evaluate(coef, x, index=index, backend="numba")
+    else:  # the degree-by-degree reference: gather parents, multiply by a variable
+        parent, var = index.parents()
+        feats = np.ones((20, index.size))
+        for d in range(1, degree + 1):
+            s = slice(index.n_monomials(d - 1), index.n_monomials(d))
+            feats[:, s] = feats[:, parent[s]] * x[:, var[s]]
+        b = torch.from_numpy(feats @ coef.numpy().T)
+    assert (a - b).abs().max() <= 1e-12 * b.abs().max()
+
+
+def test_numpy_in_numpy_out_tensor_in_tensor_out():
+    poly, rng = random_poly(3, 3, 2, 4)
+    x = rng.uniform(-1, 1, size=(9, 3))
+    as_array = poly(x)
+    as_tensor = poly(torch.from_numpy(x))
+    assert isinstance(as_array, np.ndarray) and as_array.dtype == np.float64
+    assert torch.is_tensor(as_tensor) and np.array_equal(as_array, as_tensor.numpy())
+    assert isinstance(poly(x.tolist()), np.ndarray)
+
+
+def test_repeated_calls_reuse_the_regrouped_coefficients_but_see_writes():
+    from polynet.poly import evaluate as evaluate_module
+
+    poly, rng = random_poly(4, 3, 2, 5)
+    x = rng.uniform(-1, 1, size=(11, 4))
+    first = poly(x)
+    assert poly(x).tolist() == first.tolist()
+    assert any(entry[0]() is poly for entry in evaluate_module._kept.values())
+    poly.coefficients.mul_(2.0)  # a write to the tensor the polynomial holds
+    assert np.allclose(poly(x), 2 * first, rtol=1e-14, atol=0)
+    want = naive(poly.coefficients.numpy(), poly.exponents, x)
+    assert np.abs(poly(x) - want).max() <= 1e-13 * np.abs(want).max()
