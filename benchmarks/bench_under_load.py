@@ -128,12 +128,13 @@ def main() -> None:
             env=env, check=True, capture_output=True, timeout=600,
         )  # fmt: skip
         for config in ("policy", "all cores"):
+            print(f"{config}: running (one JSON line per command on stderr)", flush=True)
             proc = subprocess.run(
                 [sys.executable, "-c", _WORKER, config, tmp, str(args.repeats), str(args.epochs)],
                 env=env,
                 cwd=ROOT,
                 check=True,
-                capture_output=True,
+                stdout=subprocess.PIPE,
                 text=True,
                 timeout=3000,
             )
