@@ -11,6 +11,9 @@ the RSS just before it (Linux: VmHWM reset through /proc/self/clear_refs).
 - ``boston``: the Boston-size polynomial (13 inputs, D = 8, 203,490 terms), first ``poly(x)``
   at 1,000 points with an empty numba cache and again with the cache it left (old: numba
   compiles; new: the matrix-product path, no compilation), and the numba backend alone;
+- ``store20``: the block evaluator of stored polynomials (``polynet.poly.store``, used by
+  ``verify`` of a Zarr store) on a 20-input degree-8 polynomial (3,108,105 random
+  coefficients, held in memory so that only evaluation is timed) at 200 points;
 - ``big30``: a 30-input degree-8 polynomial (48,903,492 random coefficients, 373 MiB: the
   size of ``SLNN(30, [128, 64], [4, 2])``'s, whose expansion takes ~40 s) at 200 points; the
   old evaluator runs under an address-space cap of ``--old-cap`` GiB (it builds an 11.7 GB
@@ -19,6 +22,7 @@ the RSS just before it (Linux: VmHWM reset through /proc/self/clear_refs).
 Usage::
 
     python benchmarks/bench_evaluate_targets.py      # writes results/bench_evaluate_targets.json
+    python benchmarks/bench_evaluate_targets.py --only store20   # ..._store20.json
 """
 
 from __future__ import annotations
@@ -62,11 +66,20 @@ elif case == "boston":
     from bench_expand import build_model
     net = build_model(13, [128, 64], [4, 2], 0).double()
     poly, x = polynet.expand(net), torch.from_numpy(rng.normal(size=(1000, 13)))
+elif case == "store20":
+    from math import comb
+    from polynet.poly.store import evaluate_blocks
+    size = comb(28, 8)
+    coef = rng.standard_normal((1, size)) / size ** 0.5
+    x = torch.from_numpy(rng.uniform(-1, 1, (200, 20)))
+    poly = NetworkPolynomial(MonomialIndex(20, 8), torch.from_numpy(coef))
 else:
     index = MonomialIndex(30, 8)
     coef = torch.from_numpy(rng.standard_normal((1, index.size)) / index.size ** 0.5)
     poly, x = NetworkPolynomial(index, coef), torch.from_numpy(rng.uniform(-1, 1, (200, 30)))
-if backend == "auto":
+if case == "store20":  # the store's block evaluator on an in-memory array (Zarr reads aside)
+    call = lambda: evaluate_blocks(coef, 20, 8, x)
+elif backend == "auto":
     call = lambda: poly(x)
 else:
     from polynet.poly.evaluate import Evaluator
@@ -130,6 +143,7 @@ def main() -> None:
     ap.add_argument("--old-cap", type=float, default=6.0, help="GiB of address space, old big30")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--only", choices=["mlp784", "boston", "store20", "big30"], default=None)
     args = ap.parse_args()
     import numpy as np
 
@@ -151,7 +165,9 @@ def main() -> None:
         print(case, json.dumps(shown), flush=True)
         return r, values, cache
 
-    for case in ["mlp784", "boston"]:
+    for case in ["mlp784", "boston", "store20"]:
+        if args.only not in (None, case):
+            continue
         o, vo, ocache = row(old, "old", case)
         n, vn, _ = row(ROOT, "new", case)
         if case == "boston":
@@ -161,13 +177,13 @@ def main() -> None:
             row(ROOT, "new torch backend", case, backend="torch")
         if vo is not None and vn is not None:
             n["max_rel_diff_old_new"] = float(np.abs(vo - vn).max() / np.abs(vo).max())
-    if not args.skip_big:
+    if not args.skip_big and args.only in (None, "big30"):
         _, vn, _ = row(ROOT, "new", "big30")
         _, vt, _ = row(ROOT, "new torch backend", "big30", backend="torch")
         row(old, f"old (address space capped at {args.old_cap:g} GiB)", "big30", cap=args.old_cap)
         if vn is not None and vt is not None:
             rows[-3]["max_rel_diff_numba_torch"] = float(np.abs(vn - vt).max() / np.abs(vn).max())
-    for case in ["mlp784", "boston"]:
+    for case in ["mlp784", "boston", "store20"]:
         pair = {r["engine"]: r for r in rows if r["case"] == case}
         o, n = pair.get("old", {}), pair.get("new", {})
         if "first_s" in o and "first_s" in n:
@@ -188,7 +204,8 @@ def main() -> None:
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_evaluate_targets.json").write_text(json.dumps(result, indent=1))
+    name = "bench_evaluate_targets" + (f"_{args.only}" if args.only else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
     print(_markdown(result))
 
 

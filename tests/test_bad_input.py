@@ -690,3 +690,66 @@ def test_state_dict_without_a_class(tmp_path):
     save(SLNN(2, [3], 2).eval(), path)
     with pytest.raises(CheckpointError, match="--state-dict and --init-args go with a class"):
         polynet.model_source.resolve(path, state_dict="w.pt")
+
+
+# ============================================================================================
+# Inputs that would give silent garbage (trust: see docs/files.md and tests/test_faults.py)
+# ============================================================================================
+
+
+@pytest.mark.parametrize("where", ["weight", "running_var"])
+def test_non_finite_weights_are_refused_naming_the_layer(where):
+    torch.manual_seed(0)
+    net = polynet.SLNN(3, [4], 2).eval()
+    target = dict(net.named_parameters()) | dict(net.named_buffers())
+    name = next(k for k in target if k.endswith(where) and target[k].numel())
+    with torch.no_grad():
+        target[name].view(-1)[0] = float("inf")
+    with pytest.raises(NotExpandableError, match=rf"{name} \(\w+\) holds 1 NaN/Inf value"):
+        polynet.expand(net)
+
+
+def test_bad_numbers_are_refused():
+    net = polynet.SLNN(2, [3], 1).eval()
+    with pytest.raises(ValueError, match=r"got '2\.\.5GiB'.*--max-memory 4GiB"):
+        polynet.expand(net, max_memory="2..5GiB")
+    with pytest.raises(ValueError, match="tol must be a positive number, got -1"):
+        polynet.verify(net, polynet.expand(net), tol=-1)
+    assert polynet.expand(net, max_memory="0.5").n_terms > 0  # a share of free memory
+
+
+def test_unknown_onnx_opset_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 1], [1.0, 2.0])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 99)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    with pytest.raises(CheckpointError, match="declares ONNX opset 99, outside the opsets 1 to"):
+        polynet.from_onnx(path)
+    nan_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    nan_model.graph.initializer[0].float_data[1] = float("nan")
+    with pytest.raises(NotExpandableError, match="holds 1 NaN/Inf value"):
+        polynet.expand(polynet.from_onnx(nan_model))
+
+
+def test_graph_model_with_store_is_refused(tmp_path):
+    class Square(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 1)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return y * y + x.sum(1, keepdim=True)
+
+    with pytest.raises(NotExpandableError, match="needs a model whose forward\\(\\) is a chain"):
+        polynet.expand(Square().eval(), store=tmp_path / "g.zarr")

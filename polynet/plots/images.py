@@ -111,7 +111,7 @@ def plot_image_coefficients(
     taylor = poly.notes.get("taylor") or {}
     where = "at x0 (u = x - x0)" if taylor.get("center") is not None else "at 0"
     for ax, values, title in [
-        (axes[0], linear, f"linear coefficients {where}"),
+        (axes[0], linear, f"output {output}: linear coefficients {where}"),
         (axes[1], row, f"x_p · x_j coefficients, p = {pixel} (row {pixel // w}, col {pixel % w})"),
     ]:
         bound = float(np.abs(values).max()) or 1.0

@@ -398,6 +398,11 @@ def expand(
     partial = degree is not None or at is not None or form != "dense"
     if partial:
         _check_partial_options(degree, at, form, store, client, exact, inputs)
+        if sparse:
+            raise ValueError(
+                "sparse=True expands a conv net whole, field by field; it does not combine with "
+                "degree=, at= or form=. Drop one of them."
+            )
     check_finite(model)
     if device is not None:
         from polynet.training import resolve_device

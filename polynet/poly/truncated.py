@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -239,16 +240,26 @@ def taylor_shift(alpha: Tensor, center: Tensor, top: int | None = None) -> Tenso
 
 
 def _compose(run: list[Affine], width: int, device) -> tuple[Tensor, Tensor]:
-    """One (k × width) matrix and bias for a run of affine stages (identity when empty)."""
-    weight = torch.eye(width, dtype=torch.float64, device=device)
+    """One (k × width) matrix and bias for a run of affine stages (identity when empty).
+
+    Leading diagonal stages (the re-centring shift, a BatchNorm) stay a vector until the first
+    full matrix absorbs them, so re-centring costs no (n × n) product.
+    """
+    scale = torch.ones(width, dtype=torch.float64, device=device)
+    weight: Tensor | None = None
     bias = torch.zeros(width, dtype=torch.float64, device=device)
     for aff in run:
         w = aff.weight.to(device)
-        if w.dim() == 1:
+        if w.dim() == 1 and weight is None:
+            scale, bias = w * scale, w * bias
+        elif w.dim() == 1:
             weight, bias = w[:, None] * weight, w * bias
         else:
-            weight, bias = w @ weight, w @ bias
+            weight = w * scale[None, :] if weight is None else w @ weight
+            bias = w @ bias
         bias = bias + aff.bias.to(device)
+    if weight is None:
+        weight = torch.diag(scale)
     return weight, bias
 
 
@@ -344,12 +355,17 @@ def push_forward(coef: Tensor, weight: Tensor, d: int) -> Tensor:
         return coef @ weight
     if d == 2:
         out = coef.new_empty(rows, _hom(n, 2))
-        iu = torch.triu_indices(n, n, device=coef.device)
-        factor = torch.where(iu[0] == iu[1], 1.0, 2.0).to(coef)
         for o in range(rows):
-            s = _symmetric_tensor(coef[o], m, 2)
-            full = weight.T @ s @ weight
-            out[o] = full[iu[0], iu[1]] * factor
+            y = _symmetric_tensor(coef[o], m, 2) @ weight  # (m × n)
+            pos = 0
+            for r0 in range(0, n, PUSH_ROWS):  # row blocks on and above the diagonal only
+                r1 = min(n, r0 + PUSH_ROWS)
+                gram = weight[:, r0:r1].T @ y[:, r0:]
+                iu = torch.triu_indices(r1 - r0, n - r0, device=coef.device)
+                values = gram[iu[0], iu[1]]
+                values[iu[0] != iu[1]] *= 2.0  # x_a x_b, a < b: both orderings
+                out[o, pos : pos + values.numel()] = values
+                pos += values.numel()
         return out
     if d == 3:
         out = coef.new_empty(rows, _hom(n, 3))
@@ -753,9 +769,9 @@ def _exact_kind() -> str:
         return "sympy"
 
 
-def describe(poly: NetworkPolynomial) -> str | None:
+def describe(poly: Any) -> str | None:
     """One line saying what a truncated or re-centred polynomial is, or None for a whole one."""
-    taylor = poly.notes.get("taylor")
+    taylor = (getattr(poly, "notes", None) or {}).get("taylor")  # stores keep no notes
     if not taylor:
         return None
     q, center, D = taylor.get("degree"), taylor.get("center"), taylor.get("network_degree")

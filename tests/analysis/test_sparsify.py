@@ -39,7 +39,7 @@ def test_bound_caps_the_measured_error_along_the_curve(network_poly):
     assert err == pytest.approx(s.max_error, rel=1e-9, abs=1e-12) and err <= s.bound
     # Anywhere in the box, not only on the data.
     box = np.random.default_rng(1).uniform(X.min(0), X.max(0), (2000, 3))
-    assert float(np.abs(np.asarray(kept(box)) - np.asarray(p(box))).max()) <= s.bound
+    assert float(np.abs(kept(box) - p(box)).max()) <= s.bound
     assert "| terms kept |" in s.table()
 
 
