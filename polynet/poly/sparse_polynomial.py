@@ -38,6 +38,7 @@ from polynet.poly.polynomial import (
     _latex_vars,
     _write_npy,
 )
+from polynet.threads import thread_policy
 
 __all__ = ["SparsePolynomial"]
 
@@ -256,6 +257,7 @@ class SparsePolynomial:
         )
 
     # -- evaluation --
+    @thread_policy
     def __call__(self, x: ArrayLike | Tensor) -> Tensor | np.ndarray:
         """Evaluate every output at points x of shape (B, n_vars): returns (B, n_outputs).
 
