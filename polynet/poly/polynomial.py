@@ -19,7 +19,7 @@ import re
 import types
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -142,6 +142,21 @@ class Provenance:
 
 
 _NO_PROVENANCE = Provenance()
+
+
+def largest_terms(
+    coef: np.ndarray, exponents_of: Callable[[np.ndarray], np.ndarray], variables, top: int | None
+) -> list[Term]:
+    """The non-zero terms of one output's coefficients by |coefficient|, largest first; only
+    the rows shown are unranked into exponents (``exponents_of(rows)``)."""
+    order = np.argsort(-np.abs(coef), kind="stable")
+    order = order[coef[order] != 0]
+    if top is not None:
+        order = order[:top]
+    return [
+        Term(float(coef[r]), tuple(int(e) for e in row), monomial_name(row, variables))
+        for r, row in zip(order, exponents_of(order))
+    ]
 
 
 class NetworkPolynomial:
@@ -635,16 +650,9 @@ class NetworkPolynomial:
     # -- views ------------------------------------------------------------------------------
     def terms(self, top: int | None = 10, output: int = 0) -> list[Term]:
         """The largest terms of one output by |coefficient|, largest first (all if top=None)."""
-        coef = self._coefficients[output].cpu().numpy()
-        order = np.argsort(-np.abs(coef), kind="stable")
-        order = order[coef[order] != 0]
-        if top is not None:
-            order = order[:top]
-        exps = self._exponents_of(order)
-        return [
-            Term(float(coef[r]), tuple(int(e) for e in row), monomial_name(row, self.variables))
-            for r, row in zip(order, exps)
-        ]
+        return largest_terms(
+            self._coefficients[output].cpu().numpy(), self._exponents_of, self.variables, top
+        )
 
     def _names(self, rows: np.ndarray) -> list[str]:
         return [monomial_name(row, self.variables) for row in self._exponents_of(rows)]

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
-from polynet.poly.index import MonomialIndex, monomial_name
+from polynet.poly.index import MonomialIndex
 from polynet.poly.monomial_codes import codes_fit, decode, encode
 from polynet.poly.polynomial import (
     NetworkPolynomial,
@@ -37,6 +37,7 @@ from polynet.poly.polynomial import (
     _latex_sum,
     _latex_vars,
     _write_npy,
+    largest_terms,
 )
 from polynet.threads import thread_policy
 
@@ -352,16 +353,9 @@ class SparsePolynomial:
 
     def terms(self, top: int | None = 10, output: int = 0) -> list[Term]:
         """The largest terms of one output by |coefficient|, largest first (all if top=None)."""
-        coef = self._coefficients[output].cpu().numpy()
-        order = np.argsort(-np.abs(coef), kind="stable")
-        order = order[coef[order] != 0]
-        if top is not None:
-            order = order[:top]
-        exps = self._exponents(order)
-        return [
-            Term(float(coef[r]), tuple(int(v) for v in row), monomial_name(row, self.variables))
-            for r, row in zip(order, exps)
-        ]
+        return largest_terms(
+            self._coefficients[output].cpu().numpy(), self._exponents, self.variables, top
+        )
 
     def to_latex(self, output: int = 0, top: int | None = None, digits: int = 6) -> str:
         """LaTeX of one output, terms in graded order; ``top`` keeps the largest terms only
