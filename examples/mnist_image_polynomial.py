@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import sys
 import time
 from dataclasses import replace
@@ -172,6 +171,7 @@ def analyse_mlp(net: torch.nn.Module, ds: Dataset, cfg: dict, run: Run) -> dict[
     out: dict[str, Any] = {}
     count = polynet.count_terms(net)
     out["count"] = {k: count.as_dict()[k] for k in ("n_vars", "degree_bound", "max_terms")}
+    out["support"] = count.support
     out["count_table"] = count.table()
     print(count.table())
 
@@ -237,8 +237,8 @@ def analyse_mlp(net: torch.nn.Module, ds: Dataset, cfg: dict, run: Run) -> dict[
     )
     for row in nearby:
         print(
-            f"    |u| = {row['radius']:g}: |network - degree-2 polynomial| {row['error_degree2']:.1e}"
-            f" (linear only: {row['error_linear']:.1e})"
+            f"    |u| = {row['radius']:g}: |network - degree-2 polynomial| "
+            f"{row['error_degree2']:.1e} (linear only: {row['error_linear']:.1e})"
         )
 
     # The whole polynomial as G(W1 x + b1).
@@ -261,16 +261,23 @@ def analyse_mlp(net: torch.nn.Module, ds: Dataset, cfg: dict, run: Run) -> dict[
     )
 
     # Figures: the degree-2 part for one digit class, the local polynomial at the image.
+    # Pixels that are dark in (almost) every image keep coefficients that never meet the data,
+    # so the interaction map is drawn for the inked pixel with the largest linear coefficient.
+    inked = torch.as_tensor(ds.X_train.mean(axis=0) > 0.2)
+    pixel = int(torch.where(inked, p2.coefficients[digit, 1:785].abs(), -1.0).argmax())
     path = run.figure_path("mlp_degree2_coefficients.png")
-    polynet.plots.plot_image_coefficients(p2, output=digit, shape=(28, 28), path=path)
+    polynet.plots.plot_image_coefficients(p2, pixel, output=digit, shape=(28, 28), path=path)
+    predicted = out["local"]["predicted"]
+    pixel_at = int(torch.where(inked, local.coefficients[predicted, 1:785].abs(), -1.0).argmax())
     path_at = run.figure_path("mlp_local_coefficients.png")
     polynet.plots.plot_image_coefficients(
-        local, output=out["local"]["predicted"], shape=(28, 28), path=path_at
+        local, pixel_at, output=predicted, shape=(28, 28), path=path_at
     )
     path_act = run.figure_path("mlp_activations.png")
     polynet.plots.plot_activations(net, ds.X_train[:500], path=path_act)
     out["figures"] = [path.name, path_at.name, path_act.name]
     out["figure_class"] = digit
+    out["figure_pixels"] = {"degree2": pixel, "local": pixel_at}
     return out
 
 
@@ -333,7 +340,7 @@ def _markdown(res: dict[str, Any], source: str, cfg: dict) -> str:
             f"{res['mlp_training']['test_accuracy']:.4f}",
             f"{res['mlp_training']['parameters']:,}",
             f"{float(mlp['count']['max_terms']):.3g}",
-            "",
+            "not computed" if mlp["support"] is None else f"{float(mlp['support']):.3g} (all)",
         ],
         [
             f"ConvSLNN(1, {cfg['conv_size']}, {cfg['conv_channels']}, [2, 2], 10), 3x3",
@@ -431,7 +438,11 @@ linear part):
 {fac["truncate2_vs_degree2_max_abs_diff"]:.1e} (max abs difference of coefficients).
 
 Figures: {figs} (degree-2 maps for class {mlp["figure_class"]}; maps of the Taylor polynomial
-at test image 0 for its predicted class; the learned activations).
+at test image 0 for its predicted class; the learned activations). The interaction maps are
+drawn for pixels {mlp["figure_pixels"]["degree2"]} and {mlp["figure_pixels"]["local"]} (row-major
+index), the inked pixels (mean training intensity > 0.2) with the largest linear coefficient.
+Pixels that are 0 in every image (the border) keep their initial weights: their coefficients
+are real coefficients of the polynomial but never meet the data.
 
 The paper's conv trunk has D = {paper["count"]["degree_bound"]} and C(784 + D, D) =
 {float(paper["count"]["max_terms"]):.2e} coefficients per output; its receptive-field support is
