@@ -5,8 +5,9 @@ A Boston-size model (13 inputs: Linear 13-16, SLAF degree 2, a residual, Linear 
 after ``import torch``:
 
 - new: this checkout (trace on real shapes, :mod:`polynet.poly.trace`);
-- old: the polynet in ``--before DIR`` (default /work/main), whose graph path traced with
-  torch.fx and recorded stack traces.
+- old: the polynet in ``--before DIR``, a checkout from before tracing on real shapes, whose
+  graph path traced with torch.fx and recorded stack traces (``git worktree add --detach
+  /tmp/old 626377f``).
 
 "trace" is the tracing step alone (new: the symbolic pass ``expand_graph(symbolic=True)``, which
 runs the model once on the example batch; old: ``polynet.poly.graph.trace``, torch.fx);
@@ -16,7 +17,7 @@ alternate old/new; medians of ``--repeats`` fresh processes.
 
 Usage::
 
-    python benchmarks/bench_first_trace.py [--repeats 5] [--before /work/main]
+    python benchmarks/bench_first_trace.py --before /tmp/old [--repeats 5]
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _run(checkout: Path, mode: str, path: str) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--before", type=Path, default=Path("/work/main"))
+    parser.add_argument("--before", type=Path, required=True, help="a pre-trace checkout")
     args = parser.parse_args()
 
     import numpy as np

@@ -397,6 +397,9 @@ def _cmd_expand(args: argparse.Namespace) -> int:
         poly = export.expand_raw_units(source, **options)
     else:
         poly = polynet.expand(source.model, input_shape=source.input_shape, **options)
+        info = dict(source.metadata or {}).get("dataset") or {}
+        if not to_store:  # one naming scheme: feature names when known (a store keeps its own)
+            poly = export.name_variables(poly, info.get("feature_names") or [])
     print(export.scaling_note(source.metadata, raw_units=args.raw_units))
     _print_polynomial(poly, args.top)
     if args.raw_units:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "raw_units_model",
     "expand_raw_units",
+    "name_variables",
     "write_bundle",
     "write_latex",
     "summary",
@@ -121,11 +122,31 @@ def expand_raw_units(
         "raw_units": True,
         "n_network_parameters": sum(p.numel() for p in ckpt.model.parameters()),
     }
-    if inputs is None and len(names) == poly.n_vars:
-        changes["variables"] = names
-    elif inputs is not None and len(names) > max(inputs):
-        changes["variables"] = [names[i] for i in inputs]
-    return poly.replace(**changes)
+    return name_variables(poly.replace(**changes), names)
+
+
+def name_variables(poly: NetworkPolynomial, feature_names: Sequence[str]) -> NetworkPolynomial:
+    """``poly`` with its variables named after the network inputs' features.
+
+    One naming scheme everywhere (terms, CSV, LaTeX, figures): a feature's name when the data
+    set records one for every network input, ``x_i`` (the input number) otherwise. A slice
+    polynomial takes the names of the inputs it is in.
+
+    Examples
+    --------
+    >>> import polynet
+    >>> p = polynet.expand(polynet.SLNN(2, [2], 1).eval())
+    >>> name_variables(p, ["age", "dose"]).variables, name_variables(p, ["age"]).variables
+    (('age', 'dose'), ('x0', 'x1'))
+    """
+    if not isinstance(poly, NetworkPolynomial):  # sparse, factored, stored: names as made
+        return poly
+    names = [str(n) for n in feature_names]
+    inputs = list(poly.slice.inputs) if poly.slice is not None else None
+    n_inputs = poly.slice.n_network_inputs if poly.slice is not None else poly.n_vars
+    if not names or len(names) != n_inputs or len(set(names)) != len(names):
+        return poly
+    return poly.replace(variables=names if inputs is None else [names[i] for i in inputs])
 
 
 def scaling_note(metadata: Mapping[str, Any] | None, *, raw_units: bool = False) -> str:

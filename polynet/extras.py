@@ -16,7 +16,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib
+import sys
 from types import ModuleType
 
 from polynet.errors import MissingExtraError
@@ -69,7 +69,10 @@ def require(module: str, feature: str, alternative: str | None = None) -> Module
         When the module (or its top-level package) cannot be imported.
     """
     try:
-        return importlib.import_module(module)
+        # builtins.__import__, not importlib: a hook or a test that replaces the import
+        # statement's machinery sees this import too.
+        __import__(module)
+        return sys.modules[module]
     except ImportError as exc:
         top = module.split(".")[0]
         pip_name = _PIP_NAMES.get(top, top)

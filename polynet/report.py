@@ -297,6 +297,10 @@ def _polynomial_sections(
     poly = _step(section, "expansion refused", lambda: expand(model, max_memory=max_memory))
     if poly is None:
         return [theorem, section], None
+    if resolved.dataset is not None:  # one naming scheme: feature names when known
+        from polynet.export import name_variables
+
+        poly = name_variables(poly, resolved.dataset.feature_names)
     made = poly.provenance
     seconds = float("nan") if made.seconds is None else made.seconds
     section.text(
@@ -450,8 +454,8 @@ def _slice_figure(
         dim = int(np.argmax(linear)) if linear.size else 0
         result = _step(section, "slice", lambda: plots.plot_slice(model, poly, X, dims=(dim,)))
         caption = (
-            f"The polynomial and the network along x{dim} (its largest linear coefficient), "
-            "the other inputs at the data mean."
+            f"The polynomial and the network along {poly.variables[dim]} (its largest linear "
+            "coefficient), the other inputs at the data mean."
         )
     if result is not None:
         fig, diff = result

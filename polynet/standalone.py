@@ -94,7 +94,7 @@ def scaling_note(metadata: dict[str, Any] | None, *, raw_units: bool = False) ->
         return "units        the model's own inputs and outputs (no standardisation recorded)"
     parts = []
     if s["inputs"] is not None:
-        parts.append("inputs standardised: x_i = (feature_i - mean_i) / scale_i")
+        parts.append("inputs standardised: each variable is (feature - mean) / scale")
     if s["output"] is not None:
         o = s["output"]
         mean = float(np.asarray(o["mean"]).reshape(-1)[0])

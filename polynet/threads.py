@@ -108,9 +108,13 @@ def choose_threads(threads: int | None = None, *, work: float | None = None) -> 
 def limit_threads(threads: int | None = None, *, work: float | None = None) -> Iterator[int]:
     """Run the body with :func:`choose_threads`' count in torch (and numba, when imported).
 
-    Yields the count; the previous counts are restored on exit, also after an error.
+    Yields the count; the previous counts are restored on exit, also after an error. Inside
+    the body, operations decorated with :func:`thread_policy` keep this choice.
     """
-    n = choose_threads(threads, work=work)
+    explicit_outer = getattr(_nesting, "explicit", False)
+    # An enclosing explicit count (--threads, threads=N) wins over this call's automatic one.
+    n = torch.get_num_threads() if threads is None and explicit_outer else None
+    n = n or choose_threads(threads, work=work)
     torch_before = torch.get_num_threads()
     numba = sys.modules.get("numba")
     numba_before = None
@@ -122,9 +126,12 @@ def limit_threads(threads: int | None = None, *, work: float | None = None) -> I
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         except (AttributeError, ValueError, RuntimeError):
             numba_before = None
+    outer = getattr(_nesting, "active", False)
+    _nesting.active, _nesting.explicit = True, explicit_outer or threads is not None
     try:
         yield n
     finally:
+        _nesting.active, _nesting.explicit = outer, explicit_outer
         if torch.get_num_threads() != torch_before:
             torch.set_num_threads(torch_before)
         if numba_before is not None:
@@ -133,18 +140,15 @@ def limit_threads(threads: int | None = None, *, work: float | None = None) -> I
 
 def thread_policy(func: F) -> F:
     """Decorate a public operation so that it runs under :func:`limit_threads` (automatic
-    count, or the caller's torch count when lower); nested calls keep the outer choice."""
+    count, or the caller's torch count when lower); inside :func:`limit_threads` (a CLI
+    command with ``--threads``, ``fit(threads=...)``) it keeps that choice."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if getattr(_nesting, "active", False):
+        if getattr(_nesting, "active", False):  # inside limit_threads: keep its choice
             return func(*args, **kwargs)
-        _nesting.active = True
-        try:
-            with limit_threads():
-                return func(*args, **kwargs)
-        finally:
-            _nesting.active = False
+        with limit_threads():
+            return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -74,7 +74,7 @@ def test_slice_from_the_command_line(checkpoint, tmp_path, capsys):
     args = ["expand", str(checkpoint), "--inputs", "5", "12", "--out", str(out), "--no-progress"]
     assert main(args) == 0
     poly = NetworkPolynomial.load(out)
-    assert poly.variables == ("x5", "x12") and poly.max_terms == 15
+    assert poly.variables == ("RM", "LSTAT") and poly.max_terms == 15  # feature names
     assert main(["verify", str(checkpoint), "--poly", str(out)]) == 0
 
 

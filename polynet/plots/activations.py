@@ -209,8 +209,9 @@ def plot_activations(
     grid = fig.subplots(nrows, ncols, squeeze=False)
     for ax in grid.flat[n:]:
         ax.set_visible(False)
+    drew_nearest = False
     for ax, (layer, channels) in zip(grid.flat, panels):
-        _draw_activation_panel(ax, layer, channels, fit_nearest)
+        drew_nearest |= _draw_activation_panel(ax, layer, channels, fit_nearest)
     where = (
         f"input ranges and histograms observed on {n_observed:,} samples"
         if n_observed is not None
@@ -228,7 +229,7 @@ def plot_activations(
     for ax, _ in zip(grid.flat, panels):
         ax.set_xlabel("SLAF input z", fontsize=8.5, labelpad=1)
     fig.supylabel("SLAF output a(z)", fontsize=10)
-    _legend(fig, n_observed is not None, fit_nearest, 1 if ncols == 1 else min(3, ncols))
+    _legend(fig, n_observed is not None, drew_nearest, 1 if ncols == 1 else min(3, ncols))
     _save(fig, path)
     return fig
 
@@ -297,7 +298,8 @@ def _plan_panels(
     return panels, notes
 
 
-def _draw_activation_panel(ax: Axes, layer: _Layer, channels: list[int], fit_nearest: bool) -> None:
+def _draw_activation_panel(ax: Axes, layer: _Layer, channels: list[int], fit_nearest: bool) -> bool:
+    """Draw one panel; True when it drew a nearest-activation line."""
     z, y = layer.curves(channels)
     single = len(channels) == 1
     if layer.samples is not None:
@@ -319,14 +321,16 @@ def _draw_activation_panel(ax: Axes, layer: _Layer, channels: list[int], fit_nea
     if single:
         ax.set_title(f"{_layer_label(layer.name)} · channel {channels[0]}", fontsize=9)
     else:
-        drawn = "" if len(channels) == slaf.num_features else f" ({len(channels)} drawn)"
+        shown = "" if len(channels) == slaf.num_features else f" ({len(channels)} drawn)"
         ax.set_title(
-            f"{_layer_label(layer.name)} · shared, {slaf.num_features} channels{drawn}",
+            f"{_layer_label(layer.name)} · shared, {slaf.num_features} channels{shown}",
             fontsize=9,
         )
     text = kind
+    drawn = False
     if fit_nearest:
         near = _panel_nearest(layer, channels)
+        drawn = near.close
         if near.close:
             zz = np.linspace(z.min(), z.max(), CURVE_POINTS)
             ax.plot(zz, near(zz), ls="--", color="C3", lw=1.3)
@@ -346,6 +350,7 @@ def _draw_activation_panel(ax: Axes, layer: _Layer, channels: list[int], fit_nea
     )
     _limit_y(ax, y)
     ax.tick_params(labelsize=8)
+    return drawn
 
 
 def _limit_y(ax: Axes, y: np.ndarray) -> None:

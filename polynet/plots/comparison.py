@@ -214,7 +214,8 @@ def plot_slice(
     poly_values = _eval_restricted(coef, exps, grid)
     diff = poly_values - net_values
     max_diff = float(np.max(np.abs(diff)))
-    names = [f"x{d}" for d in dims]
+    inputs = list(poly.slice.inputs) if poly.slice is not None else list(range(poly.n_vars))
+    names = [poly.variables[inputs.index(d)] for d in dims]
     held = (
         "given values"
         if fixed is not None
@@ -349,7 +350,7 @@ def plot_surface(
             ax.scatter(data[:, 0], target, s=8, color="C0", alpha=0.5, label="data")
         ax.plot(grid[:, 0], net_values, color="0.7", lw=5, label="network")
         ax.plot(grid[:, 0], poly_values, color="C3", lw=1.4, ls="--", label="polynomial")
-        ax.set_xlabel("x0")
+        ax.set_xlabel(poly.variables[0])
         ax.set_ylabel(f"output {output}")
         ax.legend(fontsize=8)
     else:
@@ -382,8 +383,8 @@ def plot_surface(
         fig.colorbar(err, ax=right)
         right.set_title("log10 |p − f|", fontsize=10)
         for ax in (left, right):
-            ax.set_xlabel("x0")
-            ax.set_ylabel("x1")
+            ax.set_xlabel(poly.variables[0])
+            ax.set_ylabel(poly.variables[1])
     fig.suptitle(
         f"Network polynomial (degree {poly.degree}, {poly.n_terms:,} terms) over the data; "
         f"max |p − f| = {max_diff:.2e}",

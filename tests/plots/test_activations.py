@@ -77,3 +77,22 @@ def test_activation_plot_refusals(net):
         plots.plot_activations(net, path="figure.jpg", fit_nearest=False)
     with pytest.raises(ValueError, match="max_panels"):
         plots.plot_activations(net, max_panels=0)
+
+
+def test_legend_explains_every_mark_and_the_count_axis():
+    torch.manual_seed(0)
+    net = SLNN(2, [4, 3], [3, 2], dtype=torch.float64).eval()
+    x = torch.randn(200, 2, dtype=torch.float64)
+    fig = plots.plot_activations(net, x)
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[0].startswith("learned activation a(z)")
+    assert any(label.startswith("inputs z on the data") for label in labels)
+    dashed = [ax for ax in fig.axes for line in ax.lines if line.get_linestyle() == "--"]
+    # The nearest-activation entry is in the legend exactly when a panel drew its line.
+    assert any("nearest standard activation" in label for label in labels) == bool(dashed)
+    counts = [ax for ax in fig.axes if ax.get_ylabel() == "count"]
+    assert len(counts) == 2 and all(len(ax.get_yticklabels()) > 0 for ax in counts)
+    assert "shared = one polynomial per layer" in fig._suptitle.get_text()
+    no_data = plots.plot_activations(net, None)
+    assert not any("inputs z" in t.get_text() for t in no_data.legends[0].get_texts())
