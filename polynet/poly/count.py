@@ -192,6 +192,9 @@ def _n_parameters(layer: nn.Module) -> int:
 def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> TermCount:
     """Theorem 2's table for ``model`` without expanding it (any mode, any size).
 
+    ``input_shape`` is as for :func:`polynet.expand`: one shape, or for a ``forward()`` taking
+    several tensors a tuple of shapes or {argument: shape} (the variables are all their entries).
+
     Raises
     ------
     NotExpandableError
@@ -245,6 +248,7 @@ def _count_graph(model: nn.Module, input_shape) -> TermCount:
     """Theorem 2's table of a traced model: one row per node that depends on the input."""
     from polynet.poly.expand import graph_input_shape
     from polynet.poly.graph import expand_graph
+    from polynet.poly.inputs import n_variables
 
     shape = graph_input_shape(model, input_shape)
     sketch = expand_graph(model, shape, symbolic=True)
@@ -255,4 +259,4 @@ def _count_graph(model: nn.Module, input_shape) -> TermCount:
         LayerCount(node.node, node.op, node.parameters, node.degree) for node in sketch.nodes
     )
     n_params = sum(p.numel() for p in model.parameters())
-    return TermCount(rows, math.prod(shape), sketch.degree_bound, n_params)
+    return TermCount(rows, n_variables(shape), sketch.degree_bound, n_params)

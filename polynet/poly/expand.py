@@ -19,6 +19,7 @@ from torch import nn
 from polynet.errors import CheckpointError, ExpansionTooLargeError, NotExpandableError
 from polynet.poly.dense import FloatOps, plan, walk
 from polynet.poly.finite import check_finite
+from polynet.poly.inputs import Inputs, is_several, n_variables, parse_inputs, tensor_arguments
 from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
 from polynet.poly.polynomial import NetworkPolynomial
 from polynet.poly.refusal import (
@@ -194,7 +195,15 @@ def resolve_model(model) -> nn.Module:
 
 
 def graph_input_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
-    """The input shape of a traced model: given, or the first Linear's / SLAF's width."""
+    """The input shape of a traced model: given, or the first Linear's / SLAF's width.
+
+    Several inputs (a tuple of shapes, or {argument: shape}) give an
+    :class:`~polynet.poly.inputs.Inputs`.
+    """
+    if is_several(input_shape):
+        return parse_inputs(model, input_shape)
+    if tensor_arguments(model)[1] > 1:
+        parse_inputs(model, (input_shape or (),))  # refuses, naming forward()'s arguments
     if input_shape is not None:
         shape = tuple(int(s) for s in input_shape)
         if not shape or min(shape) < 1:
@@ -217,6 +226,14 @@ def graph_input_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
         f"cannot tell the input shape of {type(model).__name__}: pass input_shape= (the shape "
         "of one sample without the batch axis, e.g. (13,) or (1, 28, 28))."
     )
+
+
+def graph_variables(shape, entry) -> list[str] | None:
+    """Variable names: ``x0, ...`` (None) for one input, ``x0, ..., y0, ...`` for several."""
+    if not isinstance(shape, Inputs):
+        return None if entry is None else [f"x{i}" for i in entry[0]]
+    names = shape.variables()
+    return names if entry is None else [names[i] for i in entry[0]]
 
 
 def _check_training(model: nn.Module) -> None:
@@ -253,7 +270,7 @@ def _expand_graph(
     shape = graph_input_shape(model, input_shape)
     entry = None
     if inputs is not None:
-        inputs, values = slice_values(math.prod(shape), inputs, fixed)
+        inputs, values = slice_values(n_variables(shape), inputs, fixed)
         entry = (inputs, values)
     elif fixed is not None:
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
@@ -301,10 +318,15 @@ def _expand_graph(
         coefficients,
         degree_bound=out.degree,
         n_network_parameters=sum(p.numel() for p in model.parameters()),
-        variables=None if entry is None else [f"x{i}" for i in entry[0]],
+        variables=graph_variables(shape, entry),
         info={
             **({} if entry is None else {"inputs": entry[0], "fixed": entry[1].tolist()}),
-            "input_shape": list(shape),
+            # Several inputs: no single sample shape; their shapes by argument, in order.
+            **(
+                {"input_shape": None, "input_shapes": shape.as_dict()}
+                if isinstance(shape, Inputs)
+                else {"input_shape": list(shape)}
+            ),
             "output_shape": list(out.value_shape),
             # Several output tensors (tuple/dict): name -> entries, in the order of the columns.
             **({"outputs": dict(result.outputs)} if len(result.outputs) > 1 else {}),
@@ -360,9 +382,13 @@ def expand(
     max_memory : int or float or str, optional
         Memory budget: bytes, a size like ``"4GiB"``, or a share of the free memory between
         0 and 1 like ``0.5`` (default: half the free memory).
-    input_shape : tuple of int, optional
+    input_shape : tuple of int, tuple of shapes, or dict, optional
         The shape of one sample without the batch axis, for a model whose first layer does not
-        tell it (a convolution, a forward() that starts with an op).
+        tell it (a convolution, a forward() that starts with an op). For a ``forward(self, x,
+        y, ...)`` taking several tensors: one shape per argument, as a tuple of shapes or
+        ``{"x": (3,), "y": (2, 2)}``; the variables are all entries of all inputs in argument
+        order, named ``x0, x1, ..., y0, ...``, and ``poly(points)`` takes the concatenated
+        flattened inputs, ``torch.cat([x.flatten(1), y.flatten(1)], 1)``.
     progress : bool, default=False
         Show a progress bar over the layers.
     store : str or Path, optional

@@ -343,7 +343,7 @@ def scale(a: PolyTensor, c: Tensor | float) -> PolyTensor:
 
 def expand_graph(
     model: nn.Module,
-    input_shape: tuple[int, ...],
+    input_shape: tuple[int, ...] | Any,
     device: torch.device | str | None = None,
     symbolic: bool = False,
     entry: tuple[list[int], Any] | None = None,
@@ -351,6 +351,9 @@ def expand_graph(
     probe: int = 0,
 ) -> GraphExpansion:
     """Run ``model``'s traced forward on polynomial tensors of its flattened inputs.
+
+    ``input_shape`` is one sample's shape, or an :class:`~polynet.poly.inputs.Inputs` for a
+    forward() taking several tensors (variables: all their entries, in argument order).
 
     Returns the output as a :class:`PolyTensor` (coefficients (T(D), *output_shape)) and
     each node's degree; ``symbolic`` propagates only shapes and degrees. ``entry`` =
@@ -364,7 +367,10 @@ def expand_graph(
         import copy
 
         model = copy.deepcopy(model).to(device)
-    n = math.prod(input_shape)
+    from polynet.poly.inputs import Inputs
+
+    shapes = input_shape.shapes if isinstance(input_shape, Inputs) else (tuple(input_shape),)
+    n = sum(math.prod(s) for s in shapes)
     if entry is not None:  # a slice: inputs[i] is variable i, the others are fixed values
         inputs, values = entry
         start = torch.zeros(len(inputs) + 1, n, dtype=torch.float64, device=device)
@@ -375,13 +381,15 @@ def expand_graph(
         start = torch.zeros(n + 1, n, dtype=torch.float64, device=device)
         start[1:] = torch.eye(n, dtype=torch.float64, device=device)
     start = start[:1] * 0 if symbolic else start
-    start = start.reshape(start.shape[0], *input_shape)
+    # Each input's polynomials: its block of columns (the variables are concatenated).
+    blocks = start.split([math.prod(s) for s in shapes], dim=1)
+    starts = [PolyTensor(b.reshape(b.shape[0], *s), 1, n, symbolic) for b, s in zip(blocks, shapes)]
     from polynet.poly.trace import run_traced
 
     results, rows, ops = run_traced(
         model,
-        tuple(input_shape),
-        PolyTensor(start, 1, n, symbolic),
+        shapes,
+        starts,
         symbolic,
         device,
         on_node,
@@ -395,7 +403,8 @@ def expand_graph(
         flat = torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
         out = PolyTensor(flat, degree, n, symbolic)
     names = tuple((name, math.prod(v.poly.value_shape)) for name, v in results)
-    return GraphExpansion(out, tuple(rows), tuple(input_shape), names, ops)
+    shape = shapes if isinstance(input_shape, Inputs) else shapes[0]
+    return GraphExpansion(out, tuple(rows), shape, names, ops)
 
 
 def chain_of(model: nn.Module) -> nn.Sequential | None:

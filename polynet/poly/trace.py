@@ -961,8 +961,8 @@ def _batch_axis_after_reshape(before, axis: int, after: list[int]) -> int | None
 
 def run_traced(
     model: nn.Module,
-    input_shape: tuple[int, ...],
-    start: PolyTensor,
+    input_shapes: tuple[tuple[int, ...], ...],
+    starts: list[PolyTensor],
     symbolic: bool,
     device: torch.device,
     on_node: Callable[[int], Any] | None = None,
@@ -971,26 +971,31 @@ def run_traced(
     """Run ``model`` on an example batch, replaying its ops on polynomials of its input.
 
     Returns the output polynomials (one per output tensor, with its name), the degree table and
-    the ops run. ``probe`` 1 runs on the negated example batch of probe 0.
+    the ops run. ``probe`` 1 runs on the negated example batch of probe 0. ``forward()``
+    takes one example tensor per shape in ``input_shapes``, whose polynomials are ``starts``.
     """
     dtype = next(
         (p.dtype for p in (*model.parameters(), *model.buffers()) if p.is_floating_point()),
         torch.float64,
     )
     gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(EXAMPLE_BATCH, *input_shape, generator=gen, dtype=dtype).to(device)
+    xs = [
+        torch.randn(EXAMPLE_BATCH, *shape, generator=gen, dtype=dtype).to(device)
+        for shape in input_shapes
+    ]
     if probe:
-        x = -2.0 * x
-    tracer = _Tracer(model, start.n_vars, symbolic)
+        xs = [-2.0 * x for x in xs]
+    tracer = _Tracer(model, starts[0].n_vars, symbolic)
     tracer.on_node = on_node
-    tracer.set(x, Tracked(start, 0, 1))
+    for x, start in zip(xs, starts):
+        tracer.set(x, Tracked(start, 0, 1))
     handles = []
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(tracer.pre_hook))
         handles.append(module.register_forward_hook(tracer.post_hook))
     try:
         with torch.no_grad(), _Mode(tracer):
-            out = model(x)
+            out = model(*xs)
     except _Refusal as exc:
         raise NotExpandableError(exc.message) from None
     except NotExpandableError:
@@ -999,7 +1004,7 @@ def run_traced(
         where = _traceback_user_frame(exc.__traceback__)
         raise NotExpandableError(
             f"cannot expand {type(model).__name__}: its forward() failed on an example batch of "
-            f"shape {tuple(x.shape)} ({type(exc).__name__}: {exc})"
+            f"shape {', '.join(str(tuple(x.shape)) for x in xs)} ({type(exc).__name__}: {exc})"
             + (f" at {where}" if where else "")
             + "; pass input_shape= (one sample, without the batch axis) if the shape is wrong."
         ) from exc

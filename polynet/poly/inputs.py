@@ -1,0 +1,121 @@
+"""Several input tensors of a traced ``forward()``: their names, shapes and variables.
+
+A model whose ``forward(self, x, y, ...)`` takes several tensors is expanded in the entries of
+all its inputs, concatenated in argument order: the variables are ``x0, x1, ..., y0, ...``
+(each input flattened, named after its argument), and the polynomial is evaluated on the
+concatenated flattened inputs, ``torch.cat([x.flatten(1), y.flatten(1)], 1)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from polynet.errors import NotExpandableError
+
+__all__ = ["Inputs", "n_variables", "parse_inputs", "tensor_arguments"]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The input tensors of a multi-input ``forward()``: argument names and sample shapes."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(math.prod(s) for s in self.shapes)
+
+    @property
+    def n(self) -> int:
+        return sum(self.sizes)
+
+    def variables(self) -> list[str]:
+        """``x0, x1, ..., y0, ...``: each input's flattened entries, named by its argument."""
+        return [f"{name}{i}" for name, size in zip(self.names, self.sizes) for i in range(size)]
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {name: list(shape) for name, shape in zip(self.names, self.shapes)}
+
+
+def n_variables(shape: tuple[int, ...] | Inputs) -> int:
+    """Number of variables of a single input shape or of several inputs."""
+    return shape.n if isinstance(shape, Inputs) else math.prod(shape)
+
+
+def tensor_arguments(model: nn.Module) -> tuple[list[str], int]:
+    """``forward()``'s positional argument names and how many of them are required."""
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return [], 0
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = sum(p.default is p.empty for p in positional)
+    return [p.name for p in positional], required
+
+
+def _shape(value, what: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in value)
+    except TypeError:
+        raise NotExpandableError(
+            f"input_shape {what} must be a shape (a tuple of sizes), got {value!r}."
+        ) from None
+    if not shape or min(shape) < 1:
+        raise NotExpandableError(f"input_shape {what} must be positive sizes, got {value!r}.")
+    return shape
+
+
+def is_several(input_shape) -> bool:
+    """Whether ``input_shape`` names several inputs (a dict, or a tuple of shapes)."""
+    if isinstance(input_shape, dict):
+        return True
+    return (
+        isinstance(input_shape, (tuple, list))
+        and bool(input_shape)
+        and all(isinstance(s, (tuple, list)) for s in input_shape)
+    )
+
+
+def parse_inputs(model: nn.Module, input_shape) -> Inputs:
+    """The inputs of ``model`` from ``input_shape``: a tuple of shapes or {argument: shape}.
+
+    Raises :class:`NotExpandableError` when the number of shapes or the names do not match
+    ``forward()``'s arguments.
+    """
+    names, required = tensor_arguments(model)
+    model_name = type(model).__name__
+    signature = f"{model_name}.forward({', '.join(names)})"
+    if isinstance(input_shape, dict):
+        unknown = [k for k in input_shape if k not in names]
+        if unknown:
+            raise NotExpandableError(
+                f"input_shape names {unknown} that are not arguments of {signature}; "
+                "give one shape per argument, keyed by its name."
+            )
+        given = [k for k in names if k in input_shape]
+        if given != names[: len(given)]:
+            raise NotExpandableError(
+                f"input_shape gives {list(input_shape)} but {signature} takes its tensors "
+                f"in order {names}; give the first {len(given)} arguments."
+            )
+        shapes = [input_shape[k] for k in given]
+    else:
+        shapes = list(input_shape)
+        if names and len(shapes) > len(names):
+            raise NotExpandableError(
+                f"input_shape gives {len(shapes)} shapes but {signature} takes "
+                f"{len(names)} tensor(s); give one shape per argument."
+            )
+        given = names[: len(shapes)] if names else [f"x{i}_" for i in range(len(shapes))]
+    if len(given) < required:
+        raise NotExpandableError(
+            f"input_shape gives {len(given)} shape(s) but {signature} needs {required} "
+            f"input tensors; give one shape per argument, e.g. "
+            f"input_shape={{{', '.join(repr(k) + ': (...)' for k in names[:required])}}}."
+        )
+    return Inputs(tuple(given), tuple(_shape(s, f"for {k!r}") for k, s in zip(given, shapes)))
