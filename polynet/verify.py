@@ -203,8 +203,14 @@ def verify(
     net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
     full = _embed(poly, points)
     shape = poly.input_shape
+    several = poly.info.get("input_shapes")  # a forward() taking several tensors
     with torch.no_grad():
-        expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
+        if several:
+            from polynet.poly.inputs import split_inputs
+
+            expected = net(*split_inputs(full, several))
+        else:
+            expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
         expected = expected.reshape(points.shape[0], -1)
         got = _evaluate(poly.to(device), points, progress)
     abs_err, scale, rel_err = _errors(got, expected)

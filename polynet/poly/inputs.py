@@ -16,7 +16,7 @@ from torch import nn
 
 from polynet.errors import NotExpandableError
 
-__all__ = ["Inputs", "n_variables", "parse_inputs", "tensor_arguments"]
+__all__ = ["Inputs", "n_variables", "parse_inputs", "split_inputs", "tensor_arguments"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,10 @@ def parse_inputs(model: nn.Module, input_shape) -> Inputs:
             f"input_shape={{{', '.join(repr(k) + ': (...)' for k in names[:required])}}}."
         )
     return Inputs(tuple(given), tuple(_shape(s, f"for {k!r}") for k, s in zip(given, shapes)))
+
+
+def split_inputs(flat, shapes: dict[str, list[int]]) -> list:
+    """The input tensors of a multi-input model from concatenated flattened points (N, n)."""
+    sizes = [math.prod(s) for s in shapes.values()]
+    parts = flat.split(sizes, dim=1)
+    return [p.reshape(p.shape[0], *s) for p, s in zip(parts, shapes.values())]

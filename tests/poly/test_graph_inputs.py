@@ -10,6 +10,7 @@ from torch import nn
 
 import polynet
 from polynet.errors import NotExpandableError
+from polynet.poly.polynomial import NetworkPolynomial
 
 TOL = 1e-10
 
@@ -84,10 +85,13 @@ def test_bilinear_two_inputs_equals_forward_pass(as_dict):
     _check(Bilinear(), shape, [(3,), (4,)], ["x", "y"], 2)
 
 
-def test_elementwise_product_of_two_inputs():
+def test_elementwise_product_of_two_inputs(tmp_path):
     torch.manual_seed(0)
     poly = _check(Elementwise(), ((3,), (3,)), [(3,), (3,)], ["x", "y"], 4)
     assert poly.info["input_shapes"] == {"x": [3], "y": [3]}
+    loaded = NetworkPolynomial.load(poly.save(tmp_path / "p"))
+    assert loaded.variables == poly.variables
+    assert loaded.info["input_shapes"] == {"x": [3], "y": [3]}
 
 
 def test_three_inputs_of_different_shapes():
@@ -134,3 +138,12 @@ def test_wrong_input_shape_count_is_refused(input_shape, words):
     assert "Bilinear.forward(x, y)" in str(info.value)
     with pytest.raises(NotExpandableError, match=words):
         polynet.count_terms(model, input_shape=input_shape)
+
+
+def test_verify_feeds_each_input_its_tensor():
+    torch.manual_seed(0)
+    model = ThreeInputs().eval()
+    poly = polynet.expand(model, input_shape={"img": (1, 2, 3), "v": (2,), "m": (2, 2)})
+    report = polynet.verify(model, poly)
+    assert report.passed
+    assert report.max_rel_error < TOL
