@@ -473,16 +473,7 @@ def expand(
 
             check_sparse_may_fit(model, budget, device, exc, input_shape)
             early = exc
-    lowered = lower(model, input_shape, device)
-    variables = None
-    info: dict = {"input_shape": list(lowered.input_shape)}
-    if inputs is not None:
-        variables = [f"x{i}" for i in inputs]
-        lowered = _slice(lowered, inputs, fixed)
-        info["inputs"] = [int(i) for i in inputs]
-        info["fixed"] = lowered.stages[0].bias.cpu().tolist()
-    elif fixed is not None:
-        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    lowered, variables, info = lower_sliced(model, input_shape, device, inputs, fixed)
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
     budget = _budget(max_memory, work_device)
@@ -547,6 +538,24 @@ def expand(
         n_network_parameters=n_params,
         info={**info, "seconds": seconds, "engine": engine, "device": str(work_device)},
     )
+
+
+def lower_sliced(
+    model: nn.Module, input_shape, device, inputs: Sequence[int] | None, fixed
+) -> tuple[LoweredNetwork, list[str] | None, dict]:
+    """The chain lowered, restricted to the slice ``inputs=``/``fixed=`` when given: the
+    network, its variable names (None: all inputs) and the info the result records."""
+    lowered = lower(model, input_shape, device)
+    variables = None
+    info: dict = {"input_shape": list(lowered.input_shape)}
+    if inputs is not None:
+        variables = [f"x{i}" for i in inputs]
+        lowered = _slice(lowered, inputs, fixed)
+        info["inputs"] = [int(i) for i in inputs]
+        info["fixed"] = lowered.stages[0].bias.cpu().tolist()
+    elif fixed is not None:
+        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    return lowered, variables, info
 
 
 def _check_partial_options(degree, at, form, store, client, exact, inputs) -> None:
