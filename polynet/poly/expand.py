@@ -463,6 +463,10 @@ def expand(
     start = time.perf_counter()
     budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
     early = None  # the refusal from counts, when the sparse form may still fit
+    # Without convolutions every monomial lies in the one field of all inputs: the sparse form
+    # is the dense one, so it is tried automatically only for conv nets.
+    if sparse is None and not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+        sparse = False
     if not sparse:
         try:
             check_counts(model, input_shape, inputs, budget, device, store, exact)
@@ -610,6 +614,8 @@ def _check_budget(
         and store_peak <= budget
         and the_plan.result_bytes <= disk_free(".")
     )
+    from polynet.poly.factored import factored_applies_lowered
+
     refusal = Refusal(
         "network",
         n,
@@ -621,13 +627,15 @@ def _check_budget(
         slice_inputs=largest_slice(slice_fits, n - 1),
         store_bytes=store_peak if offer_store else None,
         raise_budget=peak <= available_bytes(device),
+        factored=store is None and not exact and factored_applies_lowered(lowered),
     )
     raise ExpansionTooLargeError(refusal.python_text(), refusal)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """What an expansion will cost, from counts alone (nothing is expanded)."""
+    """
+    What an expansion will cost, from counts alone (nothing is expanded)."""
 
     n_monomials: int
     result_bytes: float
