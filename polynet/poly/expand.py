@@ -489,6 +489,10 @@ def expand(
     start = time.perf_counter()
     budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
     early = None  # the refusal from counts, when the sparse form may still fit
+    # Without convolutions every monomial lies in the one field of all inputs: the sparse form
+    # is the dense one, so it is tried automatically only for conv nets.
+    if sparse is None and not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+        sparse = False
     if not sparse:
         try:
             check_counts(model, input_shape, inputs, budget, device, store, exact)
@@ -499,16 +503,7 @@ def expand(
 
             check_sparse_may_fit(model, budget, device, exc, input_shape)
             early = exc
-    lowered = lower(model, input_shape, device)
-    variables = None
-    info: dict = {"input_shape": list(lowered.input_shape)}
-    if inputs is not None:
-        variables = [f"x{i}" for i in inputs]
-        lowered = _slice(lowered, inputs, fixed)
-        info["inputs"] = [int(i) for i in inputs]
-        info["fixed"] = lowered.stages[0].bias.cpu().tolist()
-    elif fixed is not None:
-        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    lowered, variables, info = lower_sliced(model, input_shape, device, inputs, fixed)
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
     budget = _budget(max_memory, work_device)
@@ -575,6 +570,24 @@ def expand(
     )
 
 
+def lower_sliced(
+    model: nn.Module, input_shape, device, inputs: Sequence[int] | None, fixed
+) -> tuple[LoweredNetwork, list[str] | None, dict]:
+    """The chain lowered, restricted to the slice ``inputs=``/``fixed=`` when given: the
+    network, its variable names (None: all inputs) and the info the result records."""
+    lowered = lower(model, input_shape, device)
+    variables = None
+    info: dict = {"input_shape": list(lowered.input_shape)}
+    if inputs is not None:
+        variables = [f"x{i}" for i in inputs]
+        lowered = _slice(lowered, inputs, fixed)
+        info["inputs"] = [int(i) for i in inputs]
+        info["fixed"] = lowered.stages[0].bias.cpu().tolist()
+    elif fixed is not None:
+        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    return lowered, variables, info
+
+
 def _check_partial_options(degree, at, form, store, client, exact, inputs) -> None:
     """Refuse options that degree=, at= and form= do not combine with."""
     what = "degree=" if degree is not None else "at=" if at is not None else "form='factored'"
@@ -627,6 +640,8 @@ def _check_budget(
         and store_peak <= budget
         and the_plan.result_bytes <= disk_free(".")
     )
+    from polynet.poly.factored import factored_applies_lowered
+
     refusal = Refusal(
         "network",
         n,
@@ -638,13 +653,15 @@ def _check_budget(
         slice_inputs=largest_slice(slice_fits, n - 1),
         store_bytes=store_peak if offer_store else None,
         raise_budget=peak <= available_bytes(device),
+        factored=store is None and not exact and factored_applies_lowered(lowered),
     )
     raise ExpansionTooLargeError(refusal.python_text(), refusal)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """What an expansion will cost, from counts alone (nothing is expanded)."""
+    """
+    What an expansion will cost, from counts alone (nothing is expanded)."""
 
     n_monomials: int
     result_bytes: float

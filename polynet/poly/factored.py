@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from polynet.errors import NotExpandableError
 from polynet.poly.dense import _groups
 from polynet.poly.index import MonomialIndex, monomial_name
-from polynet.poly.network import lower
+from polynet.poly.network import LoweredNetwork, lower
 from polynet.poly.polynomial import NetworkPolynomial
 from polynet.poly.truncated import (
     _compose,
@@ -378,6 +378,26 @@ def _exponent_vector(exponents: Sequence[int] | np.ndarray | str, n: int) -> np.
             f"{monomial_name(e, [f'x{i}' for i in range(n)]) if e.shape == (n,) else exponents!r}."
         )
     return e.astype(np.int64)
+
+
+def factored_applies(model: nn.Module) -> bool:
+    """Whether ``form="factored"`` holds this chain, read from its layers without lowering:
+    Linear and SLAF layers (BatchNorm1d, Dropout, Identity, Flatten between), one SLAF, or
+    two whose last has degree <= 2."""
+    from polynet.slaf import SLAF
+
+    allowed = (nn.Linear, SLAF, nn.BatchNorm1d, nn.Dropout, nn.Identity, nn.Flatten)
+    layers = [m for m in model.modules() if not list(m.children())]
+    if not layers or not all(isinstance(m, allowed) for m in layers):
+        return False
+    degrees = [m.degree for m in layers if isinstance(m, SLAF)]
+    return len(degrees) == 1 or (len(degrees) == 2 and degrees[1] <= 2)
+
+
+def factored_applies_lowered(lowered: LoweredNetwork) -> bool:
+    """Whether ``form="factored"`` holds this lowered chain (as :func:`expand_factored` checks)."""
+    polys = _groups(lowered)[1]
+    return len(polys) == 1 or (len(polys) == 2 and polys[1].degree <= 2)
 
 
 def expand_factored(

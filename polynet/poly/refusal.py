@@ -108,6 +108,8 @@ class Refusal:
         Whether the expansion would fit in the available memory with a larger budget.
     count_hint : str
         The Python call that counts the terms.
+    factored : bool
+        The network is an MLP whose whole polynomial ``form="factored"`` holds compactly.
     """
 
     subject: str
@@ -122,6 +124,7 @@ class Refusal:
     store_bytes: float | None = None
     raise_budget: bool = False
     count_hint: str = "polynet.count_terms(model)"
+    factored: bool = False
 
     @property
     def n_monomials(self) -> int:
@@ -175,6 +178,8 @@ class Refusal:
                 f'write the result to disk block by block with store="coeffs.zarr" (about '
                 f"{fmt_bytes(self.store_bytes)} of memory, {fmt_bytes(self.result_bytes)} on disk)"
             )
+        if self.factored:
+            ways.append(_FACTORED_WAY.format(call='form="factored"'))
         if self.raise_budget:
             ways.append("raise max_memory=")
         ways.append(f"count the terms without expanding with {self.count_hint}")
@@ -199,12 +204,21 @@ class Refusal:
                 f"write the result to disk block by block with --out coeffs.zarr (about "
                 f"{fmt_bytes(self.store_bytes)} of memory, {fmt_bytes(self.result_bytes)} on disk)"
             )
+        if self.factored:
+            ways.append(
+                _FACTORED_WAY.format(call='polynet.expand(model, form="factored") in Python')
+            )
         if self.raise_budget:
             ways.append("raise --max-memory")
         if not ways:
             return f"{self._head()}."
         return f"{self._head()}; with polynet expand: " + "; ".join(ways) + "."
 
+
+_FACTORED_WAY = (
+    "hold the whole polynomial exactly as G(W1 x + b1), a polynomial in the first layer's "
+    "pre-activations with few terms, with {call}"
+)
 
 #: Peak memory of a slice's expansion per byte of its coefficients, for a slice suggested
 #: before the layers are lowered: the dense walk's peak was 2-20 times its result on MNIST-size
@@ -260,7 +274,17 @@ def check_counts(model, input_shape, inputs, budget: int | None, device, store, 
     slice_inputs = largest_slice(
         lambda k: _SLICE_PEAK_FACTOR * 8.0 * n_out * math.comb(k + D, D) <= budget, n - 1
     )
+    from polynet.poly.factored import factored_applies
+
     refusal = Refusal(
-        "network", n, D, n_out, result, budget, at_least=True, slice_inputs=slice_inputs
+        "network",
+        n,
+        D,
+        n_out,
+        result,
+        budget,
+        at_least=True,
+        slice_inputs=slice_inputs,
+        factored=inputs is None and not exact and store is None and factored_applies(model),
     )
     raise ExpansionTooLargeError(refusal.python_text(), refusal)

@@ -806,22 +806,18 @@ def expand_taylor(
     import time
 
     from polynet.poly.dense import FloatOps, plan, walk
-    from polynet.poly.expand import _budget, _check_budget, _expand_exact, _slice, _work_device
-    from polynet.poly.network import lower
+    from polynet.poly.expand import (
+        _budget,
+        _check_budget,
+        _expand_exact,
+        _work_device,
+        lower_sliced,
+    )
     from polynet.validation import check_int
 
     if degree is not None:
         degree = check_int(degree, "degree", 0, hint="degree=1 gives the constant and linear terms")
-    lowered = lower(model, input_shape, device)
-    info: dict = {"input_shape": list(lowered.input_shape)}
-    variables = None
-    if inputs is not None:
-        variables = [f"x{i}" for i in inputs]
-        lowered = _slice(lowered, inputs, fixed)
-        info["inputs"] = [int(i) for i in inputs]
-        info["fixed"] = lowered.stages[0].bias.cpu().tolist()
-    elif fixed is not None:
-        raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
+    lowered, variables, info = lower_sliced(model, input_shape, device, inputs, fixed)
     center = None if at is None else check_center(at, lowered.n_inputs)
     work_device = _work_device(lowered, device)
     budget = _budget(max_memory, work_device)

@@ -141,9 +141,14 @@ def test_sparse_refuses_what_it_cannot_do():
     model = _randomise(polynet.ConvSLNN(1, 6, [2], 2, out_features=1))
     with pytest.raises(ValueError, match="form='sparse' expands the whole network in float64"):
         polynet.expand(model, form="sparse", exact=True)
+    # Without convolutions the sparse form is the dense one: the refusal offers the factored
+    # form instead, and form="sparse" says it does not help.
     mlp = _randomise(polynet.SLNN(40, [8, 4], [2, 2]))
-    with pytest.raises(ExpansionTooLargeError, match="sparse form"):
+    with pytest.raises(ExpansionTooLargeError, match='form="factored"') as info:
         polynet.expand(mlp, max_memory="1MiB")
+    assert "sparse" not in str(info.value)
+    with pytest.raises(ExpansionTooLargeError, match="sparse form"):
+        polynet.expand(mlp, max_memory="1MiB", form="sparse")
 
 
 def test_count_terms_support_of_mlps_and_the_image_size_nets():
