@@ -203,7 +203,8 @@ def verify(
     net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
     full = _embed(poly, points)
     shape = poly.input_shape
-    several = poly.info.get("input_shapes")  # a forward() taking several tensors
+    # A forward() taking several tensors (a sparse or stored polynomial has no info: one input)
+    several = (getattr(poly, "info", None) or {}).get("input_shapes")
     with torch.no_grad():
         if several:
             from polynet.poly.inputs import split_inputs
