@@ -203,8 +203,7 @@ def verify(
     net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
     full = _embed(poly, points)
     shape = poly.input_shape
-    # A forward() taking several tensors (a sparse or stored polynomial has no info: one input)
-    several = (getattr(poly, "info", None) or {}).get("input_shapes")
+    several = poly.notes.get("input_shapes")  # a forward() taking several tensors
     with torch.no_grad():
         if several:
             from polynet.poly.inputs import split_inputs
