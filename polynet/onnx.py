@@ -711,16 +711,21 @@ _AVG = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
 _BN = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 
 
-@_handles("Conv")
-def _conv(b: _Builder, node, ins, attrs):
+def _conv_operands(node, ins, layers: dict, what: str):
+    """A (transposed) convolution's input, constant weight and bias, kernel and rank."""
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     if not (isinstance(x, _Run) and _is_const(w) and (bias is None or _is_const(bias))):
         raise _unsupported(node, "its weights depend on the input; they must be constants")
     kernel = list(w.shape[2:])
-    nd = len(kernel)
-    if nd not in _CONV:
-        raise _unsupported(node, f"{nd}-d convolution")
+    if len(kernel) not in layers:
+        raise _unsupported(node, f"{len(kernel)}-d {what}")
+    return x, w, bias, kernel, len(kernel)
+
+
+@_handles("Conv")
+def _conv(b: _Builder, node, ins, attrs):
+    x, w, bias, kernel, nd = _conv_operands(node, ins, _CONV, "convolution")
     strides = list(attrs.get("strides", [1] * nd))
     dilations = list(attrs.get("dilations", [1] * nd))
     group = int(attrs.get("group", 1))
@@ -751,14 +756,7 @@ _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 @_handles("ConvTranspose")
 def _conv_transpose(b: _Builder, node, ins, attrs):
-    x, w = ins[0], ins[1]
-    bias = ins[2] if len(ins) > 2 else None
-    if not (isinstance(x, _Run) and _is_const(w) and (bias is None or _is_const(bias))):
-        raise _unsupported(node, "its weights depend on the input; they must be constants")
-    kernel = list(w.shape[2:])
-    nd = len(kernel)
-    if nd not in _CONV_T:
-        raise _unsupported(node, f"{nd}-d transposed convolution")
+    x, w, bias, kernel, nd = _conv_operands(node, ins, _CONV_T, "transposed convolution")
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or "output_shape" in attrs:
         raise _unsupported(node, "auto_pad or output_shape (give explicit pads instead)")
     pads = list(attrs.get("pads", [0] * 2 * nd))
