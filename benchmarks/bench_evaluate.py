@@ -3,7 +3,7 @@
 Engines, timed side by side in one process on the same points (so their ratios hold even on a
 loaded machine):
 
-- polynet numba / polynet torch: ``polynet.poly.evaluate.Evaluator`` (plan built before the
+- polynet numba / polynet torch: ``polynet.polynomial.evaluate.Evaluator`` (plan built before the
   timed call; numba compiled by a warm-up call);
 - ``NetworkPolynomial.__call__`` as of the branch point (per chunk, a points × terms feature
   matrix times the coefficients), called here through ``monomials`` + matmul so the row keeps
@@ -139,7 +139,7 @@ def main() -> None:
     from bench_expand import build_model
 
     import polynet
-    from polynet.poly.evaluate import Evaluator, numba_available
+    from polynet.polynomial.evaluate import Evaluator, numba_available
 
     points = [1, 100] if args.quick else POINTS
     net = build_model(13, [128, 64], [4, 2], 0).double()

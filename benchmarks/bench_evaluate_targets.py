@@ -11,7 +11,7 @@ the RSS just before it (Linux: VmHWM reset through /proc/self/clear_refs).
 - ``boston``: the Boston-size polynomial (13 inputs, D = 8, 203,490 terms), first ``poly(x)``
   at 1,000 points with an empty numba cache and again with the cache it left (old: numba
   compiles; new: the matrix-product path, no compilation), and the numba backend alone;
-- ``store20``: the block evaluator of stored polynomials (``polynet.poly.store``, used by
+- ``store20``: the block evaluator of stored polynomials (``polynet.polynomial.store``, used by
   ``verify`` of a Zarr store) on a 20-input degree-8 polynomial (3,108,105 random
   coefficients, held in memory so that only evaluation is timed) at 200 points;
 - ``big30``: a 30-input degree-8 polynomial (48,903,492 random coefficients, 373 MiB: the
@@ -68,7 +68,7 @@ elif case == "boston":
     poly, x = polynet.expand(net), torch.from_numpy(rng.normal(size=(1000, 13)))
 elif case == "store20":
     from math import comb
-    from polynet.poly.store import evaluate_blocks
+    from polynet.polynomial.store import evaluate_blocks
     size = comb(28, 8)
     coef = rng.standard_normal((1, size)) / size ** 0.5
     x = torch.from_numpy(rng.uniform(-1, 1, (200, 20)))
@@ -82,7 +82,7 @@ if case == "store20":  # the store's block evaluator on an in-memory array (Zarr
 elif backend == "auto":
     call = lambda: poly(x)
 else:
-    from polynet.poly.evaluate import Evaluator
+    from polynet.polynomial.evaluate import Evaluator
     call = lambda: Evaluator(poly, backend=backend)(x)
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")

@@ -110,10 +110,10 @@ def _to_sympy_before(poly) -> list:
 
 
 def _modular_before(commit: str):
-    """polynet/poly/modular.py as it was at ``commit``, as a module (None without git)."""
+    """polynet/expansion/modular.py as it was at ``commit``, as a module (None without git)."""
     try:
         source = subprocess.run(
-            ["git", "-C", str(HERE), "show", f"{commit}:polynet/poly/modular.py"],
+            ["git", "-C", str(HERE), "show", f"{commit}:polynet/expansion/modular.py"],
             capture_output=True,
             text=True,
             check=True,
@@ -134,8 +134,8 @@ def run(flint: bool, before: str, repeat: int, flint_runs: int = 1) -> dict:
 
     import polynet
     from polynet import NetworkPolynomial
-    from polynet.poly.dense import plan
-    from polynet.poly.network import lower
+    from polynet.expansion.dense import plan
+    from polynet.expansion.network import lower
 
     n, hidden, degrees = CASES["boston"]
     net = build_model(n, hidden, degrees, SEED)
@@ -160,7 +160,7 @@ def run(flint: bool, before: str, repeat: int, flint_runs: int = 1) -> dict:
     if old is not None:
         # The engines alone on the same lowered network, interleaved so that both see the
         # same load (the row above also counts lowering, planning and the wrapper).
-        import polynet.poly.modular as current
+        import polynet.expansion.modular as current
 
         cpu = torch.device("cpu")
         times: dict[str, list[float]] = {"now": [], "before": []}

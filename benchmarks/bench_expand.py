@@ -187,7 +187,7 @@ def _ratio(x: float) -> tuple[int, int]:
 
 def _lowered_arrays(lowered):
     """The lowered stages as numpy: ("affine", W, b) and ("poly", alpha) tuples."""
-    from polynet.poly.network import Affine
+    from polynet.expansion.network import Affine
 
     out = []
     for stage in lowered.stages:
@@ -287,7 +287,7 @@ def _dense(terms: list[dict], n: int, degree: int):
     """Object array (n_outputs, C(n+D, D)) of Fraction over polynet's graded index."""
     import numpy as np
 
-    from polynet.poly.index import MonomialIndex
+    from polynet.polynomial.index import MonomialIndex
 
     index = MonomialIndex(n, degree)
     out = np.full((len(terms), index.size), Fraction(0), dtype=object)
@@ -307,8 +307,8 @@ def _import_all() -> dict[str, str]:
     import torch
 
     import polynet  # noqa: F401
-    import polynet.poly.dense  # noqa: F401
-    import polynet.poly.sparse  # noqa: F401
+    import polynet.expansion.dense  # noqa: F401
+    import polynet.expansion.ring_walk  # noqa: F401
 
     versions.update(torch=torch.__version__, numpy=numpy.__version__, sympy=sympy.__version__)
     try:
@@ -341,7 +341,7 @@ class _SetupTimer:
     """Time spent building product maps (and their device copies) during one call.
 
     Wraps ``MonomialIndex.product_map`` and the walk's map builders in
-    :mod:`polynet.poly.dense` (those that exist), counting only the outermost call, so the
+    :mod:`polynet.expansion.dense` (those that exist), counting only the outermost call, so the
     first call in a fresh process reports its own setup share without being rerun.
     """
 
@@ -372,8 +372,8 @@ class _SetupTimer:
         return timed
 
     def __enter__(self) -> _SetupTimer:
-        from polynet.poly import dense
-        from polynet.poly.index import MonomialIndex
+        from polynet.expansion import dense
+        from polynet.polynomial.index import MonomialIndex
 
         targets = [(MonomialIndex, "product_map", True)]
         targets += [(dense, name, False) for name in self.BUILDERS if hasattr(dense, name)]
@@ -501,7 +501,7 @@ def worker(engine: str, case_file: str, out_dir: str, cap: float) -> None:
 
     versions = _import_all()
     spec, net = _load_case(case_file)
-    from polynet.poly.network import lower
+    from polynet.expansion.network import lower
 
     lowered = lower(net)
     print("READY", flush=True)

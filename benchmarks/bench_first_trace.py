@@ -4,13 +4,13 @@ A Boston-size model (13 inputs: Linear 13-16, SLAF degree 2, a residual, Linear 
 ``forward()`` is not a plain chain is traced and expanded in a fresh Python process, timed
 after ``import torch``:
 
-- new: this checkout (trace on real shapes, :mod:`polynet.poly.trace`);
+- new: this checkout (trace on real shapes, :mod:`polynet.expansion.trace`);
 - old: the polynet in ``--before DIR``, a checkout from before tracing on real shapes, whose
   graph path traced with torch.fx and recorded stack traces (``git worktree add --detach
   /tmp/old 626377f``).
 
 "trace" is the tracing step alone (new: the symbolic pass ``expand_graph(symbolic=True)``, which
-runs the model once on the example batch; old: ``polynet.poly.graph.trace``, torch.fx);
+runs the model once on the example batch; old: ``polynet.expansion.graph.trace``, torch.fx);
 "first expand" is ``polynet.expand`` end to end (import of polynet included in neither: it is
 timed apart). Each engine's coefficients are written and compared before times count. Runs
 alternate old/new; medians of ``--repeats`` fresh processes.
@@ -64,11 +64,11 @@ mode, path = sys.argv[1], sys.argv[2]
 t2 = time.perf_counter()
 if mode == "trace":
     try:
-        from polynet.poly.trace import run_traced  # noqa: F401 - the new checkout
-        from polynet.poly.graph import expand_graph
+        from polynet.expansion.trace import run_traced  # noqa: F401 - the new checkout
+        from polynet.expansion.graph import expand_graph
         expand_graph(model, (13,), symbolic=True)
     except ImportError:
-        from polynet.poly.graph import trace
+        from polynet.expansion.graph import trace
         trace(model)
     seconds = time.perf_counter() - t2
 else:
@@ -115,7 +115,7 @@ def main() -> None:
     # bytecode cache, so the timed runs below start like an installed package).
     for name, checkout in engines.items():
         _run(checkout, "expand", str(tmp / f"{name}.npz"))
-    from polynet.poly.polynomial import NetworkPolynomial
+    from polynet.polynomial.network_polynomial import NetworkPolynomial
 
     new, old = NetworkPolynomial.load(tmp / "new.npz"), NetworkPolynomial.load(tmp / "old.npz")
     diff = float(

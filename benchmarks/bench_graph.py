@@ -6,7 +6,7 @@ The same seeded SLNN(13, [128, 64], [4, 2]) (C(21, 8) = 203,490 monomials) is ex
 - as a class with its own ``forward()`` that calls the layers in order (recognised as a chain
   after tracing, so the same fast path plus the trace),
 - as a class whose ``forward()`` is not a plain chain (``h * 1.0`` between layers), which
-  runs on tensors of polynomials (:mod:`polynet.poly.graph`).
+  runs on tensors of polynomials (:mod:`polynet.expansion.graph`).
 
 All three are checked against each other (max |diff| / max |coef|) before times count; times
 are warm medians. With ``--before DIR`` the Sequential is also expanded by the polynet found in

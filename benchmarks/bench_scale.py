@@ -46,7 +46,7 @@ def worker(n: int, mode: str, out: str) -> None:
     from bench_expand import build_model
 
     import polynet
-    from polynet.poly.expand import estimate
+    from polynet.expansion.dispatch import estimate
 
     net = build_model(n, HIDDEN, DEGREES, SEED)
     est = estimate(net)
@@ -63,7 +63,7 @@ def worker(n: int, mode: str, out: str) -> None:
     if mode == "flint":
         from bench_expand import _flint_direct
 
-        from polynet.poly.network import lower
+        from polynet.expansion.network import lower
 
         lowered = lower(net)
         start = time.perf_counter()
@@ -90,7 +90,7 @@ def worker(n: int, mode: str, out: str) -> None:
         expected = net.double()(x)
     if mode == "memory" and n >= 30:
         # NetworkPolynomial(x) builds the exponent table (11.7 GB at n = 30): blocks instead.
-        from polynet.poly.store import evaluate_blocks
+        from polynet.polynomial.store import evaluate_blocks
 
         coef = poly.coefficients.numpy()
         got = evaluate_blocks(coef, n, poly.index.degree, x)

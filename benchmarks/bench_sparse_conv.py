@@ -81,7 +81,7 @@ if engine != "count":
     row["eval_20_seconds"] = time.perf_counter() - t
     row["max_rel_error"] = float((got - expected).abs().max() / expected.abs().max())
     if size <= 10:
-        from polynet.poly.sparse_polynomial import SparsePolynomial
+        from polynet.polynomial.sparse_polynomial import SparsePolynomial
         sparse = poly if isinstance(poly, SparsePolynomial) else SparsePolynomial.from_dense(poly)
         np.savez(out, codes=sparse.codes, coefficients=sparse.coefficients.numpy())
 row["load_average"] = list(__import__("os").getloadavg())

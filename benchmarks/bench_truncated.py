@@ -116,7 +116,7 @@ def hessian_half(h: torch.Tensor) -> np.ndarray:
 
 def run_case(name: str) -> dict:
     import polynet
-    from polynet.poly.truncated import taylor_errors
+    from polynet.expansion.truncated import taylor_errors
 
     torch.set_num_threads(1)
     net = network(784, *BIG)

@@ -38,8 +38,8 @@ from bench_expand import CASES, SEED, build_model, machine_info  # noqa: E402
 
 import polynet  # noqa: E402
 from polynet import export  # noqa: E402
-from polynet.poly import fold  # noqa: E402
-from polynet.poly.fold import n_monomials, product_map32  # noqa: E402
+from polynet.expansion import fold  # noqa: E402
+from polynet.expansion.fold import n_monomials, product_map32  # noqa: E402
 
 
 def _median(fn, repeat: int) -> tuple[float, object]:
@@ -79,7 +79,7 @@ def bench_store(folder: Path, repeat: int) -> dict:
     import zarr
     from zarr.codecs import Crc32cCodec, ZstdCodec
 
-    from polynet.poly.store import CHUNK_TERMS
+    from polynet.polynomial.store import CHUNK_TERMS
 
     rng = np.random.default_rng(0)
     data = rng.standard_normal((1, 8 * CHUNK_TERMS))

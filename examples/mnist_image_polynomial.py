@@ -50,7 +50,7 @@ from harness import Run, markdown_table, parse
 import polynet
 from polynet import data, training
 from polynet.data import Dataset
-from polynet.poly.truncated import taylor_errors
+from polynet.expansion.truncated import taylor_errors
 
 #: The offline MNIST test files (10,000 images): shared/data/mnist-t10k beside the repository
 #: (or beside the folder of its git worktrees).

@@ -21,12 +21,12 @@ from polynet.errors import (
     PolynetWarning,
     TrainingDivergedError,
 )
+from polynet.expansion.count import count_parameters, count_terms
+from polynet.expansion.dispatch import expand
 from polynet.model_source import load, save
 from polynet.nets import SLNN, ConvSLNN, HybridNet
-from polynet.poly.count import count_parameters, count_terms
-from polynet.poly.expand import expand
-from polynet.poly.index import MonomialIndex
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.slaf import SLAF
 from polynet.verify import VerificationReport, verify
 
@@ -67,7 +67,18 @@ __all__ = [
 _ESTIMATORS = ("SLNNRegressor", "SLNNClassifier")
 #: Submodules the README uses as ``polynet.<name>``, imported on first access (they load
 #: matplotlib or scikit-learn only when used).
-_SUBMODULES = ("training", "data", "plots", "export", "report", "analysis", "checkpoint")
+_SUBMODULES = (
+    "training",
+    "data",
+    "plots",
+    "export",
+    "report",
+    "analysis",
+    "checkpoint",
+    "expansion",
+    "polynomial",
+    "poly",
+)
 
 
 def from_onnx(model: object, *, input_shape: tuple[int, ...] | None = None) -> object:

@@ -389,7 +389,7 @@ def _cmd_expand(args: argparse.Namespace) -> int:
     if args.degree is not None or args.at is not None:
         if args.raw_units:
             raise ValueError("--raw-units does not combine with --degree or --at yet.")
-        from polynet.poly.truncated import point_from_checkpoint
+        from polynet.expansion.truncated import point_from_checkpoint
 
         at = None if args.at is None else point_from_checkpoint(source, args.at)
         options.update(degree=args.degree, at=at, progress=False)
@@ -433,13 +433,13 @@ def _is_store(out: str | None) -> bool:
 
 
 def _n_inputs(source: Any) -> int:
-    from polynet.poly.count import count_terms
+    from polynet.expansion.count import count_terms
 
     return count_terms(source.model, source.input_shape).n_vars
 
 
 def _print_polynomial(poly: Any, top: int) -> None:
-    from polynet.poly.truncated import describe
+    from polynet.expansion.truncated import describe
 
     made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
@@ -504,7 +504,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         path = Path(args.poly)
         if path.suffix == ".zarr":
-            from polynet.poly.store import open_store
+            from polynet.polynomial.store import open_store
 
             poly = open_store(path)
         else:

@@ -34,7 +34,7 @@ class ExpansionTooLargeError(PolynetError, MemoryError):
 
     Attributes
     ----------
-    refusal : polynet.poly.refusal.Refusal or None
+    refusal : polynet.expansion.refusal.Refusal or None
         The numbers and the alternatives that fit, for rendering (the CLI names its flags).
     """
 

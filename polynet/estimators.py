@@ -48,9 +48,9 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6
 
 from polynet import errors
 from polynet.data import Standardizer
+from polynet.expansion.dispatch import expand
 from polynet.nets import SLNN
-from polynet.poly.expand import expand
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.validation import is_int, is_number
 
 __all__ = ["SLNNRegressor", "SLNNClassifier", "NotFittedError"]

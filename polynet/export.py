@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 
 from polynet.atomic import atomic_dir, atomic_write, write_bytes_atomic
 from polynet.errors import DataError
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def expand_raw_units(
     ``device``) are passed to :func:`polynet.expand`; ``fixed`` is in raw units too. The
     result has ``raw_units=True`` and the network's own parameter count.
     """
-    from polynet.poly.expand import expand
+    from polynet.expansion.dispatch import expand
 
     ckpt = _checkpoint(checkpoint)
     model, names = raw_units_model(ckpt)

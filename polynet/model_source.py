@@ -271,8 +271,8 @@ def _through_export(
     For a class whose forward() checks shapes or branches on them (symbolic tracing cannot
     run it); torch.export runs it on real shapes, and the checks pass or fail as they would.
     """
+    from polynet.expansion.dispatch import graph_input_shape
     from polynet.exported import _export, program_module
-    from polynet.poly.expand import graph_input_shape
 
     shape = tuple(graph_input_shape(model, shape))
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)

@@ -32,9 +32,9 @@ from torch import nn
 from polynet import plots
 from polynet.data import Dataset, from_metadata
 from polynet.errors import PolynetError
-from polynet.poly.count import count_parameters, count_terms
-from polynet.poly.expand import expand
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.expansion.count import count_parameters, count_terms
+from polynet.expansion.dispatch import expand
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.slaf import SLAF
 from polynet.verify import verify
 
@@ -335,7 +335,7 @@ def _polynomial_sections(
 def _image_section(model: nn.Module, resolved: _Data) -> _Section:
     """For an image model: its degree <= 2 coefficients as images (polynet.plots.images),
     at 0 and at the first data image, from expand(model, degree=2[, at=x0])."""
-    from polynet.poly.network import is_chain, lower
+    from polynet.expansion.network import is_chain, lower
 
     section = _Section("Low-order coefficients as images")
     try:

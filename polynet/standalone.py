@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from polynet.errors import PolynetWarning
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 __all__ = [
     "to_onnx",

@@ -12,8 +12,8 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from polynet.errors import PartialPolynomialError
-from polynet.poly.evaluate import check_evaluation_budget
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.evaluate import check_evaluation_budget
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.threads import thread_policy
 
 __all__ = ["VerificationReport", "verify"]
@@ -79,7 +79,7 @@ def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
 
 
 def _check_whole(poly: NetworkPolynomial) -> None:
-    from polynet.poly.truncated import describe
+    from polynet.expansion.truncated import describe
 
     taylor = poly.notes.get("taylor") or {}
     q, D = taylor.get("degree"), taylor.get("network_degree")
@@ -87,7 +87,7 @@ def _check_whole(poly: NetworkPolynomial) -> None:
         raise PartialPolynomialError(
             f"cannot verify this polynomial against the forward pass: it is {describe(poly)}. "
             "Compare its degree blocks with the network's derivatives with "
-            f"polynet.poly.truncated.taylor_errors(model, poly), or expand with degree={D} or "
+            f"polynet.expansion.truncated.taylor_errors(model, poly), or expand with degree={D} or "
             "without degree= to verify."
         )
 
@@ -206,7 +206,7 @@ def verify(
     several = poly.notes.get("input_shapes")  # a forward() taking several tensors
     with torch.no_grad():
         if several:
-            from polynet.poly.inputs import split_inputs
+            from polynet.expansion.inputs import split_inputs
 
             expected = net(*split_inputs(full, several))
         else:

@@ -25,7 +25,7 @@ FLOAT64_RTOL = 1e-10
 # the spin-waiting of a team whose other member is descheduled (20-40x slower seen here).
 torch.set_num_threads(1)
 
-# The fold-map disk cache (polynet.poly.fold) stays off in tests: they never write to ~/.cache.
+# The fold-map disk cache (polynet.expansion.fold) stays off in tests: they never write to ~/.cache.
 os.environ.setdefault("POLYNET_CACHE_DIR", "")
 
 

@@ -72,5 +72,5 @@ def test_estimate_is_reachable_from_the_expand_function():
     net = polynet.SLNN(3, [4], 2).eval()
     from importlib import import_module
 
-    module = import_module("polynet.poly.expand")
+    module = import_module("polynet.expansion.dispatch")
     assert polynet.poly.expand.estimate(net) == module.estimate(net)

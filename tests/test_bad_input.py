@@ -433,7 +433,7 @@ def test_expand_refusal_from_counts_lowers_nothing(monkeypatch):
     # without lowering the convolutions to matrices (13 s and 2.7 GiB before).
     from polynet import ExpansionTooLargeError, expand
 
-    expand_module = importlib.import_module("polynet.poly.expand")
+    expand_module = importlib.import_module("polynet.expansion.dispatch")
 
     def never(*args, **kwargs):
         raise AssertionError("the layers were lowered before the refusal")
@@ -460,9 +460,9 @@ def test_expand_refusal_offers_a_store_only_when_it_fits(monkeypatch):
 
     from polynet import ExpansionTooLargeError
 
-    expand_module = importlib.import_module("polynet.poly.expand")
-    from polynet.poly.index import MonomialIndex
-    from polynet.poly.network import lower
+    expand_module = importlib.import_module("polynet.expansion.dispatch")
+    from polynet.expansion.network import lower
+    from polynet.polynomial.index import MonomialIndex
 
     lowered = lower(_eval_slnn(6, [4], 2))
     the_plan = SimpleNamespace(
@@ -517,7 +517,7 @@ def test_expand_refusal_at_the_cli_names_flags(tmp_path, capsys):
 
 
 def test_sizes_past_a_million_gib_are_in_scientific_notation():
-    from polynet.poly.refusal import fmt_bytes, fmt_count, fmt_seconds
+    from polynet.expansion.refusal import fmt_bytes, fmt_count, fmt_seconds
 
     assert fmt_bytes(1.156781e33 * 80) == "8.6e+25 GiB" and fmt_bytes(2.7 * 2**30) == "2.7 GiB"
     assert fmt_count(math.comb(800, 16)) == "1.16e+33" and fmt_count(203490) == "203,490"
@@ -527,7 +527,7 @@ def test_sizes_past_a_million_gib_are_in_scientific_notation():
 def test_evaluation_refuses_over_budget_before_allocating(monkeypatch):
     from polynet import ExpansionTooLargeError
 
-    expand_module = importlib.import_module("polynet.poly.expand")
+    expand_module = importlib.import_module("polynet.expansion.dispatch")
 
     net = _eval_slnn(5, [4], 2)
     poly = polynet.expand(net)
@@ -599,7 +599,7 @@ def test_polynomial_points_of_the_wrong_width():
         expand(_eval_slnn(3, [2], 2))(torch.randn(4, 5))
 
 
-# -- expand(model, degree=, at=, form=) (polynet.poly.truncated, polynet.poly.factored) ------
+# -- expand(model, degree=, at=, form=) (expansion.truncated, expansion.factored) -------------
 
 
 def test_expand_degree_refuses_store():

@@ -30,8 +30,9 @@ import polynet
 from polynet import PolynetError
 from polynet.checkpoint import load_checkpoint, save
 from polynet.errors import CheckpointError, StoreError
-from polynet.poly import fold, store
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.expansion import fold
+from polynet.polynomial import store
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 pytestmark = pytest.mark.faults
 
@@ -45,7 +46,8 @@ import torch
 torch.set_num_threads(1)  # before any torch op: no thread pool to break in forked children
 import numpy as np
 import polynet, polynet.atomic, polynet.checkpoint, polynet.export, polynet.cli
-from polynet.poly import fold, store, polynomial
+from polynet.expansion import fold
+from polynet.polynomial import network_polynomial as polynomial, store
 
 def kill_at(owner, name, n, after=False):
     # Replace owner.name by a wrapper that SIGKILLs this process at its n-th call (before
@@ -317,7 +319,8 @@ def store_net(monkeypatch):
 
 STORE_SETUP = """
 import torch, polynet.atomic
-from polynet.poly import fold, store
+from polynet.expansion import fold
+from polynet.polynomial import store
 store.CHUNK_TERMS = 8
 torch.manual_seed(2)
 net = polynet.SLNN(3, [5, 4], [2, 2], out_features=2).eval()
@@ -354,7 +357,7 @@ def test_kill_in_cache_writer_then_rebuilt(zygote, tmp_path):
     env = {"POLYNET_CACHE_DIR": str(cache)}
     code = """
         import torch
-        from polynet.poly import fold
+        from polynet.expansion import fold
         fold.DISK_CACHE_MIN_ENTRIES = 1
         torch.manual_seed(5)
         net = polynet.SLNN(3, [5, 4], [2, 2]).eval()
@@ -595,7 +598,7 @@ def test_read_only_folders(zygote, polys, checkpoint, tmp_path):
         # The cache in a read-only folder: the expansion is still right, nothing is written.
         result = zygote.run(
             f"""
-            from polynet.poly import fold
+            from polynet.expansion import fold
             fold.DISK_CACHE_MIN_ENTRIES = 1
             torch.manual_seed(5)
             net = polynet.SLNN(3, [5, 4], [2, 2]).eval()
@@ -618,7 +621,7 @@ def test_read_only_folders(zygote, polys, checkpoint, tmp_path):
 def test_two_processes_on_one_cache(zygote, tmp_path):
     result = zygote.run(
         f"""
-        from polynet.poly import fold
+        from polynet.expansion import fold
         fold.DISK_CACHE_MIN_ENTRIES = 1
         torch.manual_seed(5)
         net = polynet.SLNN(4, [6, 5], [3, 2]).eval()
@@ -641,7 +644,7 @@ def test_two_processes_on_one_cache(zygote, tmp_path):
 # Run on the worker: its next fold task SIGKILLs the worker process.
 KILL_IN_FOLD_GROUP = """
 import os, signal
-import polynet.poly.store as s
+import polynet.polynomial.store as s
 def killer(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 s._fold_group = killer
@@ -649,7 +652,7 @@ s._fold_group = killer
 # Run on the worker: its next fold task waits 3 s (once), time to cancel it.
 SLOW_ONCE_IN_FOLD_GROUP = """
 import time
-import polynet.poly.store as s
+import polynet.polynomial.store as s
 real = s._fold_group
 def slow_once(*args, **kwargs):
     s._fold_group = real

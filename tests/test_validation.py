@@ -13,7 +13,7 @@ import torch
 from polynet import SLAF, SLNN, training
 from polynet.approximate import approximate
 from polynet.nets import ConvSLNN, HybridNet
-from polynet.poly.index import MonomialIndex
+from polynet.polynomial.index import MonomialIndex
 from polynet.validation import check_int, check_number, is_int, is_number
 
 NUMPY_INTS = [np.int8(3), np.int32(3), np.int64(3), np.uint16(3)]

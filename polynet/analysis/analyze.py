@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from polynet.analysis.sobol import SobolIndices, sobol, sobol_bounds
 from polynet.analysis.sparsify import Sparsification, sparsify
 from polynet.atomic import write_bytes_atomic
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.validation import check_int
 
 __all__ = ["Analysis", "analyze"]

@@ -1,6 +1,6 @@
 """Coefficients of a network polynomial in a tensor-product orthogonal basis.
 
-A :class:`~polynet.poly.polynomial.NetworkPolynomial` stores coefficients of monomials
+A :class:`~polynet.polynomial.network_polynomial.NetworkPolynomial` stores coefficients of monomials
 ``∏ x_v^{e_v}``. Here each variable is mapped affinely onto a standard one,
 ``x_v = shift_v + scale_v · u_v``, and the polynomial is rewritten in products
 ``∏ ψ_{e_v}(u_v)`` of one orthogonal family:
@@ -34,8 +34,8 @@ import numpy as np
 from numpy.polynomial import chebyshev, hermite_e, legendre
 
 from polynet.errors import PolynetError
-from polynet.poly.index import MonomialIndex
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 __all__ = ["OrthogonalFamily", "FAMILIES", "orthogonal_coefficients", "univariate_matrix"]
 

@@ -30,8 +30,8 @@ from polynet.analysis.orthogonal import (
     integer_norms,
 )
 from polynet.errors import PolynetWarning
-from polynet.poly.index import MonomialIndex
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 __all__ = ["SobolIndices", "sobol", "sobol_bounds", "DISTRIBUTIONS", "VARIANCE_RATIO_WARN"]
 
@@ -164,7 +164,7 @@ class SobolIndices:
         return self.table(markdown=False)
 
     def _repr_html_(self) -> str:
-        from polynet.poly.count import html_table
+        from polynet.expansion.count import html_table
 
         header = ["variable", "first S_i", "total T_i", "interactions T_i - S_i"]
         parts = []

@@ -1,6 +1,6 @@
 """Sparsification: the fewest terms of a network polynomial that stay within a stated error.
 
-The certified side is :func:`polynet.poly.truncation.ranked_bounds`: on the data's box each
+The certified side is :func:`polynet.polynomial.truncation.ranked_bounds`: on the data's box each
 dropped term c_α m_α is at most |c_α| M_α, M_α = ∏ max(|low_i|, |high_i|)^{α_i}, so their
 sum bounds the error everywhere in the box. The measured side is the largest and the RMS
 error of the truncated polynomial on the data themselves, which the bound caps from above.
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from polynet.poly.polynomial import NetworkPolynomial
-from polynet.poly.truncation import _box, _keep, ranked_bounds
+from polynet.polynomial.network_polynomial import NetworkPolynomial
+from polynet.polynomial.truncation import _box, _keep, ranked_bounds
 from polynet.validation import check_int, check_number
 
 __all__ = ["Sparsification", "sparsify", "NOTHING_TO_DROP"]

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from polynet.errors import DataError
 from polynet.plots.calibration import _as_inputs
 from polynet.plots.figure import _figure, _save
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from polynet.plots.figure import _figure, _save
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -49,7 +49,7 @@ def image_coefficients(
 
     Entry j of the row is the coefficient of x_pixel x_j (of x_pixel² at j = pixel).
     """
-    from polynet.poly.truncated import tuple_rank
+    from polynet.expansion.truncated import tuple_rank
 
     n = poly.n_vars
     if poly.index.degree < 2:

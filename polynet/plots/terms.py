@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from polynet.plots.figure import _figure, _save
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.validation import check_int
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import torch
 import polynet
 from polynet import SLNN, MonomialIndex, NetworkPolynomial
 from polynet.analysis.sparsify import sparsify
-from polynet.poly.truncation import monomial_maxima, truncate
+from polynet.polynomial.truncation import monomial_maxima, truncate
 
 from ..conftest import trained_like
 

@@ -10,7 +10,7 @@ import torch
 
 import polynet
 from polynet import SLNN, MonomialIndex, NetworkPolynomial
-from polynet.poly.calculus import derivative, gradient
+from polynet.polynomial.calculus import derivative, gradient
 
 from ..conftest import trained_like
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from polynet import MonomialIndex, NetworkPolynomial
-from polynet.poly.evaluate import Evaluator, evaluate, numba_available
+from polynet.polynomial.evaluate import Evaluator, evaluate, numba_available
 
 BACKENDS = [
     "torch",
@@ -131,7 +131,7 @@ def test_numba_backend_refuses_cuda_coefficients():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_evaluation_never_builds_the_exponent_table(backend, monkeypatch):
-    import polynet.poly.index as index_module
+    import polynet.polynomial.index as index_module
 
     poly, rng = random_poly(7, 5, 2, 3)
     x = rng.uniform(-1, 1, size=(40, 7))
@@ -176,7 +176,7 @@ def test_numpy_in_numpy_out_tensor_in_tensor_out():
 
 
 def test_repeated_calls_reuse_the_regrouped_coefficients_but_see_writes():
-    from polynet.poly import evaluate as evaluate_module
+    from polynet.polynomial import evaluate as evaluate_module
 
     poly, rng = random_poly(4, 3, 2, 5)
     x = rng.uniform(-1, 1, size=(11, 4))

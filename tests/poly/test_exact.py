@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polynet.poly.exact import ExactCoefficients
+from polynet.polynomial.exact import ExactCoefficients
 
 
 def _block(values, width=None):

@@ -265,7 +265,7 @@ def test_cuda_expansion_matches_cpu():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_numba_residue_kernels_give_the_torch_walks_residues(seed, monkeypatch):
-    from polynet.poly import residue_kernels
+    from polynet.expansion import residue_kernels
 
     if not residue_kernels.available():
         pytest.skip("numba is not installed (the fast extra)")

@@ -13,7 +13,7 @@ from torch import nn
 import polynet
 from polynet import SLAF, SLNN
 from polynet.errors import NotExpandableError
-from polynet.poly.factored import FactoredPolynomial
+from polynet.expansion.factored import FactoredPolynomial
 
 from .test_expand import with_running_stats
 

@@ -11,9 +11,9 @@ from torch import nn
 
 import polynet
 from polynet.errors import ExpansionTooLargeError
-from polynet.poly.network import lower
-from polynet.poly.receptive import patterns_of_lowered, patterns_of_model
-from polynet.poly.sparse_polynomial import SparsePolynomial
+from polynet.expansion.network import lower
+from polynet.expansion.receptive import patterns_of_lowered, patterns_of_model
+from polynet.polynomial.sparse_polynomial import SparsePolynomial
 
 #: Relative agreement of two float64 computations of one polynomial.
 RTOL = 1e-12
@@ -119,8 +119,8 @@ def test_sparse_equals_the_forward_pass_on_a_bigger_net():
 
 def test_auto_dispatch_takes_the_sparse_path_when_the_dense_one_is_over_budget():
     model = _randomise(polynet.ConvSLNN(1, 10, [2, 2], [2, 2], out_features=3, pool=1))
-    from polynet.poly.expand import estimate
-    from polynet.poly.field_expand import plan_fields
+    from polynet.expansion.dispatch import estimate
+    from polynet.expansion.field_expand import plan_fields
 
     dense_peak = estimate(model).peak_bytes
     sparse_peak = plan_fields(lower(model)).peak_bytes
@@ -166,7 +166,7 @@ def test_count_terms_support_of_mlps_and_the_image_size_nets():
 
 @pytest.mark.parametrize("name", list(SMALL))
 def test_the_lower_bound_is_below_the_support(name):
-    from polynet.poly.receptive import support_lower_bound
+    from polynet.expansion.receptive import support_lower_bound
 
     build, shape = SMALL[name]
     model = _randomise(build())

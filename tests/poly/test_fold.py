@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import polynet
-from polynet.poly import fold
-from polynet.poly.fold import Block, FoldTerm, QuadraticFold, product_map32
-from polynet.poly.index import MonomialIndex
+from polynet.expansion import fold
+from polynet.expansion.fold import Block, FoldTerm, QuadraticFold, product_map32
+from polynet.polynomial.index import MonomialIndex
 
 #: Block and whole-map folds sum the same products in another order.
 FOLD_RTOL = 1e-12
@@ -110,8 +110,8 @@ def test_expansion_with_small_budgets_equals_one_block(monkeypatch, pair, block)
 
 def test_thirty_inputs_degree_eight_fits_the_default_budget(monkeypatch):
     # Refused before at "about 28.0 GiB": the Gram matrix's product map no longer counts.
-    from polynet.poly import store
-    from polynet.poly.expand import estimate
+    from polynet.expansion.dispatch import estimate
+    from polynet.polynomial import store
 
     # The store counts a block per local thread: two of them, as on a small machine.
     monkeypatch.setattr(store, "_local_workers", lambda: 2)
@@ -130,10 +130,12 @@ def test_refusal_gives_memory_time_and_the_store(monkeypatch):
     import importlib
 
     from polynet import ExpansionTooLargeError
-    from polynet.poly.expand import estimate
+    from polynet.expansion.dispatch import estimate
 
     # Room on the disk for the store's 0.9 GiB, whatever the machine has.
-    monkeypatch.setattr(importlib.import_module("polynet.poly.expand"), "disk_free", lambda p: 1e15)
+    monkeypatch.setattr(
+        importlib.import_module("polynet.expansion.dispatch"), "disk_free", lambda p: 1e15
+    )
 
     net = polynet.SLNN(6, [8, 4], [2, 2]).eval()
     with pytest.raises(ExpansionTooLargeError) as info:

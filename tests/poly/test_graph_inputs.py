@@ -10,7 +10,7 @@ from torch import nn
 
 import polynet
 from polynet.errors import NotExpandableError
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 TOL = 1e-10
 

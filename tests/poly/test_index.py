@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import PolynomialFeatures
 
-from polynet.poly import index
-from polynet.poly.index import MonomialIndex
+from polynet.polynomial import index
+from polynet.polynomial.index import MonomialIndex
 
 
 @pytest.mark.parametrize("n, degree", [(1, 6), (2, 4), (3, 3), (5, 4), (13, 2)])

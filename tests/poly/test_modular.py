@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import sympy
 
-from polynet.poly.modular import _reconstruct, primes_for
+from polynet.expansion.modular import _reconstruct, primes_for
 
 
 def test_primes_are_the_largest_below_the_power_of_two():

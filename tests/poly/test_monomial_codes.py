@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polynet.poly.index import MonomialIndex, exponents_at
-from polynet.poly.monomial_codes import decode, encode, tuples_from_exponents
+from polynet.polynomial.index import MonomialIndex, exponents_at
+from polynet.polynomial.monomial_codes import decode, encode, tuples_from_exponents
 
 
 @pytest.mark.parametrize(("n", "degree"), [(1, 4), (2, 3), (5, 4), (9, 3), (13, 2), (4, 0)])

@@ -10,7 +10,7 @@ import torch
 
 from polynet import SLNN, MonomialIndex, NetworkPolynomial, expand
 from polynet.errors import PolynetError
-from polynet.poly.polynomial import ExactCoefficients, Provenance, Slice
+from polynet.polynomial.network_polynomial import ExactCoefficients, Provenance, Slice
 
 from .test_expand import with_running_stats
 

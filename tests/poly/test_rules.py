@@ -11,7 +11,7 @@ from torch import nn
 
 import polynet
 from polynet.errors import NotExpandableError
-from polynet.poly.rules import FUNCTION_RULES, METHOD_RULES, MODULE_RULES, module_rule
+from polynet.expansion.rules import FUNCTION_RULES, METHOD_RULES, MODULE_RULES, module_rule
 
 
 def test_every_refused_rule_says_why_and_what_to_do():

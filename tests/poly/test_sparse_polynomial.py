@@ -8,8 +8,8 @@ import torch
 
 import polynet
 from polynet.errors import PolynetError
-from polynet.poly.polynomial import NetworkPolynomial
-from polynet.poly.sparse_polynomial import SparsePolynomial
+from polynet.polynomial.network_polynomial import NetworkPolynomial
+from polynet.polynomial.sparse_polynomial import SparsePolynomial
 
 RTOL = 1e-12
 
@@ -50,7 +50,7 @@ def test_call_equals_dense_and_forward(pair):
 
 
 def test_torch_evaluation_equals_the_compiled_one(pair, monkeypatch):
-    from polynet.poly import sparse_polynomial as module
+    from polynet.polynomial import sparse_polynomial as module
 
     _, dense, sparse = pair
     x = torch.rand(5, 25, dtype=torch.float64)

@@ -8,8 +8,9 @@ import torch
 
 import polynet
 from polynet import PolynetError
-from polynet.poly import fold, store
-from polynet.poly.store import StoredPolynomial, exponents_at, open_store
+from polynet.expansion import fold
+from polynet.polynomial import store
+from polynet.polynomial.store import StoredPolynomial, exponents_at, open_store
 
 pytest.importorskip("zarr")
 pytest.importorskip("dask")
@@ -102,7 +103,7 @@ def test_store_overwrites_a_store_but_not_other_data(tmp_path, net):
 def test_the_store_path_builds_no_exponent_table(tmp_path, net, small_blocks):
     # Exponents over the whole index (11.7 GB at n = 30, degree 8) or a block's would be
     # memory the estimate does not count: the fold and the writer work from counts.
-    from polynet.poly import index
+    from polynet.polynomial import index
 
     index._exponents.cache_clear()
     polynet.expand(net, store=tmp_path / "c.zarr")
@@ -110,9 +111,9 @@ def test_the_store_path_builds_no_exponent_table(tmp_path, net, small_blocks):
 
 
 def test_store_estimate_follows_the_blocks_not_the_index(monkeypatch):
-    from polynet.poly.dense import plan
-    from polynet.poly.expand import estimate
-    from polynet.poly.network import lower
+    from polynet.expansion.dense import plan
+    from polynet.expansion.dispatch import estimate
+    from polynet.expansion.network import lower
 
     plans = {n: plan(lower(polynet.SLNN(n, [128, 64], [4, 2]).eval())) for n in (30, 40, 60)}
     peaks = {n: store.store_peak_bytes(p, workers=2) for n, p in plans.items()}

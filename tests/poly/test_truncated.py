@@ -15,13 +15,13 @@ from torch import nn
 import polynet
 from polynet import SLAF, SLNN, ConvSLNN
 from polynet.errors import PartialPolynomialError
-from polynet.poly.index import MonomialIndex
-from polynet.poly.truncated import (
+from polynet.expansion.truncated import (
     homogeneous_tuples,
     homogeneous_values,
     taylor_errors,
     tuple_rank,
 )
+from polynet.polynomial.index import MonomialIndex
 
 from .test_expand import with_running_stats
 

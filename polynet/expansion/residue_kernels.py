@@ -1,6 +1,6 @@
 """One-pass kernels for the exact walk's arithmetic modulo p (numba, CPU).
 
-The modular walk (:mod:`polynet.poly.modular`) reduces after every operation. In torch a
+The modular walk (:mod:`polynet.expansion.modular`) reduces after every operation. In torch a
 reduction is three passes over memory (t·(1/p), round, t − p·q), and each fold first writes
 its reduced products and then scatters them with ``index_add_``. These kernels do each in one
 pass: reduce in place, scale and reduce, and reduce while scattering for the walk's two folds
@@ -11,7 +11,7 @@ Residues are float64 integers; every kernel keeps the walk's invariants: a reduc
 has |r| ≤ p/2 + 1, and only products of two reduced values (< 2^46 for p < 2^24) or sums the
 caller bounds are reduced, so ``v − p·rint(v/p)`` is exact. The kernels compile on first use
 when numba imports (the ``fast`` extra) and are cached on disk; without numba, or on CUDA,
-:mod:`polynet.poly.modular` runs its torch code, which gives the same residues.
+:mod:`polynet.expansion.modular` runs its torch code, which gives the same residues.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from polynet.atomic import atomic_write, remove_stale
-from polynet.poly import index as _index
+from polynet.polynomial import index as _index
 
 __all__ = ["Block", "FoldTerm", "QuadraticFold", "PAIR_ELEMENTS", "BLOCK_ELEMENTS"]
 

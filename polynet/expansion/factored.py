@@ -23,11 +23,9 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from polynet.errors import NotExpandableError
-from polynet.poly.dense import _groups
-from polynet.poly.index import MonomialIndex, monomial_name
-from polynet.poly.network import LoweredNetwork, lower
-from polynet.poly.polynomial import NetworkPolynomial
-from polynet.poly.truncated import (
+from polynet.expansion.dense import _groups
+from polynet.expansion.network import LoweredNetwork, lower
+from polynet.expansion.truncated import (
     _compose,
     _hom,
     _pure_powers,
@@ -37,6 +35,8 @@ from polynet.poly.truncated import (
     taylor_shift,
     tuple_rank,
 )
+from polynet.polynomial.index import MonomialIndex, monomial_name
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 __all__ = ["FactoredPolynomial", "expand_factored"]
 

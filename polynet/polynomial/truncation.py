@@ -14,8 +14,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from polynet.poly.index import MonomialIndex
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.validation import check_int, check_number
 
 __all__ = ["truncate", "monomial_maxima", "ranked_bounds"]

@@ -1,9 +1,9 @@
 """SparsePolynomial: network polynomials stored as monomial codes and their coefficients.
 
-The dense :class:`~polynet.poly.polynomial.NetworkPolynomial` holds all C(n + D, D)
+The dense :class:`~polynet.polynomial.network_polynomial.NetworkPolynomial` holds all C(n + D, D)
 coefficients; a conv net's polynomial uses a tiny share of them (7.3 M of 1.6e10 for
 ``examples/mnist.py``'s network). A SparsePolynomial holds only the monomials of the
-support, named by their graded codes (:mod:`polynet.poly.monomial_codes`: a code is the
+support, named by their graded codes (:mod:`polynet.polynomial.monomial_codes`: a code is the
 monomial's column in the dense layout), sorted, with one coefficient row per output. It has
 the dense polynomial's verbs: call, ``terms``, ``coefficient``, ``degree``, ``n_terms``,
 ``save``/``load``, ``to_sympy``, ``to_latex``, and ``to_dense`` for small n.
@@ -27,9 +27,9 @@ from torch import Tensor
 
 from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
-from polynet.poly.index import MonomialIndex
-from polynet.poly.monomial_codes import codes_fit, decode, encode
-from polynet.poly.polynomial import (
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.monomial_codes import codes_fit, decode, encode
+from polynet.polynomial.network_polynomial import (
     NetworkPolynomial,
     Provenance,
     Term,

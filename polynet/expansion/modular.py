@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polynet.poly import residue_kernels
-from polynet.poly.dense import CHUNK_ELEMENTS, FloatOps, Plan, walk
-from polynet.poly.exact import ExactCoefficients
-from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.expansion import residue_kernels
+from polynet.expansion.dense import CHUNK_ELEMENTS, FloatOps, Plan, walk
+from polynet.expansion.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.polynomial.exact import ExactCoefficients
 
 __all__ = ["ModOps", "expand_modular", "primes_for"]
 
@@ -56,7 +56,7 @@ class ModOps:
         self._cache = {} if cache is None else cache
         # One scratch buffer for the quotients of every reduction (no allocation per op).
         self._scratch = torch.empty(0, dtype=torch.float64, device=device)
-        # One-pass numba kernels on the CPU (polynet.poly.residue_kernels), torch otherwise.
+        # One-pass numba kernels on the CPU (polynet.expansion.residue_kernels), torch otherwise.
         on_cpu = torch.device(device).type == "cpu"
         self._k = residue_kernels.kernels() if on_cpu and residue_kernels.available() else None
 

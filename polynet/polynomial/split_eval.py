@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polynet.poly.index import _parents
+from polynet.polynomial.index import _parents
 
 __all__ = ["SplitPlan", "split_plan", "split_coefficients", "split_evaluate"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from polynet.errors import NotExpandableError
-from polynet.poly.network import (
+from polynet.expansion.network import (
     _input_shape,
     as_sequential,
     check_chain_layer,
@@ -235,7 +235,7 @@ def count_terms(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
 
 
 def _support(model: nn.Module, shape: tuple[int, ...], degree: int) -> int | None:
-    from polynet.poly.receptive import patterns_of_model, support_count
+    from polynet.expansion.receptive import patterns_of_model, support_count
 
     try:
         stages = patterns_of_model(model, shape)
@@ -246,13 +246,13 @@ def _support(model: nn.Module, shape: tuple[int, ...], degree: int) -> int | Non
 
 def _count_graph(model: nn.Module, input_shape) -> TermCount:
     """Theorem 2's table of a traced model: one row per node that depends on the input."""
-    from polynet.poly.expand import graph_input_shape
-    from polynet.poly.graph import expand_graph
-    from polynet.poly.inputs import n_variables
+    from polynet.expansion.dispatch import graph_input_shape
+    from polynet.expansion.graph import expand_graph
+    from polynet.expansion.inputs import n_variables
 
     shape = graph_input_shape(model, input_shape)
     sketch = expand_graph(model, shape, symbolic=True)
-    from polynet.poly.trace import check_same_ops
+    from polynet.expansion.trace import check_same_ops
 
     check_same_ops(sketch.ops, expand_graph(model, shape, symbolic=True, probe=1).ops, model)
     rows = tuple(

@@ -53,7 +53,7 @@ def fmt_seconds(s: float) -> str:
 
 def available_bytes(device) -> int:
     """The memory a budget may at most ask for: all of the device's free memory."""
-    from polynet.poly.expand import DEFAULT_MEMORY_FRACTION, memory_budget
+    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION, memory_budget
 
     return int(memory_budget(device) / DEFAULT_MEMORY_FRACTION)
 
@@ -249,8 +249,8 @@ def check_counts(model, input_shape, inputs, budget: int | None, device, store, 
     import torch
 
     from polynet.errors import ExpansionTooLargeError, NotExpandableError
-    from polynet.poly.count import count_terms
-    from polynet.poly.expand import DEFAULT_MEMORY_FRACTION
+    from polynet.expansion.count import count_terms
+    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION
 
     if any(m.training for m in model.modules()):
         return  # lower() says so, with the layer's name
@@ -274,7 +274,7 @@ def check_counts(model, input_shape, inputs, budget: int | None, device, store, 
     slice_inputs = largest_slice(
         lambda k: _SLICE_PEAK_FACTOR * 8.0 * n_out * math.comb(k + D, D) <= budget, n - 1
     )
-    from polynet.poly.factored import factored_applies
+    from polynet.expansion.factored import factored_applies
 
     refusal = Refusal(
         "network",

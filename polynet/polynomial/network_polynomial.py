@@ -32,8 +32,8 @@ from torch import Tensor
 
 from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
-from polynet.poly.exact import ExactCoefficients
-from polynet.poly.index import MonomialIndex, exponents_at, monomial_name
+from polynet.polynomial.exact import ExactCoefficients
+from polynet.polynomial.index import MonomialIndex, exponents_at, monomial_name
 
 __all__ = ["NetworkPolynomial", "Term", "ExactCoefficients", "Slice", "Provenance"]
 
@@ -553,25 +553,25 @@ class NetworkPolynomial:
 
         A tensor in gives a float64 tensor on the polynomial's device; anything else (a NumPy
         array, a list) gives a NumPy array. Streams over the points without a points × terms
-        matrix or an exponent table (:mod:`polynet.poly.evaluate`), and refuses with
+        matrix or an exponent table (:mod:`polynet.polynomial.evaluate`), and refuses with
         :class:`~polynet.errors.ExpansionTooLargeError` before an evaluation that would not
         fit in memory. Exact polynomials are evaluated from their float64 coefficients.
         """
-        from polynet.poly.evaluate import evaluate_checked
+        from polynet.polynomial.evaluate import evaluate_checked
 
         out = evaluate_checked(self, x)
         return out if torch.is_tensor(x) else out.cpu().numpy()
 
-    # -- calculus and truncation (polynet.poly.calculus, polynet.poly.truncation) ---------
+    # -- calculus and truncation (polynomial.calculus, polynomial.truncation) ---------------------
     def derivative(self, i: int | str) -> NetworkPolynomial:
         """∂self/∂x_i (by position or name): a polynomial of one degree less."""
-        from polynet.poly.calculus import derivative
+        from polynet.polynomial.calculus import derivative
 
         return derivative(self, i)
 
     def gradient(self) -> tuple[NetworkPolynomial, ...]:
         """(∂self/∂x_0, ..., ∂self/∂x_{n-1})."""
-        from polynet.poly.calculus import gradient
+        from polynet.polynomial.calculus import gradient
 
         return gradient(self)
 
@@ -586,7 +586,7 @@ class NetworkPolynomial:
     ) -> NetworkPolynomial:
         """Fewer terms: the top ``terms``, the fewest within a certified ``tol`` on the box
         [low, high] (default [-1, 1]), or total degree ≤ ``degree``."""
-        from polynet.poly.truncation import truncate
+        from polynet.polynomial.truncation import truncate
 
         return truncate(self, terms=terms, tol=tol, degree=degree, low=low, high=high)
 
@@ -710,14 +710,14 @@ class NetworkPolynomial:
         return polys
 
     def to_chaospy(self, output: int | None = None) -> Any:
-        """A ``numpoly.ndpoly`` for chaospy (:func:`polynet.poly.uncertainty.to_chaospy`)."""
-        from polynet.poly.uncertainty import to_chaospy
+        """A ``numpoly.ndpoly`` for chaospy (:func:`polynet.polynomial.uncertainty.to_chaospy`)."""
+        from polynet.polynomial.uncertainty import to_chaospy
 
         return to_chaospy(self, output)
 
     def to_openturns(self, output: int = 0) -> Any:
-        """An OpenTURNS function (:func:`polynet.poly.uncertainty.to_openturns`)."""
-        from polynet.poly.uncertainty import to_openturns
+        """An OpenTURNS function (:func:`polynet.polynomial.uncertainty.to_openturns`)."""
+        from polynet.polynomial.uncertainty import to_openturns
 
         return to_openturns(self, output)
 
@@ -797,7 +797,7 @@ class NetworkPolynomial:
         ``.zarr`` store written by ``expand(..., store=...)`` (a :class:`StoredPolynomial`)."""
         path = Path(path)
         if path.suffix == ".zarr":
-            from polynet.poly.store import open_store
+            from polynet.polynomial.store import open_store
 
             return open_store(path)
         if not path.exists():
@@ -838,7 +838,7 @@ class NetworkPolynomial:
                 "(polynet expand --out)."
             ) from exc
         if isinstance(payload, dict) and payload.get("format") == "polynet.SparsePolynomial":
-            from polynet.poly.sparse_polynomial import SparsePolynomial
+            from polynet.polynomial.sparse_polynomial import SparsePolynomial
 
             return SparsePolynomial.load(path)  # a sparse expansion's file
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from polynet.errors import NotExpandableError
-from polynet.poly.rules import check_module, module_rule
+from polynet.expansion.rules import check_module, module_rule
 from polynet.slaf import SLAF
 
 __all__ = [

@@ -12,7 +12,7 @@ network polynomial's support is the union of the last units' supports. Units wit
 restricted pattern (translates of one another inside a conv net) have the same support in
 their field's own variable numbering, so each such *signature* is computed once.
 
-Supports are sets of monomial codes (:mod:`polynet.poly.monomial_codes`); no coefficient is
+Supports are sets of monomial codes (:mod:`polynet.polynomial.monomial_codes`); no coefficient is
 computed. For generic weights the count is the number of non-zero terms (tested).
 """
 
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polynet.poly.monomial_codes import codes_fit, decode, encode, n_codes
-from polynet.poly.network import LoweredNetwork, UnitPolynomials, iter_layers
+from polynet.expansion.network import LoweredNetwork, UnitPolynomials, iter_layers
+from polynet.polynomial.monomial_codes import codes_fit, decode, encode, n_codes
 from polynet.slaf import SLAF
 
 __all__ = [

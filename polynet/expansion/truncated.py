@@ -35,10 +35,10 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
 
-from polynet.poly.dense import _groups
-from polynet.poly.index import MonomialIndex
-from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.expansion.dense import _groups
+from polynet.expansion.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 __all__ = [
     "expand_truncated",
@@ -594,8 +594,8 @@ def _fused_last(z: _Poly, alpha: Tensor, v: Tensor, c: Tensor, q: int) -> list[T
 
 def expand_truncated_exact(lowered: LoweredNetwork, q: int, index: MonomialIndex, kind: str):
     """Exact coefficients (object array of Fraction) of the degree ≤ q part, by the ring walk
-    of :mod:`polynet.poly.sparse` truncated after every product."""
-    from polynet.poly.sparse import _affine, make_ring
+    of :mod:`polynet.expansion.ring_walk` truncated after every product."""
+    from polynet.expansion.ring_walk import _affine, make_ring
 
     ring = make_ring(kind, lowered.n_inputs)
     units = list(ring.gens)
@@ -805,8 +805,8 @@ def expand_taylor(
     """
     import time
 
-    from polynet.poly.dense import FloatOps, plan, walk
-    from polynet.poly.expand import (
+    from polynet.expansion.dense import FloatOps, plan, walk
+    from polynet.expansion.dispatch import (
         _budget,
         _check_budget,
         _expand_exact,

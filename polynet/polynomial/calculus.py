@@ -13,8 +13,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from polynet.poly.index import MonomialIndex
-from polynet.poly.polynomial import NetworkPolynomial
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.validation import check_int
 
 __all__ = ["derivative", "gradient"]

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from polynet.poly.index import MonomialIndex
-from polynet.poly.network import Affine, LoweredNetwork
+from polynet.expansion.network import Affine, LoweredNetwork
+from polynet.polynomial.index import MonomialIndex
 
 __all__ = ["expand_sparse", "Ring"]
 

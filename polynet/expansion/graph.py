@@ -1,4 +1,4 @@
-"""Any polynomial ``forward()``: run on tensors of polynomials (see :mod:`polynet.poly.trace`).
+"""Any polynomial ``forward()``: run on tensors of polynomials (see :mod:`polynet.expansion.trace`).
 
 Every value the model computes from its input becomes a :class:`PolyTensor`: a dense
 coefficient array of shape (T(d), *value_shape) over the graded monomials of degree ≤ d in
@@ -9,7 +9,7 @@ outer product of their coefficients into monomials (degrees add). Values that do
 on the input (parameters, buffers, sizes) are computed as the model computes them.
 
 The model runs on an example batch and each ATen op is looked up in
-:data:`polynet.poly.rules.ATEN_RULES` (:mod:`polynet.poly.trace`); one that is not a
+:data:`polynet.expansion.rules.ATEN_RULES` (:mod:`polynet.expansion.trace`); one that is not a
 polynomial map is refused naming the op, its module and the line of the user's
 ``forward()``. torch.fx is used only to tell whether a ``forward()`` is a plain chain of
 table layers (the chain fast path).
@@ -26,8 +26,8 @@ import torch.fx
 from torch import Tensor, nn
 
 from polynet.errors import NotExpandableError
-from polynet.poly.index import MonomialIndex
-from polynet.poly.rules import check_module
+from polynet.expansion.rules import check_module
+from polynet.polynomial.index import MonomialIndex
 from polynet.slaf import SLAF
 
 __all__ = ["PolyTensor", "GraphExpansion", "NodeDegree", "trace", "expand_graph"]
@@ -106,7 +106,7 @@ def _user_frame(tb) -> str:
     where = ""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if "/torch/" not in filename and "/polynet/poly/" not in filename:
+        if "/torch/" not in filename and "/polynet/expansion/" not in filename:
             where = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where
@@ -352,7 +352,7 @@ def expand_graph(
 ) -> GraphExpansion:
     """Run ``model``'s traced forward on polynomial tensors of its flattened inputs.
 
-    ``input_shape`` is one sample's shape, or an :class:`~polynet.poly.inputs.Inputs` for a
+    ``input_shape`` is one sample's shape, or an :class:`~polynet.expansion.inputs.Inputs` for a
     forward() taking several tensors (variables: all their entries, in argument order).
 
     Returns the output as a :class:`PolyTensor` (coefficients (T(D), *output_shape)) and
@@ -367,7 +367,7 @@ def expand_graph(
         import copy
 
         model = copy.deepcopy(model).to(device)
-    from polynet.poly.inputs import Inputs
+    from polynet.expansion.inputs import Inputs
 
     shapes = input_shape.shapes if isinstance(input_shape, Inputs) else (tuple(input_shape),)
     n = sum(math.prod(s) for s in shapes)
@@ -384,7 +384,7 @@ def expand_graph(
     # Each input's polynomials: its block of columns (the variables are concatenated).
     blocks = start.split([math.prod(s) for s in shapes], dim=1)
     starts = [PolyTensor(b.reshape(b.shape[0], *s), 1, n, symbolic) for b, s in zip(blocks, shapes)]
-    from polynet.poly.trace import run_traced
+    from polynet.expansion.trace import run_traced
 
     results, rows, ops = run_traced(
         model,

@@ -5,8 +5,8 @@ The model's own ``forward()`` runs once, eagerly, on a random example batch of
 :data:`EXAMPLE_BATCH` samples, under a :class:`~torch.utils._python_dispatch.TorchDispatchMode`.
 Shape checks, asserts, ``len(x.shape)``, ``x.device.type``, loops over constant buffers and
 item assignment into constants are therefore plain Python on real tensors. Every ATen op that
-reads a tensor computed from the input is looked up in :data:`polynet.poly.rules.ATEN_RULES`
-and replayed on its :class:`~polynet.poly.graph.PolyTensor`: the coefficient axis takes the
+reads a tensor computed from the input is looked up in :data:`polynet.expansion.rules.ATEN_RULES`
+and replayed on its :class:`~polynet.expansion.graph.PolyTensor`: the coefficient axis takes the
 place of the batch axis ("lifting"), so the op's own kernel does the work; the bias of an
 affine op is removed from the non-constant rows by one extra call on a zero batch.
 
@@ -43,7 +43,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from polynet.errors import NotExpandableError
-from polynet.poly.graph import (
+from polynet.expansion.graph import (
     NodeDegree,
     PolyTensor,
     add,
@@ -52,8 +52,8 @@ from polynet.poly.graph import (
     unit_polynomial,
     unit_polynomial_linear,
 )
-from polynet.poly.index import MonomialIndex
-from polynet.poly.rules import ATEN_RULES, MODULE_RULES, AtenRule, check_module
+from polynet.expansion.rules import ATEN_RULES, MODULE_RULES, AtenRule, check_module
+from polynet.polynomial.index import MonomialIndex
 from polynet.slaf import SLAF
 
 __all__ = ["EXAMPLE_BATCH", "Tracked", "run_traced"]
@@ -128,7 +128,13 @@ class _Refusal(Exception):
     message: str
 
 
-_USER_SKIP = ("/torch/", "/polynet/poly/", "/polynet/onnx.py", "<eval_with_key")
+_USER_SKIP = (
+    "/torch/",
+    "/polynet/expansion/",
+    "/polynet/poly/",
+    "/polynet/onnx.py",
+    "<eval_with_key",
+)
 
 
 def _user_location() -> tuple[str, str]:
@@ -150,7 +156,7 @@ def _functional_name() -> str:
     while frame is not None:
         if frame.f_code.co_filename.endswith("torch/nn/functional.py"):
             return f"F.{frame.f_code.co_name}"
-        if not any(s in frame.f_code.co_filename for s in ("/torch/", "/polynet/poly/")):
+        if not any(s in frame.f_code.co_filename for s in ("/torch/", "/polynet/expansion/")):
             return ""
         frame = frame.f_back
     return ""
@@ -330,7 +336,7 @@ class _Tracer:
                 rule.hint
                 if rule is not None
                 else f"aten.{packet} is not in polynet's table of polynomial ops "
-                "(polynet.poly.rules.ATEN_RULES); rewrite it with supported ops or expand the "
+                "(polynet.expansion.rules.ATEN_RULES); rewrite it with supported ops or expand the "
                 "polynomial part alone."
             )
             bad = self.refusal(packet.rstrip("_"), why if why.endswith(".") else why + ".")

@@ -1,7 +1,7 @@
 """The one table of what is polynomial: torch modules, functions and tensor methods.
 
-Every reader of a model (the chain path in :mod:`polynet.poly.network`, the graph path in
-:mod:`polynet.poly.graph`, :func:`polynet.count_terms` and :func:`polynet.verify` through
+Every reader of a model (the chain path in :mod:`polynet.expansion.network`, the graph path in
+:mod:`polynet.expansion.graph`, :func:`polynet.count_terms` and :func:`polynet.verify` through
 them) asks this table, so they accept and refuse exactly the same models. A :class:`Rule`
 says how an op lowers, how it moves the degree, and for a refused op what to do instead.
 """
@@ -296,7 +296,7 @@ def check_module(name: str, module: nn.Module, hint: str | None = None) -> Rule:
 
 # ---------------------------------------------------------------- the ATen table
 
-#: How a model traced on real shapes (polynet.poly.trace) lowers each ATen op that reads a
+#: How a model traced on real shapes (polynet.expansion.trace) lowers each ATen op that reads a
 #: value computed from the input. ``affine``: affine in its input-dependent operands jointly,
 #: replayed on the lifted coefficients (reshapes, indexing, sums, convolutions, matmul with a
 #: constant, sums of polynomials); ``product``: entrywise product (degrees add) or affine with
@@ -329,7 +329,7 @@ class AtenRule:
 
 
 def _batch_touch(why: str, full: str | None = None):
-    from polynet.poly.trace import _Refusal
+    from polynet.expansion.trace import _Refusal
 
     return _Refusal(
         (full or f"it {why} along the batch axis, which mixes the samples")

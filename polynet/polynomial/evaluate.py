@@ -12,7 +12,7 @@ would take 11.7 GB for a 391 MB polynomial): positions follow from counts.
   block, and the coefficients are read in place. The walk meets the monomials of each degree
   in graded order, so it needs no plan. The blocks are spread over threads (``prange``);
   fastmath stays off (no reassociation).
-- ``torch``: matrix products (:mod:`polynet.poly.split_eval`): each monomial is a degree-k
+- ``torch``: matrix products (:mod:`polynet.polynomial.split_eval`): each monomial is a degree-k
   prefix times a suffix, and the coefficients of each group of prefixes form one dense
   matrix multiplied by the suffix values of a block of points, so the work is BLAS (or cuBLAS:
   this is also the CUDA path) and the points need only their monomial values of degree
@@ -36,8 +36,8 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
 
-from polynet.poly.index import MonomialIndex
-from polynet.poly.split_eval import (
+from polynet.polynomial.index import MonomialIndex
+from polynet.polynomial.split_eval import (
     split_coefficients,
     split_evaluate,
     split_plan,
@@ -46,7 +46,7 @@ from polynet.threads import thread_policy
 from polynet.validation import check_int
 
 if TYPE_CHECKING:
-    from polynet.poly.polynomial import NetworkPolynomial
+    from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 __all__ = ["evaluate", "Evaluator", "numba_available"]
 
@@ -362,7 +362,7 @@ def evaluate(
 def _coefficients(
     poly_or_coeffs: Any, index: MonomialIndex | None
 ) -> tuple[Tensor, MonomialIndex, bool]:
-    from polynet.poly.polynomial import NetworkPolynomial
+    from polynet.polynomial.network_polynomial import NetworkPolynomial
 
     if isinstance(poly_or_coeffs, NetworkPolynomial):
         return poly_or_coeffs.coefficients.to(torch.float64), poly_or_coeffs.index, False
@@ -454,8 +454,8 @@ def check_evaluation_budget(
 ) -> None:
     """Refuse, with the numbers, an evaluation at ``n_points`` points over the budget."""
     from polynet.errors import ExpansionTooLargeError
-    from polynet.poly.expand import _budget
-    from polynet.poly.refusal import fmt_bytes
+    from polynet.expansion.dispatch import _budget
+    from polynet.expansion.refusal import fmt_bytes
 
     index, n_out = poly.index, poly.n_outputs
     need = evaluation_bytes(index, n_out, n_points)

@@ -7,9 +7,9 @@ After the last polynomial stage a chain is linear, so output o is
 a read-out V of the last units' polynomials q_u, each a polynomial in the few inputs of its
 receptive field. The last units are grouped by field (in a conv net: all channels at one
 position); each group's cone (the units under it) is a small chain in the field's inputs,
-expanded densely by the ordinary walk (:mod:`polynet.poly.dense`). Groups whose cones carry
+expanded densely by the ordinary walk (:mod:`polynet.expansion.dense`). Groups whose cones carry
 the same numbers (translates inside a conv net) share one expansion. The support is counted
-first (:mod:`polynet.poly.receptive`); then each group's coefficients, read out by V, are
+first (:mod:`polynet.expansion.receptive`); then each group's coefficients, read out by V, are
 added into the sorted global codes. Memory follows the support, not C(n + D, D).
 """
 
@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from polynet.errors import ExpansionTooLargeError, NotExpandableError
-from polynet.poly.dense import FloatOps, _apply_affine, _identity, plan, walk
-from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
-from polynet.poly.receptive import (
+from polynet.expansion.dense import FloatOps, _apply_affine, _identity, plan, walk
+from polynet.expansion.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.expansion.receptive import (
     Group,
     SupportCache,
     SupportTooLarge,
@@ -35,7 +35,7 @@ from polynet.poly.receptive import (
     support_codes,
     support_lower_bound,
 )
-from polynet.poly.sparse_polynomial import SparsePolynomial
+from polynet.polynomial.sparse_polynomial import SparsePolynomial
 
 __all__ = ["SparsePlan", "expand_fields", "expand_sparse", "plan_fields", "sparse_polynomial"]
 
@@ -307,15 +307,15 @@ def check_sparse_may_fit(
 ) -> None:
     """Re-raise ``refusal`` (adding why) when even a lower bound on the sparse form's size,
     from the first layer alone, is over the budget: nothing is lowered or enumerated."""
-    from polynet.poly.expand import DEFAULT_MEMORY_FRACTION
-    from polynet.poly.refusal import _n_outputs, available_bytes
+    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION
+    from polynet.expansion.refusal import _n_outputs, available_bytes
 
     if budget is None:
         if device is None:
             params = list(model.parameters())
             device = params[0].device if params else torch.device("cpu")
         budget = int(available_bytes(torch.device(device)) * DEFAULT_MEMORY_FRACTION)
-    from polynet.poly.network import _input_shape, iter_layers
+    from polynet.expansion.network import _input_shape, iter_layers
 
     try:
         shape = _input_shape(model, next(iter_layers(model))[1], input_shape)

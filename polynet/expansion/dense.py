@@ -8,7 +8,7 @@ fused with the affine map after it: Σ_j v_j α_j z_j^i = (Z^a)ᵀ diag(v α) Z^
 monomials, one GEMM per output and power instead of a product per unit.
 
 The walk is written once against a small arithmetic backend (:class:`FloatOps`: float64
-torch; :mod:`polynet.poly.modular`: exact residues modulo a prime), so the exact path does
+torch; :mod:`polynet.expansion.modular`: exact residues modulo a prime), so the exact path does
 the same work as the float path, prime by prime.
 """
 
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polynet.poly.fold import BLOCK_ELEMENTS, MAP_CACHE_BYTES, FoldTerm, QuadraticFold
-from polynet.poly.index import MonomialIndex
-from polynet.poly.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.expansion.fold import BLOCK_ELEMENTS, MAP_CACHE_BYTES, FoldTerm, QuadraticFold
+from polynet.expansion.network import Affine, LoweredNetwork, UnitPolynomials
+from polynet.polynomial.index import MonomialIndex
 
 __all__ = ["FloatOps", "Plan", "plan", "walk"]
 
@@ -216,8 +216,8 @@ class Plan:
     @property
     def store_peak_bytes(self) -> float:
         """Estimated peak memory when the result goes to a store block by block (counted by
-        :func:`polynet.poly.store.store_peak_bytes`: blocks, threads, map cache, writer)."""
-        from polynet.poly.store import store_peak_bytes
+        :func:`polynet.polynomial.store.store_peak_bytes`: blocks, threads, map cache, writer)."""
+        from polynet.polynomial.store import store_peak_bytes
 
         return store_peak_bytes(self)
 
@@ -370,7 +370,7 @@ def _fused_last(ops, index, p, d, k, alpha, run, maps, device, assemble=True):
     for j in range(2, (k + 1) // 2 + 1):
         powers[j] = ops.outer_fold(powers[j - 1], p, maps((j - 1) * d, d), t(j * d))
     if isinstance(ops, FloatOps):
-        # Block by block (polynet.poly.fold): memory follows the result, not the Gram matrix.
+        # Block by block (polynet.expansion.fold): memory follows the result, not the Gram matrix.
         terms = tuple(
             FoldTerm(
                 powers[(i + 1) // 2],
@@ -404,7 +404,7 @@ def walk(
     """Run the walk with ``ops``; returns the output matrix (n_outputs × index.size).
 
     With ``assemble=False`` a fused float last layer is returned unfolded, as a
-    :class:`~polynet.poly.fold.QuadraticFold` whose blocks a store or a cluster computes.
+    :class:`~polynet.expansion.fold.QuadraticFold` whose blocks a store or a cluster computes.
     """
     index = the_plan.index
     affines, polys = _groups(lowered)

@@ -17,12 +17,11 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from polynet.errors import CheckpointError, ExpansionTooLargeError, NotExpandableError
-from polynet.poly.dense import FloatOps, plan, walk
-from polynet.poly.finite import check_finite
-from polynet.poly.inputs import Inputs, is_several, n_variables, parse_inputs, tensor_arguments
-from polynet.poly.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
-from polynet.poly.polynomial import NetworkPolynomial
-from polynet.poly.refusal import (
+from polynet.expansion.dense import FloatOps, plan, walk
+from polynet.expansion.finite import check_finite
+from polynet.expansion.inputs import Inputs, is_several, n_variables, parse_inputs, tensor_arguments
+from polynet.expansion.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
+from polynet.expansion.refusal import (
     Refusal,
     available_bytes,
     check_counts,
@@ -31,6 +30,7 @@ from polynet.poly.refusal import (
     fmt_seconds,
     largest_slice,
 )
+from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.threads import thread_policy
 
 __all__ = ["Estimate", "estimate", "expand", "memory_budget", "parse_bytes"]
@@ -198,7 +198,7 @@ def graph_input_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
     """The input shape of a traced model: given, or the first Linear's / SLAF's width.
 
     Several inputs (a tuple of shapes, or {argument: shape}) give an
-    :class:`~polynet.poly.inputs.Inputs`.
+    :class:`~polynet.expansion.inputs.Inputs`.
     """
     if is_several(input_shape):
         return parse_inputs(model, input_shape)
@@ -250,8 +250,8 @@ def _expand_graph(
     model, exact, device, inputs, fixed, max_memory, input_shape, progress=False, store=None,
     client=None,
 ):  # fmt: skip
-    from polynet.poly.graph import expand_graph
-    from polynet.poly.index import MonomialIndex
+    from polynet.expansion.graph import expand_graph
+    from polynet.polynomial.index import MonomialIndex
 
     if store is not None or client is not None:
         raise NotExpandableError(
@@ -275,7 +275,7 @@ def _expand_graph(
     elif fixed is not None:
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
     sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
-    from polynet.poly.trace import check_same_ops
+    from polynet.expansion.trace import check_same_ops
 
     other = expand_graph(model, shape, device, symbolic=True, entry=entry, probe=1)
     check_same_ops(sketch.ops, other.ops, model)
@@ -367,7 +367,7 @@ def expand(
         AvgPool1d/2d), or a ``forward()`` that only chains such layers, takes the chain fast
         path; any other ``forward()`` is traced with torch.fx and run on tensors of
         polynomials (products, powers, sums, cat, reshapes, reductions, einsum/matmul with
-        constants; see :mod:`polynet.poly.rules`), where ``exact`` is not available yet. The
+        constants; see :mod:`polynet.expansion.rules`), where ``exact`` is not available yet. The
         model is not modified.
     exact : bool or {"modular", "flint", "sympy"}, default=False
         False: float64 arithmetic. True: exact rationals (every float64 weight and folded
@@ -394,7 +394,7 @@ def expand(
     store : str or Path, optional
         Write the coefficients block by block to this Zarr store (``"coeffs.zarr"``, needs
         the ``scale`` extra) instead of holding them in memory; returns a
-        :class:`~polynet.poly.store.StoredPolynomial` backed by it. Float path only.
+        :class:`~polynet.polynomial.store.StoredPolynomial` backed by it. Float path only.
     client : dask.distributed.Client, optional
         With ``store``: compute the blocks as Dask tasks on this cluster (default: Dask's
         local threaded scheduler).
@@ -411,9 +411,9 @@ def expand(
         How the whole polynomial is held. ``"dense"``: every monomial of degree <= D in graded
         order (:class:`NetworkPolynomial`). ``"sparse"``: a chain expanded field by field over
         its receptive fields' monomials only
-        (:class:`~polynet.poly.sparse_polynomial.SparsePolynomial`, float path). ``"factored"``:
-        for an MLP with one or two SLAF layers, the exact
-        :class:`~polynet.poly.factored.FactoredPolynomial` p(x) = G(W1 x + b1), G sparse in
+        (:class:`~polynet.polynomial.sparse_polynomial.SparsePolynomial`, float path).
+        ``"factored"``: for an MLP with one or two SLAF layers, the exact
+        :class:`~polynet.expansion.factored.FactoredPolynomial` p(x) = G(W1 x + b1), G sparse in
         the first layer's pre-activations (any number of inputs). None (default): dense, or
         sparse when the dense form is over ``max_memory`` and the sparse one fits.
 
@@ -455,7 +455,7 @@ def expand(
 
         device = resolve_device(device)
     if not is_chain(model):
-        from polynet.poly.graph import chain_of
+        from polynet.expansion.graph import chain_of
 
         _check_training(model)
         chain = chain_of(model)
@@ -478,11 +478,11 @@ def expand(
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.
         model = chain
     if form == "factored":
-        from polynet.poly.factored import expand_factored
+        from polynet.expansion.factored import expand_factored
 
         return expand_factored(model, device=device, input_shape=input_shape)
     if partial:
-        from polynet.poly.truncated import expand_taylor
+        from polynet.expansion.truncated import expand_taylor
 
         options = dict(inputs=inputs, fixed=fixed, max_memory=max_memory, input_shape=input_shape)
         return expand_taylor(model, degree, at, exact=exact, device=device, **options)
@@ -499,7 +499,7 @@ def expand(
         except ExpansionTooLargeError as exc:
             if sparse is False or exact or store is not None or inputs is not None:
                 raise
-            from polynet.poly.field_expand import check_sparse_may_fit
+            from polynet.expansion.field_expand import check_sparse_may_fit
 
             check_sparse_may_fit(model, budget, device, exc, input_shape)
             early = exc
@@ -509,7 +509,7 @@ def expand(
     budget = _budget(max_memory, work_device)
     n_params = sum(p.numel() for p in model.parameters())
     if sparse or sparse is None and not (exact or store or inputs is not None):
-        from polynet.poly.field_expand import expand_sparse
+        from polynet.expansion.field_expand import expand_sparse
 
         dense_refusal = early
         if not sparse and early is None:
@@ -525,7 +525,7 @@ def expand(
     if store is not None:
         if exact:
             raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
-        from polynet.poly.store import expand_to_store
+        from polynet.polynomial.store import expand_to_store
 
         return expand_to_store(
             lowered,
@@ -640,7 +640,7 @@ def _check_budget(
         and store_peak <= budget
         and the_plan.result_bytes <= disk_free(".")
     )
-    from polynet.poly.factored import factored_applies_lowered
+    from polynet.expansion.factored import factored_applies_lowered
 
     refusal = Refusal(
         "network",
@@ -686,13 +686,13 @@ def estimate(
 ) -> Estimate:
     """Memory and time of ``expand(model, ...)`` (float path), computed before any work.
 
-    The time uses CPU rates measured on a 2-core AMD EPYC (``polynet.poly.dense``); it is an
+    The time uses CPU rates measured on a 2-core AMD EPYC (``polynet.expansion.dense``); it is an
     order of magnitude, not a promise.
 
     Examples
     --------
     >>> import polynet
-    >>> from polynet.poly.expand import estimate
+    >>> from polynet.expansion.dispatch import estimate
     >>> estimate(polynet.SLNN(3, [4], 2).eval()).n_monomials
     10
     """
@@ -709,7 +709,7 @@ def estimate(
     )
 
 
-# `polynet.poly.expand` is this module's `expand` function (re-exported by the package), so the
+# `polynet.poly.expand` (0.2's name, still public) is this module's `expand` function, so the
 # README's `polynet.poly.expand.estimate(model)` reaches `estimate` through the function.
 expand.estimate = estimate  # type: ignore[attr-defined]
 
@@ -740,7 +740,7 @@ def _best_exact(the_plan) -> str:
 def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progress):
     engine = _best_exact(the_plan) if exact is True else exact
     if engine in ("flint", "sympy"):
-        from polynet.poly.sparse import expand_sparse
+        from polynet.expansion.ring_walk import expand_sparse
 
         if engine == "flint":
             from polynet.extras import require
@@ -748,7 +748,7 @@ def _expand_exact(lowered: LoweredNetwork, exact: Exact, the_plan, device, progr
             require("flint", "exact='flint' (--exact flint)", "use exact='sympy'")
         return expand_sparse(lowered, engine, the_plan.index)
     if engine == "modular":
-        from polynet.poly.modular import expand_modular
+        from polynet.expansion.modular import expand_modular
 
         return expand_modular(lowered, the_plan, device, progress)
     raise ValueError(f"exact must be True, False, 'modular', 'flint' or 'sympy', got {exact!r}.")

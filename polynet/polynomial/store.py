@@ -1,14 +1,14 @@
 """Coefficients on disk: an expansion written to a Zarr store block by block, and read back lazily.
 
 A store is a Zarr v3 group holding one float64 array ``coefficients`` of shape
-(n_outputs, C(n + D, D)) in the graded order of :class:`~polynet.poly.index.MonomialIndex`
+(n_outputs, C(n + D, D)) in the graded order of :class:`~polynet.polynomial.index.MonomialIndex`
 (the same layout as ``NetworkPolynomial.coefficients``), chunked along the monomials. The
 group's ``polynet`` attribute holds the metadata and the statistics gathered while writing
 (terms per output, degree profile); it is written last, with ``complete: true``, after every
 chunk, and the store is built under a temporary name and renamed into place, so a failed run
 never leaves a store that claims to be complete.
 
-Blocks (:mod:`polynet.poly.fold`) are computed in this process, by Dask's local threaded
+Blocks (:mod:`polynet.expansion.fold`) are computed in this process, by Dask's local threaded
 scheduler, or as tasks on a ``dask.distributed`` cluster; this process writes the chunks as
 the blocks come back.
 """
@@ -33,10 +33,10 @@ from torch import Tensor
 
 from polynet.atomic import atomic_dir, remove_stale
 from polynet.errors import PolynetError, PolynetWarning, StoreError
-from polynet.poly import fold as _fold
-from polynet.poly.evaluate import evaluate
-from polynet.poly.fold import Block, QuadraticFold, n_monomials, split_blocks
-from polynet.poly.index import MonomialIndex, exponents_at, monomial_name
+from polynet.expansion import fold as _fold
+from polynet.expansion.fold import Block, QuadraticFold, n_monomials, split_blocks
+from polynet.polynomial.evaluate import evaluate
+from polynet.polynomial.index import MonomialIndex, exponents_at, monomial_name
 
 __all__ = [
     "StoredPolynomial",
@@ -55,7 +55,7 @@ _FORMAT = "polynet.StoredPolynomial"
 _FORMAT_VERSION = 2
 #: Monomials per store chunk (float64: 8 MiB per output).
 CHUNK_TERMS = 1 << 20
-#: Monomials of one evaluation block (read, then evaluated by polynet.poly.evaluate, which
+#: Monomials of one evaluation block (read, then evaluated by polynet.polynomial.evaluate, which
 #: bounds its own memory): a store chunk's worth.
 EVAL_BLOCK_TERMS = 1 << 20
 
@@ -348,7 +348,7 @@ def expand_to_store(
     start: float | None = None,
 ) -> StoredPolynomial:
     """Expand ``lowered`` into a Zarr store at ``path`` (see :func:`polynet.expand`)."""
-    from polynet.poly.dense import FloatOps, walk
+    from polynet.expansion.dense import FloatOps, walk
 
     zarr = _zarr()
     start = time.perf_counter() if start is None else start
@@ -526,9 +526,9 @@ class _CheckedArray:
 class StoredPolynomial:
     """A network polynomial whose coefficients stay in a Zarr store, read chunk by chunk.
 
-    It has the views of :class:`~polynet.poly.polynomial.NetworkPolynomial` that do not need
-    the coefficients in memory: ``terms``, ``degree_profile``, ``to_latex`` of the top terms,
-    evaluation ``poly(x)`` block by block, and :func:`polynet.verify` accepts it;
+    It has the views of :class:`~polynet.polynomial.network_polynomial.NetworkPolynomial` that
+    do not need the coefficients in memory: ``terms``, ``degree_profile``, ``to_latex`` of the top
+    terms, evaluation ``poly(x)`` block by block, and :func:`polynet.verify` accepts it;
     :meth:`to_memory` loads everything into a NetworkPolynomial.
     """
 
@@ -556,7 +556,7 @@ class StoredPolynomial:
 
     @property
     def provenance(self):
-        from polynet.poly.polynomial import Provenance
+        from polynet.polynomial.network_polynomial import Provenance
 
         return self._typed[2] or Provenance()
 
@@ -572,7 +572,7 @@ class StoredPolynomial:
     @property
     def _typed(self) -> tuple:
         # The typed fields NetworkPolynomial keeps, read from the store's info dict.
-        from polynet.poly.polynomial import _INFO_KEYS, _from_info
+        from polynet.polynomial.network_polynomial import _INFO_KEYS, _from_info
 
         known = {k: v for k, v in self.info.items() if k in _INFO_KEYS}
         return _from_info(known, None, None, None, False)[:4]
@@ -625,7 +625,7 @@ class StoredPolynomial:
 
     def to_memory(self):
         """All coefficients loaded into a :class:`NetworkPolynomial`."""
-        from polynet.poly.polynomial import NetworkPolynomial
+        from polynet.polynomial.network_polynomial import NetworkPolynomial
 
         return NetworkPolynomial(
             self.index,
@@ -649,7 +649,7 @@ class StoredPolynomial:
 
     def terms(self, top: int | None = 10, output: int = 0) -> list:
         """The largest terms of one output by |coefficient|, largest first."""
-        from polynet.poly.polynomial import Term
+        from polynet.polynomial.network_polynomial import Term
 
         rows, values = self._top(output, top)
         exps = exponents_at(self.n_vars, rows)
@@ -675,7 +675,7 @@ class StoredPolynomial:
 
     def to_latex(self, output: int = 0, top: int | None = 20, digits: int = 6) -> str:
         """LaTeX of the ``top`` largest terms of one output, in graded order."""
-        from polynet.poly.polynomial import _latex_sum, _latex_vars
+        from polynet.polynomial.network_polynomial import _latex_sum, _latex_vars
 
         rows, values = self._top(output, top)
         order = np.argsort(rows)

@@ -14,7 +14,7 @@ import numpy as np
 from polynet.errors import PolynetError
 
 if TYPE_CHECKING:
-    from polynet.poly.polynomial import NetworkPolynomial
+    from polynet.polynomial.network_polynomial import NetworkPolynomial
 
 __all__ = ["to_chaospy", "to_openturns"]
 
