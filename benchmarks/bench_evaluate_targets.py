@@ -68,7 +68,7 @@ elif case == "boston":
     poly, x = polynet.expand(net), torch.from_numpy(rng.normal(size=(1000, 13)))
 elif case == "store20":
     from math import comb
-    from polynet.polynomial.store import evaluate_blocks
+    from polynet.poly.store import evaluate_blocks
     size = comb(28, 8)
     coef = rng.standard_normal((1, size)) / size ** 0.5
     x = torch.from_numpy(rng.uniform(-1, 1, (200, 20)))
@@ -82,7 +82,7 @@ if case == "store20":  # the store's block evaluator on an in-memory array (Zarr
 elif backend == "auto":
     call = lambda: poly(x)
 else:
-    from polynet.polynomial.evaluate import Evaluator
+    from polynet.poly.evaluate import Evaluator
     call = lambda: Evaluator(poly, backend=backend)(x)
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")

@@ -110,15 +110,23 @@ def _to_sympy_before(poly) -> list:
 
 
 def _modular_before(commit: str):
-    """polynet/expansion/modular.py as it was at ``commit``, as a module (None without git)."""
-    try:
-        source = subprocess.run(
-            ["git", "-C", str(HERE), "show", f"{commit}:polynet/expansion/modular.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
+    """The modular engine as it was at ``commit``, as a module (None without git).
+
+    It lived at polynet/poly/modular.py before the re-layout, polynet/expansion/modular.py after.
+    """
+    source = None
+    for path in ("polynet/expansion/modular.py", "polynet/poly/modular.py"):
+        try:
+            source = subprocess.run(
+                ["git", "-C", str(HERE), "show", f"{commit}:{path}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            break
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    if source is None:
         return None
     spec = importlib.util.spec_from_loader("polynet.poly._modular_before", loader=None)
     module = importlib.util.module_from_spec(spec)

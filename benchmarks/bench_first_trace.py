@@ -10,7 +10,7 @@ after ``import torch``:
   /tmp/old 626377f``).
 
 "trace" is the tracing step alone (new: the symbolic pass ``expand_graph(symbolic=True)``, which
-runs the model once on the example batch; old: ``polynet.expansion.graph.trace``, torch.fx);
+runs the model once on the example batch; old: ``polynet.poly.graph.trace``, torch.fx);
 "first expand" is ``polynet.expand`` end to end (import of polynet included in neither: it is
 timed apart). Each engine's coefficients are written and compared before times count. Runs
 alternate old/new; medians of ``--repeats`` fresh processes.
@@ -68,7 +68,7 @@ if mode == "trace":
         from polynet.expansion.graph import expand_graph
         expand_graph(model, (13,), symbolic=True)
     except ImportError:
-        from polynet.expansion.graph import trace
+        from polynet.poly.graph import trace  # the old checkout's path
         trace(model)
     seconds = time.perf_counter() - t2
 else:
