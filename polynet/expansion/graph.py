@@ -88,6 +88,8 @@ class GraphExpansion:
     outputs: tuple[tuple[str, int], ...] = ()
     #: The ATen ops run (two example batches must run the same ones).
     ops: tuple[str, ...] = ()
+    #: The recorded program (:class:`polynet.expansion.ir.Program`) when ``record=True``.
+    program: Any = None
 
     @property
     def degree_bound(self) -> int:
@@ -349,6 +351,7 @@ def expand_graph(
     entry: tuple[list[int], Any] | None = None,
     on_node: Any = None,
     probe: int = 0,
+    record: bool = False,
 ) -> GraphExpansion:
     """Run ``model``'s traced forward on polynomial tensors of its flattened inputs.
 
@@ -359,7 +362,11 @@ def expand_graph(
     each node's degree; ``symbolic`` propagates only shapes and degrees. ``entry`` =
     (inputs, values of all inputs) expands in ``inputs`` only, the others held at ``values``;
     ``on_node(1)`` is called after each node of the degree table (a progress bar's update).
+    ``record`` also records the program the engines of :mod:`polynet.expansion.ir_ring` run
+    (``result.program``); it traces symbolically (no coefficients) and on the CPU.
     """
+    if record:
+        symbolic, device = True, "cpu"
     tensors = [*model.parameters(), *model.buffers()]
     home = tensors[0].device if tensors else torch.device("cpu")
     device = home if device is None else torch.device(device)
@@ -380,6 +387,13 @@ def expand_graph(
     else:
         start = torch.zeros(n + 1, n, dtype=torch.float64, device=device)
         start[1:] = torch.eye(n, dtype=torch.float64, device=device)
+    recorder = None
+    if record:
+        from polynet.expansion.ir import Recorder
+
+        recorder = Recorder(n)
+        for block in start.split([math.prod(s) for s in shapes], dim=1):
+            recorder.input(block)
     start = start[:1] * 0 if symbolic else start
     # Each input's polynomials: its block of columns (the variables are concatenated).
     blocks = start.split([math.prod(s) for s in shapes], dim=1)
@@ -394,6 +408,7 @@ def expand_graph(
         device,
         on_node,
         probe,
+        recorder,
     )
     if len(results) == 1:
         out = results[0][1].poly
@@ -404,7 +419,10 @@ def expand_graph(
         out = PolyTensor(flat, degree, n, symbolic)
     names = tuple((name, math.prod(v.poly.value_shape)) for name, v in results)
     shape = shapes if isinstance(input_shape, Inputs) else shapes[0]
-    return GraphExpansion(out, tuple(rows), shape, names, ops)
+    program = None
+    if recorder is not None:
+        program = recorder.program([v for _, v in results], out.degree)
+    return GraphExpansion(out, tuple(rows), shape, names, ops, program)
 
 
 def chain_of(model: nn.Module) -> nn.Sequential | None:

@@ -40,6 +40,12 @@ class _SympyRing:
             e: Fraction(int(self.domain.numer(c)), int(self.domain.denom(c))) for e, c in p.terms()
         }
 
+    def truncate(self, p: Any, degree: int) -> Any:
+        """The part of p of total degree <= ``degree``."""
+        if not p or max(sum(e) for e in p.keys()) <= degree:
+            return p
+        return self.ring.from_dict({e: c for e, c in p.items() if sum(e) <= degree})
+
 
 class _FlintRing:
     def __init__(self, n: int) -> None:
@@ -60,6 +66,12 @@ class _FlintRing:
 
     def terms(self, p: Any) -> dict[tuple[int, ...], Fraction]:
         return {tuple(e): Fraction(int(c.p), int(c.q)) for e, c in p.to_dict().items()}
+
+    def truncate(self, p: Any, degree: int) -> Any:
+        """The part of p of total degree <= ``degree``."""
+        if p.total_degree() <= degree:
+            return p
+        return self.ctx.from_dict({e: c for e, c in p.to_dict().items() if sum(e) <= degree})
 
 
 def make_ring(kind: Ring, n: int) -> Any:

@@ -79,6 +79,8 @@ class Tracked:
     version: int = -1
     #: Computes the polynomials on first use (an SLAF whose only reader may fold it).
     pending: Callable[[], PolyTensor] | None = None
+    #: Its node in the recorded program (:mod:`polynet.expansion.ir`), when one is recorded.
+    node: int | None = None
 
     @property
     def poly(self) -> PolyTensor:
@@ -207,10 +209,12 @@ class _Mode(TorchDispatchMode):
 
 
 class _Tracer:
-    def __init__(self, model: nn.Module, n_vars: int, symbolic: bool) -> None:
+    def __init__(self, model: nn.Module, n_vars: int, symbolic: bool, recorder=None) -> None:
         self.model = model
         self.n_vars = n_vars
         self.symbolic = symbolic
+        #: An :class:`polynet.expansion.ir.Recorder` when the program is recorded (else None).
+        self.recorder = recorder
         self.values: dict[int, Tracked] = {}
         self.poison: dict[int, _Poison] = {}
         self.views: dict[int, _View] = {}
@@ -423,10 +427,7 @@ class _Tracer:
             c = c.new_zeros((1, *c.shape[1:]))
         elif c.shape[0] < rows:
             c = torch.cat([c, c.new_zeros((rows - c.shape[0], *c.shape[1:]))])
-        c = c.movedim(0, value.axis)
-        if value.factor > 1:
-            c = c.flatten(value.axis, value.axis + 1)
-        return c
+        return lift_rows(c, value)
 
     def unlift(
         self, c: Tensor, real: Tensor, rows: int, degree: int, keep: bool = False
@@ -529,30 +530,15 @@ class _Tracer:
         flat, spec = tree_flatten((args, kwargs))
         tracked = {i: self.lookup(a) for i, a in enumerate(flat) if isinstance(a, Tensor)}
         tracked = {i: v for i, v in tracked.items() if v is not None}
-        values = list(tracked.values())
-        first_i, first = next(iter(tracked.items()))
-        degree, rows = self.rows_for(values)
-        broadcasting = rule.broadcasts
-        real_first = flat[first_i]
+        degree, rows = self.rows_for(list(tracked.values()))
 
-        def build(zero: bool):
-            batch = 1 if zero else rows
-            items = []
-            for i, a in enumerate(flat):
-                if i in tracked:
-                    items.append(self.lift(tracked[i], degree, rows, zero))
-                elif isinstance(a, Tensor) and a.is_floating_point():
-                    c = self.constant(a, first, real_first.dim()) if broadcasting else a
-                    items.append(_expand_batch(c, a, first, batch) if broadcasting else c.double())
-                else:
-                    items.append(a)
-            a2, k2 = torch.utils._pytree.tree_unflatten(items, spec)
-            return self._substitute(func, a2, k2, real_first, first, batch, out)
+        def lifted(zero: bool) -> dict[int, Tensor]:
+            return {i: self.lift(v, degree, rows, zero) for i, v in tracked.items()}
 
-        a_full, k_full = build(False)
-        result = func(*a_full, **k_full)
-        a_zero, k_zero = build(True)
-        result0 = func(*a_zero, **k_zero)
+        run = lambda lift, batch: self.run_lifted(  # noqa: E731
+            func, rule.broadcasts, flat, spec, tracked, lift, batch, out
+        )
+        result, result0 = run(lifted(False), rows), run(lifted(True), 1)
         outs = result if isinstance(result, (list, tuple)) else [result]
         zeros = result0 if isinstance(result0, (list, tuple)) else [result0]
         reals = out if isinstance(out, (list, tuple)) else [out]
@@ -569,9 +555,35 @@ class _Tracer:
                 c[1:] -= z
             value.poly = value.poly.with_coefficients(c)
             lifted.append(value)
+        if self.recorder is not None:
+            self.recorder.affine(self, func, rule.broadcasts, flat, spec, tracked, out, lifted)
         if isinstance(out, (list, tuple)):
             return lifted
         return lifted[0]
+
+    def run_lifted(
+        self, func, broadcasts: bool, flat: list, spec, tracked: dict, lifted: dict, batch: int, out
+    ) -> Any:
+        """``func`` with each input-dependent operand ``flat[i]`` replaced by ``lifted[i]``
+        (coefficient rows on its batch axis, ``batch`` of them) and broadcast constants cut to
+        one sample and repeated ``batch`` times: the op on given coefficients."""
+        first_i, first = next(iter(tracked.items()))
+        real_first = flat[first_i]
+        items = []
+        for i, a in enumerate(flat):
+            if i in tracked:
+                items.append(lifted[i])
+            elif isinstance(a, Tensor) and a.is_floating_point():
+                if broadcasts:
+                    c = self.constant(a, first, real_first.dim())
+                    items.append(_expand_batch(c, a, first, batch))
+                else:
+                    items.append(a.double())
+            else:
+                items.append(a)
+        a2, k2 = torch.utils._pytree.tree_unflatten(items, spec)
+        a2, k2 = self._substitute(func, a2, k2, real_first, first, batch, out)
+        return func(*a2, **k2)
 
     def _product(self, func, args, kwargs, out) -> Tracked:
         a, b = self.lookup(args[0]), self.lookup(args[1])
@@ -583,7 +595,10 @@ class _Tracer:
                 "samples)."
             )
         p = multiply(a.poly, b.poly)
-        return self._check_shape(Tracked(p, out.dim() - 1 - a.offset(), a.factor), out)
+        value = self._check_shape(Tracked(p, out.dim() - 1 - a.offset(), a.factor), out)
+        if self.recorder is not None:
+            self.recorder.elementwise(value, a, b)
+        return value
 
     def _check_shape(self, value: Tracked, out: Tensor) -> Tracked:
         shape = list(out.shape)
@@ -591,7 +606,9 @@ class _Tracer:
             del shape[value.axis]
         else:
             shape[value.axis] = value.factor
-        if list(value.poly.value_shape) != shape and not self.symbolic:
+        if list(value.poly.value_shape) != shape and (
+            not self.symbolic or self.recorder is not None
+        ):
             raise _Refusal("it mixes the samples of the batch.")
         return value
 
@@ -628,7 +645,10 @@ class _Tracer:
             p = power(base.poly, exponent)
             if exponent == 0:
                 p = p.with_coefficients(p.coefficients, 0)
-        return self._check_shape(Tracked(p, out.dim() - 1 - base.offset(), base.factor), out)
+        value = self._check_shape(Tracked(p, out.dim() - 1 - base.offset(), base.factor), out)
+        if self.recorder is not None:
+            self.recorder.power(value, base, exponent)
+        return value
 
     def _tensor_power(self, base: Tracked, e: Tensor, out: Tensor) -> Tracked:
         """x ** e for a constant tensor e of whole numbers: Σ_k [e == k] x^k."""
@@ -642,12 +662,16 @@ class _Tracer:
                 pk.poly = pk.poly.with_coefficients(pk.poly.coefficients, base.poly.degree * k)
             elif self.symbolic:
                 pk.poly = pk.poly.with_coefficients(pk.poly.coefficients[:1], base.poly.degree * k)
+            if self.recorder is not None:
+                self.recorder.power(pk, base, k)
             term = self._affine_on(_aten.mul.Tensor, mul_rule, pk, mask, out)
-            total = (
-                term
-                if total is None
-                else Tracked(add(total.poly, term.poly), term.axis, term.factor)
-            )
+            if total is None:
+                total = term
+            else:
+                summed = Tracked(add(total.poly, term.poly), term.axis, term.factor)
+                if self.recorder is not None:
+                    self.recorder.sum(summed, total, term)
+                total = summed
         return total
 
     def _affine_on(self, func, rule, value: Tracked, const: Tensor, out: Tensor) -> Tracked:
@@ -673,7 +697,10 @@ class _Tracer:
         if keepdim:
             p = p.with_coefficients(p.coefficients.unsqueeze(cdim))
         axis = value.axis - (1 if dim < value.axis and not keepdim else 0)
-        return self._check_shape(Tracked(p, axis, value.factor), out)
+        result = self._check_shape(Tracked(p, axis, value.factor), out)
+        if self.recorder is not None:
+            self.recorder.prod(result, value, cdim - 1)
+        return result
 
     def _bilinear(self, func, args, kwargs, out) -> Tracked:
         """An op linear in each of two input-dependent operands: over pairs of monomials."""
@@ -723,7 +750,10 @@ class _Tracer:
                 result = c[:1]
             else:
                 result.index_add_(0, pmap[s : s + ca.shape[0]].reshape(-1), c)
-        return Tracked(PolyTensor(result, degree, self.n_vars, self.symbolic), axis, factor)
+        value = Tracked(PolyTensor(result, degree, self.n_vars, self.symbolic), axis, factor)
+        if self.recorder is not None:
+            self.recorder.bilinear(self, func, flat, spec, ia, ib, out, value)
+        return value
 
     # ------------------------------------------------------------ in place and views
 
@@ -765,7 +795,10 @@ class _Tracer:
         c = t.detach().double().unflatten(axis, (EXAMPLE_BATCH, factor)).select(axis, 0)
         if factor == 1:
             c = c.squeeze(axis)
-        return Tracked(PolyTensor(c[None].clone(), 0, self.n_vars, self.symbolic), axis, factor)
+        value = Tracked(PolyTensor(c[None].clone(), 0, self.n_vars, self.symbolic), axis, factor)
+        if self.recorder is not None:
+            self.recorder.constant(value, c)
+        return value
 
     def _root(self, t: Tensor) -> tuple[Tensor, list[_View]]:
         chain = []
@@ -836,7 +869,10 @@ class _Tracer:
         src = new.poly.padded(degree).reshape(base.shape[0], -1)
         base[:, pos.reshape(-1)] = src.expand(base.shape[0], pos.numel())
         coefficients = base.reshape(base.shape[0], *root_value.poly.value_shape)
-        return Tracked(PolyTensor(coefficients, degree, self.n_vars, self.symbolic), axis, factor)
+        value = Tracked(PolyTensor(coefficients, degree, self.n_vars, self.symbolic), axis, factor)
+        if self.recorder is not None:
+            self.recorder.scatter(value, root_value, new, pos)
+        return value
 
     # ------------------------------------------------------------ modules
 
@@ -892,7 +928,15 @@ class _Tracer:
                 return None
             if self.symbolic:
                 p = x.poly.with_coefficients(x.poly.coefficients, x.poly.degree * module.degree)
-                self.set(output, Tracked(p, 0, 1))
+                value = Tracked(p, 0, 1)
+                if self.recorder is not None:
+                    self.suspended += 1
+                    try:
+                        alpha = module.polynomial()
+                    finally:
+                        self.suspended -= 1
+                    self.recorder.univariate(value, x, alpha, self.names.get(id(module), "SLAF"))
+                self.set(output, value)
             else:
                 self.set(output, self._slaf(module, x))
         if self.suspended or next(iter(module.children()), None) is not None:
@@ -931,6 +975,14 @@ def _slaf_value(tracer: _Tracer, module: SLAF, x: Tracked) -> Tracked:
 
 
 _Tracer._slaf = _slaf_value
+
+
+def lift_rows(c: Tensor, value: Tracked) -> Tensor:
+    """Coefficient rows (R, *value_shape) put where ``value``'s batch axis is (R samples)."""
+    c = c.movedim(0, value.axis)
+    if value.factor > 1:
+        c = c.flatten(value.axis, value.axis + 1)
+    return c
 
 
 def _one(value: Tracked) -> PolyTensor:
@@ -973,12 +1025,15 @@ def run_traced(
     device: torch.device,
     on_node: Callable[[int], Any] | None = None,
     probe: int = 0,
+    recorder=None,
 ) -> tuple[list[tuple[str, Tracked]], list[NodeDegree], tuple[str, ...]]:
     """Run ``model`` on an example batch, replaying its ops on polynomials of its input.
 
     Returns the output polynomials (one per output tensor, with its name), the degree table and
     the ops run. ``probe`` 1 runs on the negated example batch of probe 0. ``forward()``
     takes one example tensor per shape in ``input_shapes``, whose polynomials are ``starts``.
+    A ``recorder`` (:class:`polynet.expansion.ir.Recorder`, its inputs recorded in order)
+    records the program on the way.
     """
     dtype = next(
         (p.dtype for p in (*model.parameters(), *model.buffers()) if p.is_floating_point()),
@@ -991,10 +1046,11 @@ def run_traced(
     ]
     if probe:
         xs = [-2.0 * x for x in xs]
-    tracer = _Tracer(model, starts[0].n_vars, symbolic)
+    tracer = _Tracer(model, starts[0].n_vars, symbolic, recorder)
     tracer.on_node = on_node
-    for x, start in zip(xs, starts):
-        tracer.set(x, Tracked(start, 0, 1))
+    for k, (x, start) in enumerate(zip(xs, starts)):
+        node = None if recorder is None else recorder.inputs[k]
+        tracer.set(x, Tracked(start, 0, 1, node=node))
     handles = []
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(tracer.pre_hook))
