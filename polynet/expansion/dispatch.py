@@ -260,11 +260,11 @@ def _expand_graph(
             "memory. Drop them (and use max_memory=), or expand a Sequential of table layers."
         )
 
+    engine = None
     if exact:
-        raise NotExpandableError(
-            f"exact=True is not implemented yet for models that are not nn.Sequential chains "
-            f"({type(model).__name__}); expand with exact=False (float64)."
-        )
+        from polynet.expansion.graph_exact import graph_engine
+
+        engine = graph_engine(exact, model)
     start = time.perf_counter()
     _check_training(model)
     shape = graph_input_shape(model, input_shape)
@@ -274,12 +274,30 @@ def _expand_graph(
         entry = (inputs, values)
     elif fixed is not None:
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
-    sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
+    # exact: the symbolic trace also records the program the ring engine runs
+    sketch = expand_graph(model, shape, device, symbolic=True, entry=entry, record=bool(exact))
     from polynet.expansion.trace import check_same_ops
 
     other = expand_graph(model, shape, device, symbolic=True, entry=entry, probe=1)
     check_same_ops(sketch.ops, other.ops, model)
     n = sketch.output.n_vars
+    if engine is not None:
+        from polynet.expansion.graph_exact import expand_program_exact
+
+        bar = _progress(progress, len(sketch.program.nodes))
+        try:
+            budget = _budget(max_memory, torch.device("cpu"))
+            name = type(model).__name__
+            on_node = None if bar is None else bar.update
+            index, exact_coefficients = expand_program_exact(
+                sketch.program, engine, budget, name, on_node
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        return _graph_polynomial(
+            model, sketch, index, exact_coefficients, shape, entry, start, engine, "cpu"
+        )
     peak = max(
         (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
     )
@@ -312,9 +330,21 @@ def _expand_graph(
             bar.close()
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
+    index = MonomialIndex(n, out.degree)
+    device = str(coefficients.device)
+    return _graph_polynomial(
+        model, result, index, coefficients, shape, entry, start, "float64 graph", device
+    )
+
+
+def _graph_polynomial(
+    model, result, index, coefficients, shape, entry, start, engine: str, device: str
+) -> NetworkPolynomial:
+    """The NetworkPolynomial of a traced model (float64 or exact coefficients)."""
+    out = result.output
     seconds = time.perf_counter() - start
     return NetworkPolynomial(
-        MonomialIndex(n, out.degree),
+        index,
         coefficients,
         degree_bound=out.degree,
         n_network_parameters=sum(p.numel() for p in model.parameters()),
@@ -333,8 +363,8 @@ def _expand_graph(
             # The propagated degree after each node that depends on the input.
             "node_degrees": {row.node: row.degree for row in result.nodes},
             "seconds": seconds,
-            "engine": "float64 graph",
-            "device": str(coefficients.device),
+            "engine": engine,
+            "device": device,
         },
     )
 
@@ -367,12 +397,13 @@ def expand(
         AvgPool1d/2d), or a ``forward()`` that only chains such layers, takes the chain fast
         path; any other ``forward()`` is traced with torch.fx and run on tensors of
         polynomials (products, powers, sums, cat, reshapes, reductions, einsum/matmul with
-        constants; see :mod:`polynet.expansion.rules`), where ``exact`` is not available yet. The
-        model is not modified.
+        constants; see :mod:`polynet.expansion.rules`). The model is not modified.
     exact : bool or {"modular", "flint", "sympy"}, default=False
         False: float64 arithmetic. True: exact rationals (every float64 weight and folded
         SLAF coefficient is the dyadic rational it is), by the fastest engine installed;
-        a string picks the engine.
+        a string picks the engine. A traced (non-chain) model runs its recorded program in
+        an exact ring (:mod:`polynet.expansion.ir_ring`: "flint" or "sympy"; "modular" is for
+        chains), practical for small graphs.
     device : torch.device or str, optional
         Where the float path computes (default: where the model is).
     inputs : list of int, optional

@@ -20,6 +20,7 @@ degree <= q part of the whole polynomial.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -168,7 +169,11 @@ _RUN = {
 
 
 def expand_program(
-    program: Program, kind: Ring, index: MonomialIndex, max_degree: int | None = None
+    program: Program,
+    kind: Ring,
+    index: MonomialIndex,
+    max_degree: int | None = None,
+    on_node: Callable[[int], Any] | None = None,
 ) -> np.ndarray:
     """Exact coefficients of ``program``'s outputs over ``index``.
 
@@ -182,6 +187,8 @@ def expand_program(
         The monomials of the result (every monomial of the outputs must be in it).
     max_degree : int, optional
         Keep only the part of degree <= ``max_degree`` (truncated after every product).
+    on_node : callable, optional
+        Called with 1 after each node (a progress bar's ``update``).
 
     Returns
     -------
@@ -196,6 +203,8 @@ def expand_program(
         for o in operands(node):
             if last[o] == k:
                 values[o] = None
+        if on_node is not None:
+            on_node(1)
     entries = [p for o in program.outputs for p in values[o]]
     out = np.full((len(entries), index.size), Fraction(0), dtype=object)
     for row, p in enumerate(entries):
@@ -220,9 +229,12 @@ class ProgramCost:
         return float(self.products) * SECONDS_PER_PRODUCT[kind]
 
 
-def program_cost(program: Program, max_degree: int | None = None) -> ProgramCost:
-    """Upper bounds of the terms held at once and of the term products of ``program``."""
-    n = program.n_vars
+def program_cost(
+    program: Program, max_degree: int | None = None, n_vars: int | None = None
+) -> ProgramCost:
+    """Upper bounds of the terms held at once and of the term products of ``program``
+    (in ``n_vars`` variables instead of its own: the cost of a slice)."""
+    n = program.n_vars if n_vars is None else n_vars
 
     def terms(degree: int) -> int:
         d = degree if max_degree is None else min(degree, max_degree)

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_flatten
 
 from polynet.errors import NotExpandableError
@@ -930,12 +930,9 @@ class _Tracer:
                 p = x.poly.with_coefficients(x.poly.coefficients, x.poly.degree * module.degree)
                 value = Tracked(p, 0, 1)
                 if self.recorder is not None:
-                    self.suspended += 1
-                    try:
-                        alpha = module.polynomial()
-                    finally:
-                        self.suspended -= 1
-                    self.recorder.univariate(value, x, alpha, self.names.get(id(module), "SLAF"))
+                    with _disable_current_modes():  # not traced: both traces run the same ops
+                        name = self.names.get(id(module), "SLAF")
+                        self.recorder.univariate(value, x, module.polynomial(), name)
                 self.set(output, value)
             else:
                 self.set(output, self._slaf(module, x))

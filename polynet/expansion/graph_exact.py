@@ -1,0 +1,107 @@
+"""exact=True for traced models: the recorded program run in an exact ring, within a budget.
+
+A model with a custom ``forward()`` (or an ONNX graph) is traced once symbolically with
+``record=True`` (:mod:`polynet.expansion.ir`); the program is run by the ring engine of
+:mod:`polynet.expansion.ir_ring`, python-flint's ``fmpq_mpoly`` when installed, else SymPy's
+ring over QQ. Before it starts, the terms it would hold and the term products it would do are
+bounded from counts and an expansion past the budget is refused with a slice that fits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from polynet.errors import ExpansionTooLargeError, NotExpandableError
+from polynet.expansion.ir import Program
+from polynet.expansion.ir_ring import MAX_TERM_PRODUCTS, expand_program, program_cost
+from polynet.expansion.refusal import Refusal, fmt_count, fmt_seconds, largest_slice
+from polynet.polynomial.index import MonomialIndex
+
+__all__ = ["graph_engine", "expand_program_exact"]
+
+#: Bytes per exact output coefficient (a Python Fraction and its integers), as the chain path.
+_FRACTION_BYTES = 200
+
+
+def graph_engine(exact, model) -> str:
+    """The ring engine ``exact`` asks for on a traced model ("flint" or "sympy")."""
+    name = type(model).__name__
+    if exact is True:
+        try:
+            import flint  # noqa: F401
+
+            return "flint"
+        except ImportError:
+            return "sympy"
+    if exact == "flint":
+        from polynet.extras import require
+
+        require("flint", "exact='flint' (--exact flint)", "use exact='sympy'")
+        return "flint"
+    if exact == "sympy":
+        return "sympy"
+    if exact == "modular":
+        raise NotExpandableError(
+            f"exact='modular' needs a model whose forward() is a chain of layers; {name} is "
+            "expanded as a traced graph, whose exact engines are the rational rings: use "
+            "exact=True (python-flint when installed, else SymPy), exact='flint' or "
+            "exact='sympy'."
+        )
+    raise ValueError(f"exact must be True, False, 'modular', 'flint' or 'sympy', got {exact!r}.")
+
+
+def check_program_budget(program: Program, engine: str, budget: int, name: str) -> None:
+    """Refuse, before any ring arithmetic, a program too large for the ring engine."""
+    n = program.n_vars
+    index_size = math.comb(n + program.degree, program.degree)
+    cost = program_cost(program)
+    need = cost.bytes(engine) + index_size * program.n_outputs * _FRACTION_BYTES
+
+    def fits(k: int) -> bool:
+        sliced = program_cost(program, n_vars=k)
+        size = math.comb(k + program.degree, program.degree) * program.n_outputs
+        return (
+            sliced.products <= MAX_TERM_PRODUCTS
+            and sliced.bytes(engine) + size * _FRACTION_BYTES <= budget
+        )
+
+    if need > budget:
+        refusal = Refusal(
+            "model",
+            n,
+            program.degree,
+            program.n_outputs,
+            need,
+            budget,
+            seconds=cost.seconds(engine),
+            slice_inputs=largest_slice(fits, n - 1),
+            count_hint="polynet.count_terms(model, input_shape=...)",
+        )
+        raise ExpansionTooLargeError(
+            refusal.python_text() + " Or expand in float64 with exact=False.", refusal
+        )
+    if cost.products > MAX_TERM_PRODUCTS:
+        k = largest_slice(fits, n - 1)
+        slice_way = (
+            f"expand a slice of up to {k} inputs exactly with inputs=[...] and fixed=...; "
+            if k
+            else ""
+        )
+        raise ExpansionTooLargeError(
+            f"expanding {name} exactly with {engine} needs about "
+            f"{fmt_count(cost.products)} products of terms (about "
+            f"{fmt_seconds(cost.seconds(engine))}; the limit is {fmt_count(MAX_TERM_PRODUCTS)}): "
+            f"the ring engine multiplies polynomials entry by entry and is for small graphs; "
+            f"{slice_way}or expand in float64 with exact=False."
+        )
+
+
+def expand_program_exact(
+    program: Program, engine: str, budget: int, name: str, on_node=None
+) -> tuple[MonomialIndex, np.ndarray]:
+    """The index and exact coefficients (object array of Fraction) of a recorded program."""
+    check_program_budget(program, engine, budget, name)
+    index = MonomialIndex(program.n_vars, program.degree)
+    return index, expand_program(program, engine, index, on_node=on_node)
