@@ -16,7 +16,7 @@ import numpy as np
 from polynet.errors import ExpansionTooLargeError, NotExpandableError
 from polynet.expansion.ir import Program
 from polynet.expansion.ir_ring import MAX_TERM_PRODUCTS, expand_program, program_cost
-from polynet.expansion.refusal import Refusal, fmt_count, fmt_seconds, largest_slice
+from polynet.expansion.refusal import fmt_bytes, fmt_count, fmt_seconds, largest_slice
 from polynet.polynomial.index import MonomialIndex
 
 __all__ = ["graph_engine", "expand_program_exact"]
@@ -67,35 +67,29 @@ def check_program_budget(program: Program, engine: str, budget: int, name: str) 
             and sliced.bytes(engine) + size * _FRACTION_BYTES <= budget
         )
 
+    if need <= budget and cost.products <= MAX_TERM_PRODUCTS:
+        return
+    k = largest_slice(fits, n - 1)
+    slice_way = (
+        f"expand a slice of up to {k} inputs exactly with inputs=[...] and fixed=... (the other "
+        "inputs held at fixed values); "
+        if k
+        else ""
+    )
     if need > budget:
-        refusal = Refusal(
-            "model",
-            n,
-            program.degree,
-            program.n_outputs,
-            need,
-            budget,
-            seconds=cost.seconds(engine),
-            slice_inputs=largest_slice(fits, n - 1),
-            count_hint="polynet.count_terms(model, input_shape=...)",
+        why = f"about {fmt_bytes(need)}, over the budget of {fmt_bytes(budget)}"
+    else:
+        why = (
+            f"about {fmt_count(cost.products)} products of terms (about "
+            f"{fmt_seconds(cost.seconds(engine))}; the limit is {fmt_count(MAX_TERM_PRODUCTS)})"
         )
-        raise ExpansionTooLargeError(
-            refusal.python_text() + " Or expand in float64 with exact=False.", refusal
-        )
-    if cost.products > MAX_TERM_PRODUCTS:
-        k = largest_slice(fits, n - 1)
-        slice_way = (
-            f"expand a slice of up to {k} inputs exactly with inputs=[...] and fixed=...; "
-            if k
-            else ""
-        )
-        raise ExpansionTooLargeError(
-            f"expanding {name} exactly with {engine} needs about "
-            f"{fmt_count(cost.products)} products of terms (about "
-            f"{fmt_seconds(cost.seconds(engine))}; the limit is {fmt_count(MAX_TERM_PRODUCTS)}): "
-            f"the ring engine multiplies polynomials entry by entry and is for small graphs; "
-            f"{slice_way}or expand in float64 with exact=False."
-        )
+    raise ExpansionTooLargeError(
+        f"expanding {name} exactly with {engine} needs {why} (C({n}+{program.degree}, "
+        f"{program.degree}) = {fmt_count(index_size)} monomials in {n} inputs): the ring engine "
+        f"multiplies polynomials entry by entry and is for small graphs; {slice_way}expand in "
+        "float64 with exact=False; or count the terms without expanding with "
+        "polynet.count_terms(model, input_shape=...)."
+    )
 
 
 def expand_program_exact(

@@ -95,9 +95,10 @@ def test_input_shape_needed_for_a_conv_model():
         polynet.expand(SquareCNN().eval())
 
 
-def test_exact_on_a_graph_model_is_refused_plainly():
-    with pytest.raises(NotExpandableError, match="exact=True is not implemented"):
-        polynet.expand(Residual().eval(), exact=True)
+def test_exact_modular_on_a_graph_model_names_the_ring_engines():
+    # exact=True on graphs is tested in test_graph_exact.py; the modular engine is for chains.
+    with pytest.raises(NotExpandableError, match="exact='modular' needs a model whose forward"):
+        polynet.expand(Residual().eval(), exact="modular")
 
 
 def test_graph_model_in_training_mode_is_refused():
