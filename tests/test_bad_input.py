@@ -569,6 +569,29 @@ def test_expand_bad_max_memory_and_exact_engine():
         expand(net, exact="fast")
 
 
+class _TinyWeight(nn.Module):
+    """A weight 1e-120 next to a bias 1: float64 cannot hold w + b, so no probe separates them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 1, dtype=torch.float64)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1e-120, 0.5]], dtype=torch.float64))
+            self.fc.bias.fill_(1.0)
+
+    def forward(self, x):
+        return self.fc(x) * x
+
+
+def test_exact_graph_refuses_a_linear_part_it_cannot_tell_from_the_bias():
+    from polynet import expand
+
+    model = _TinyWeight().eval()
+    with pytest.raises(NotExpandableError, match=r"cannot record addmm exactly: .* 2\^-345"):
+        expand(model, exact=True)
+    assert expand(model).degree == 2  # the float path expands it
+
+
 def test_expand_conv_without_a_known_input_shape():
     from polynet import expand
 
