@@ -15,7 +15,7 @@ import numpy as np
 
 from polynet.errors import ExpansionTooLargeError, NotExpandableError
 from polynet.expansion.ir import Program
-from polynet.expansion.ir_ring import MAX_TERM_PRODUCTS, expand_program, program_cost
+from polynet.expansion.ir_ring import expand_program, program_cost
 from polynet.expansion.refusal import fmt_bytes, fmt_count, fmt_seconds, largest_slice
 from polynet.polynomial.index import MonomialIndex
 
@@ -23,6 +23,8 @@ __all__ = ["graph_engine", "expand_program_exact"]
 
 #: Bytes per exact output coefficient (a Python Fraction and its integers), as the chain path.
 _FRACTION_BYTES = 200
+#: Estimated seconds past which the ring engine refuses (it is for small graphs).
+MAX_SECONDS = 3600.0
 
 
 def graph_engine(exact, model) -> str:
@@ -63,11 +65,11 @@ def check_program_budget(program: Program, engine: str, budget: int, name: str) 
         sliced = program_cost(program, n_vars=k)
         size = math.comb(k + program.degree, program.degree) * program.n_outputs
         return (
-            sliced.products <= MAX_TERM_PRODUCTS
+            sliced.seconds(engine) <= MAX_SECONDS
             and sliced.bytes(engine) + size * _FRACTION_BYTES <= budget
         )
 
-    if need <= budget and cost.products <= MAX_TERM_PRODUCTS:
+    if need <= budget and cost.seconds(engine) <= MAX_SECONDS:
         return
     k = largest_slice(fits, n - 1)
     slice_way = (
@@ -80,8 +82,8 @@ def check_program_budget(program: Program, engine: str, budget: int, name: str) 
         why = f"about {fmt_bytes(need)}, over the budget of {fmt_bytes(budget)}"
     else:
         why = (
-            f"about {fmt_count(cost.products)} products of terms (about "
-            f"{fmt_seconds(cost.seconds(engine))}; the limit is {fmt_count(MAX_TERM_PRODUCTS)})"
+            f"about {fmt_count(cost.products)} products of terms, about "
+            f"{fmt_seconds(cost.seconds(engine))} (the limit is {fmt_seconds(MAX_SECONDS)})"
         )
     raise ExpansionTooLargeError(
         f"expanding {name} exactly with {engine} needs {why} (C({n}+{program.degree}, "

@@ -6,11 +6,14 @@ custom ``forward()`` or an ONNX graph) in exact rational arithmetic: python-flin
 :mod:`polynet.expansion.ring_walk`, shared with the chain path's sparse exact walk). Every
 float64 number of the program is the dyadic rational it is. It never sees a torch module.
 
-It multiplies sparse polynomials entry by entry, so it is for small graphs: measured on a
-2-core AMD EPYC (benchmarks/bench_graph_exact.py), the corpus models (3-16 inputs, degree
-2-4) take 5-60 ms with flint and 10-300 ms with SymPy; 8 inputs at degree 4 (495 monomials)
-take about 0.1 s with flint; beyond about 10^8 term products (:data:`MAX_TERM_PRODUCTS`)
-``expand`` refuses before starting, and says how to slice.
+It multiplies sparse polynomials entry by entry, so it is for small graphs. Measured on a
+2-core AMD EPYC under load (benchmarks/bench_graph_exact.py), whole ``expand`` calls
+(tracing included): the corpus models (3-16 inputs, degree 2-4) take 10-70 ms with either
+ring, about the float path's time; a residual SLNN on 13 inputs at degree 4 (2,380
+monomials) 0.24 s with flint and 1.4 s with SymPy (float: 0.05 s); 10 inputs at degree 9
+(92,378 monomials) 10 s and 0.5 GiB with flint. ``expand`` bounds the time and memory from
+counts first (:func:`program_cost`) and refuses, with a slice that fits, past the memory
+budget or about an hour.
 
 ``max_degree=q`` keeps only the part of degree <= q after every product: the degree <= q part
 of a product depends only on the degree <= q parts of its factors, so the result is the exact
@@ -40,15 +43,14 @@ from polynet.expansion.ir import (
 from polynet.expansion.ring_walk import Ring, make_ring
 from polynet.polynomial.index import MonomialIndex
 
-__all__ = ["expand_program", "ProgramCost", "program_cost", "MAX_TERM_PRODUCTS"]
+__all__ = ["expand_program", "ProgramCost", "program_cost"]
 
-#: The most term-by-term products the engine is asked to do before ``expand`` refuses.
-MAX_TERM_PRODUCTS = 10**8
-#: Measured cost of one term product (flint / SymPy) on a 2-core AMD EPYC, in seconds.
-SECONDS_PER_PRODUCT = {"flint": 3e-8, "sympy": 1.5e-6}
-#: Bytes per held term (flint: exponent words and an fmpq; SymPy: a dict entry of Python
-#: objects), measured with tracemalloc.
-BYTES_PER_TERM = {"flint": 64, "sympy": 400}
+#: Seconds per term product (flint / SymPy), measured on a 2-core AMD EPYC for programs of
+#: 10^5-10^7 products (small programs cost more per product: fixed costs per entry).
+SECONDS_PER_PRODUCT = {"flint": 3e-7, "sympy": 5e-6}
+#: Resident bytes per term of the bound :attr:`ProgramCost.peak_terms` (flint / SymPy),
+#: measured as peak RSS growth over that bound, the Fraction result included.
+BYTES_PER_TERM = {"flint": 200, "sympy": 1000}
 
 
 class _Engine:

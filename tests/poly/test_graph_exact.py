@@ -312,8 +312,32 @@ def test_exact_graph_over_the_memory_budget_is_refused_before_work():
 def test_exact_graph_over_the_term_products_limit_offers_a_slice(monkeypatch):
     import polynet.expansion.graph_exact as graph_exact
 
-    monkeypatch.setattr(graph_exact, "MAX_TERM_PRODUCTS", 1000)
+    monkeypatch.setattr(graph_exact, "MAX_SECONDS", 1e-4)
     torch.manual_seed(12)
     with pytest.raises(ExpansionTooLargeError, match="products of terms") as info:
         polynet.expand(SquareCNN().eval(), exact=True, input_shape=(1, 6, 6))
     assert "inputs=[...]" in str(info.value) and "exact=False" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, shapes",
+    [
+        ("Bilinear", {"x": (3,), "y": (4,)}),
+        ("Elementwise", {"x": (3,), "y": (3,)}),
+        ("ThreeInputs", {"img": (1, 2, 3), "v": (2,), "m": (2, 2)}),
+    ],
+)
+def test_several_inputs_exact_equals_float(name, shapes):
+    from tests.poly import test_graph_inputs
+
+    torch.manual_seed(13)
+    model = getattr(test_graph_inputs, name)().eval()
+    exact = polynet.expand(model, input_shape=shapes, exact=True)
+    approx = polynet.expand(model, input_shape=shapes)
+    _assert_exact_matches_float(exact, approx)
+    assert exact.variables == approx.variables
+    fixed = [0.5] * exact.n_vars
+    sliced = polynet.expand(model, input_shape=shapes, exact=True, inputs=[0, 4], fixed=fixed)
+    _assert_exact_matches_float(
+        sliced, polynet.expand(model, input_shape=shapes, inputs=[0, 4], fixed=fixed)
+    )
