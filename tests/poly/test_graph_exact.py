@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import polynet
@@ -29,6 +31,7 @@ from tests.poly.corpus_models import (
     QuadraticNeuron,
 )
 from tests.poly.graph_models import CustomSLNN, PiNet, Powers, Residual, SquareCNN, warmed
+from tests.poly.test_corpus import STEPS, _Drawn
 
 #: |float - exact| relative to the largest coefficient.
 EXACT_FLOAT_RTOL = 1e-10
@@ -341,3 +344,17 @@ def test_several_inputs_exact_equals_float(name, shapes):
     _assert_exact_matches_float(
         sliced, polynet.expand(model, input_shape=shapes, inputs=[0, 4], fixed=fixed)
     )
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    steps=st.lists(
+        st.sampled_from([s for s in STEPS if s != "mix"]), min_size=1, max_size=5
+    ).filter(lambda s: s.count("square") <= 2),
+)
+def test_drawn_graphs_exact_equals_float(n, steps):
+    torch.manual_seed(0)
+    model = _Drawn(n, steps).eval()
+    exact = polynet.expand(model, input_shape=(n,), exact=True)
+    _assert_exact_matches_float(exact, polynet.expand(model, input_shape=(n,)))
