@@ -264,7 +264,7 @@ def _expand_graph(
     if exact:
         from polynet.expansion.graph_exact import graph_engine
 
-        engine = graph_engine(exact, model)
+        engine = graph_engine(exact)
     start = time.perf_counter()
     _check_training(model)
     shape = graph_input_shape(model, input_shape)
@@ -402,8 +402,8 @@ def expand(
         False: float64 arithmetic. True: exact rationals (every float64 weight and folded
         SLAF coefficient is the dyadic rational it is), by the fastest engine installed;
         a string picks the engine. A traced (non-chain) model runs its recorded program in
-        an exact ring (:mod:`polynet.expansion.ir_ring`: "flint" or "sympy"; "modular" is for
-        chains), practical for small graphs.
+        an exact ring (:mod:`polynet.expansion.ir_ring`, "flint" or "sympy": True) or modulo
+        primes ("modular"), practical for small graphs.
     device : torch.device or str, optional
         Where the float path computes (default: where the model is).
     inputs : list of int, optional

@@ -1,10 +1,12 @@
-"""exact=True for traced models: the recorded program run in an exact ring, within a budget.
+"""exact= for traced models: the recorded program run by an exact engine, within a budget.
 
 A model with a custom ``forward()`` (or an ONNX graph) is traced once symbolically with
-``record=True`` (:mod:`polynet.expansion.ir`); the program is run by the ring engine of
-:mod:`polynet.expansion.ir_ring`, python-flint's ``fmpq_mpoly`` when installed, else SymPy's
-ring over QQ. Before it starts, the terms it would hold and the term products it would do are
-bounded from counts and an expansion past the budget is refused with a slice that fits.
+``record=True`` (:mod:`polynet.expansion.ir`). The program is run by the ring engine of
+:mod:`polynet.expansion.ir_ring` (python-flint's ``fmpq_mpoly`` when installed, else SymPy's
+ring over QQ; ``exact=True``, ``"flint"``, ``"sympy"``) or by the dense walk modulo primes of
+:mod:`polynet.expansion.ir_dense` (``exact="modular"``). Before it starts, the terms it would
+hold and the term products it would do are bounded from counts, and an expansion past the
+budget is refused with a slice that fits.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import math
 
 import numpy as np
 
-from polynet.errors import ExpansionTooLargeError, NotExpandableError
+from polynet.errors import ExpansionTooLargeError
 from polynet.expansion.ir import Program
 from polynet.expansion.ir_ring import expand_program, program_cost
 from polynet.expansion.refusal import fmt_bytes, fmt_count, fmt_seconds, largest_slice
+from polynet.polynomial.exact import ExactCoefficients
 from polynet.polynomial.index import MonomialIndex
 
 __all__ = ["graph_engine", "expand_program_exact"]
@@ -27,9 +30,9 @@ _FRACTION_BYTES = 200
 MAX_SECONDS = 3600.0
 
 
-def graph_engine(exact, model) -> str:
-    """The ring engine ``exact`` asks for on a traced model ("flint" or "sympy")."""
-    name = type(model).__name__
+def graph_engine(exact) -> str:
+    """The exact engine ``exact`` asks for on a traced model: "flint" or "sympy" (rings; True
+    picks flint when installed), or "modular" (dense residues, :mod:`ir_dense`)."""
     if exact is True:
         try:
             import flint  # noqa: F401
@@ -45,12 +48,7 @@ def graph_engine(exact, model) -> str:
     if exact == "sympy":
         return "sympy"
     if exact == "modular":
-        raise NotExpandableError(
-            f"exact='modular' needs a model whose forward() is a chain of layers; {name} is "
-            "expanded as a traced graph, whose exact engines are the rational rings: use "
-            "exact=True (python-flint when installed, else SymPy), exact='flint' or "
-            "exact='sympy'."
-        )
+        return "modular"
     raise ValueError(f"exact must be True, False, 'modular', 'flint' or 'sympy', got {exact!r}.")
 
 
@@ -94,10 +92,32 @@ def check_program_budget(program: Program, engine: str, budget: int, name: str) 
     )
 
 
+def check_modular_budget(program: Program, budget: int, name: str) -> None:
+    """Refuse a dense modular walk whose values would not fit in ``budget``."""
+    n = program.n_vars
+    index_size = math.comb(n + program.degree, program.degree)
+    # Dense residues (float64) of the live values, an outer product's scratch, the result.
+    need = program_cost(program).peak_terms * 8 * 4 + index_size * program.n_outputs * 40
+    if need <= budget:
+        return
+    raise ExpansionTooLargeError(
+        f"expanding {name} exactly with exact='modular' needs about {fmt_bytes(need)}, over "
+        f"the budget of {fmt_bytes(budget)} (C({n}+{program.degree}, {program.degree}) = "
+        f"{fmt_count(index_size)} monomials in {n} inputs); expand a slice with inputs=[...] "
+        "and fixed=..., raise max_memory=, or expand in float64 with exact=False."
+    )
+
+
 def expand_program_exact(
     program: Program, engine: str, budget: int, name: str, on_node=None
-) -> tuple[MonomialIndex, np.ndarray]:
-    """The index and exact coefficients (object array of Fraction) of a recorded program."""
-    check_program_budget(program, engine, budget, name)
+) -> tuple[MonomialIndex, np.ndarray | ExactCoefficients]:
+    """The index and exact coefficients (Fractions, or ExactCoefficients for "modular") of a
+    recorded program."""
     index = MonomialIndex(program.n_vars, program.degree)
+    if engine == "modular":
+        from polynet.expansion.ir_dense import expand_program_modular
+
+        check_modular_budget(program, budget, name)
+        return index, expand_program_modular(program)
+    check_program_budget(program, engine, budget, name)
     return index, expand_program(program, engine, index, on_node=on_node)

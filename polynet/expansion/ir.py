@@ -35,8 +35,10 @@ could have been rounded (a weight below 2^-345 of the bias in its row) is refuse
 recorded. Bilinear ops are probed on pairs of basis rows scaled by ``2**200`` each.
 
 The tracer records and never computes a coefficient (recording runs on the symbolic trace,
-which propagates only shapes and degrees); the engines (:mod:`polynet.expansion.ir_ring`)
-compute and never see a torch module.
+which propagates only shapes and degrees); the engines compute and never see a torch module:
+exact rings (:mod:`polynet.expansion.ir_ring`), and dense graded walks in float64 or modulo
+primes (:mod:`polynet.expansion.ir_dense`). Only the probe runs torch ops: the model's own
+kernels, on scaled unit bases, once per op.
 """
 
 from __future__ import annotations
@@ -248,6 +250,17 @@ class Program:
         for o in self.outputs:
             last[o] = len(self.nodes)
         return last
+
+    def needed(self) -> list[bool]:
+        """For each node, whether an output depends on it (dead code is recorded too)."""
+        need = [False] * len(self.nodes)
+        for o in self.outputs:
+            need[o] = True
+        for k in range(len(self.nodes) - 1, -1, -1):
+            if need[k]:
+                for o in operands(self.nodes[k]):
+                    need[o] = True
+        return need
 
     def summary(self) -> dict[str, int]:
         """How many nodes of each kind."""

@@ -200,7 +200,10 @@ def expand_program(
     engine = _Engine(ring, max_degree)
     values: list[list | None] = [None] * len(program.nodes)
     last = program.last_uses()
+    needed = program.needed()
     for k, node in enumerate(program.nodes):
+        if not needed[k]:
+            continue
         values[k] = _RUN[type(node)](engine, node, values)
         for o in operands(node):
             if last[o] == k:
@@ -244,7 +247,10 @@ def program_cost(
 
     live = peak = products = 0
     last = program.last_uses()
+    needed = program.needed()
     for k, node in enumerate(program.nodes):
+        if not needed[k]:
+            continue
         live += node.size * terms(node.degree)
         peak = max(peak, live)
         if isinstance(node, Product) and node.operands:

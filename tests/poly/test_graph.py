@@ -95,10 +95,14 @@ def test_input_shape_needed_for_a_conv_model():
         polynet.expand(SquareCNN().eval())
 
 
-def test_exact_modular_on_a_graph_model_names_the_ring_engines():
-    # exact=True on graphs is tested in test_graph_exact.py; the modular engine is for chains.
-    with pytest.raises(NotExpandableError, match="exact='modular' needs a model whose forward"):
-        polynet.expand(Residual().eval(), exact="modular")
+def test_exact_on_a_graph_model_equals_float():
+    # More in test_graph_exact.py: every corpus model, ONNX, independent flint references.
+    torch.manual_seed(0)
+    model = warmed(Residual(), (3,))
+    exact = polynet.expand(model, exact=True)
+    approx = polynet.expand(model)
+    assert exact.exact and exact.info["engine"] in ("flint", "sympy")
+    torch.testing.assert_close(exact.coefficients, approx.coefficients, rtol=1e-12, atol=1e-14)
 
 
 def test_graph_model_in_training_mode_is_refused():

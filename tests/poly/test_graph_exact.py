@@ -26,9 +26,13 @@ import polynet
 from polynet.errors import ExpansionTooLargeError
 from tests.poly.corpus_models import (
     MODELS,
+    ExponentBuffer,
     HermiteNet,
+    PolyAttention,
     ProductOfPolynomials,
     QuadraticNeuron,
+    SLAFResidualChecked,
+    ZerosLikeScatter,
 )
 from tests.poly.graph_models import CustomSLNN, PiNet, Powers, Residual, SquareCNN, warmed
 from tests.poly.test_corpus import STEPS, _Drawn
@@ -358,3 +362,29 @@ def test_drawn_graphs_exact_equals_float(n, steps):
     model = _Drawn(n, steps).eval()
     exact = polynet.expand(model, input_shape=(n,), exact=True)
     _assert_exact_matches_float(exact, polynet.expand(model, input_shape=(n,)))
+
+
+@pytest.mark.parametrize(
+    "cls", [HermiteNet, PolyAttention, ZerosLikeScatter, ExponentBuffer, SLAFResidualChecked]
+)
+def test_modular_engine_over_the_program_equals_the_ring(cls):
+    torch.manual_seed(14)
+    model = cls().eval()
+    modular = polynet.expand(model, input_shape=cls.SHAPE, exact="modular")
+    ring = polynet.expand(model, input_shape=cls.SHAPE, exact="sympy")
+    assert modular.info["engine"] == "modular"
+    assert (modular.exact_coefficients == ring.exact_coefficients).all()
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_float_walk_over_the_program_equals_the_traced_float_path(cls):
+    from polynet.expansion.graph import expand_graph
+    from polynet.expansion.ir_dense import expand_program_float
+
+    torch.manual_seed(15)
+    model = cls().eval()
+    program = expand_graph(model, cls.SHAPE, record=True).program
+    approx = polynet.expand(model, input_shape=cls.SHAPE).coefficients
+    got = expand_program_float(program)
+    assert got.shape == approx.shape
+    assert (got - approx).abs().max() <= EXACT_FLOAT_RTOL * approx.abs().max()
