@@ -1,10 +1,11 @@
-"""Benchmark: exact=True on traced (custom-forward) models: flint and SymPy rings vs float64.
+"""Benchmark: exact= on traced (custom-forward) models: flint, SymPy, modular vs float64.
 
 Each model is expanded by the float graph path and by the exact path with python-flint's
-``fmpq_mpoly`` and with SymPy's ring over QQ (the recorded program of
-:mod:`polynet.expansion.ir` run by :mod:`polynet.expansion.ir_ring`). Before times count, the
-flint and SymPy results must be the same rationals and their floats must equal the float
-path's to 1e-10 of the largest coefficient. Times are medians of warm runs; peak memory is
+``fmpq_mpoly``, with SymPy's ring over QQ (the recorded program of
+:mod:`polynet.expansion.ir` run by :mod:`polynet.expansion.ir_ring`) and with the dense walk
+modulo primes (:mod:`polynet.expansion.ir_dense`). Before times count, the exact results must
+be the same rationals and their floats must equal the float path's to 1e-10 of the largest
+coefficient. Times are medians of warm runs; peak memory is
 the growth of the resident set (VmHWM after the call minus VmRSS before, peak reset with
 /proc/self/clear_refs), which counts flint's C allocations too.
 
@@ -16,6 +17,7 @@ degree 4) on 4, 8 and 13 inputs, the last of Boston size.
 Usage::
 
     python benchmarks/bench_graph_exact.py [--repeats 3] [--sympy-max-terms 3000]
+        [--modular-max-terms 3000]
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ def main() -> None:
     parser.add_argument(
         "--sympy-max-terms", type=int, default=3000, help="skip SymPy above this many monomials"
     )
+    parser.add_argument(
+        "--modular-max-terms", type=int, default=3000, help="skip modular above this many"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -139,10 +144,12 @@ def main() -> None:
         }
         scale = fl.coefficients.abs().max().item()
         results = {}
-        for engine in ("flint", "sympy"):
+        for engine in ("flint", "sympy", "modular"):
             if engine == "flint" and flint_version is None:
                 continue
             if engine == "sympy" and fl.max_terms > args.sympy_max_terms:
+                continue
+            if engine == "modular" and fl.max_terms > args.modular_max_terms:
                 continue
             ex, t, m = _measure(
                 lambda m=model, s=shape, e=engine: polynet.expand(m, input_shape=s, exact=e),
@@ -166,7 +173,7 @@ def main() -> None:
         rows.append(row)
         cells = [f"{name:24s} n={row['n_vars']:2d} D={row['degree']} T={row['monomials']:5d}"]
         cells.append(f"float {t_float * 1e3:8.1f} ms {m_float:6.1f} MiB")
-        for engine in ("flint", "sympy"):
+        for engine in ("flint", "sympy", "modular"):
             if f"{engine}_seconds" in row:
                 cells.append(
                     f"{engine} {row[engine + '_seconds'] * 1e3:8.1f} ms "
