@@ -34,6 +34,15 @@ above the op's constant term, so adding that term (the bias) never rounds it; an
 could have been rounded (a weight below 2^-345 of the bias in its row) is refused rather than
 recorded. Bilinear ops are probed on pairs of basis rows scaled by ``2**200`` each.
 
+Why a probe: the op's own kernel gives its matrix, so every op of the table
+(:data:`polynet.expansion.rules.ATEN_RULES`) lowers without a second, hand-written lowering
+per op that could drift from torch's semantics (strides, padding, broadcasting, in-place
+views). Autograd (a Jacobian) would also be bias-free but needs forward-mode formulas for
+every op under a dispatch mode, and its numbers come from derivative formulas, not from the
+op; reading matrices off the float path's lifted coefficients would round them. The probe
+costs one op call per (operand entries x output entries) block of at most 2^25 numbers, on
+the exact path only.
+
 The tracer records and never computes a coefficient (recording runs on the symbolic trace,
 which propagates only shapes and degrees); the engines compute and never see a torch module:
 exact rings (:mod:`polynet.expansion.ir_ring`), and dense graded walks in float64 or modulo

@@ -8,12 +8,12 @@ float64 number of the program is the dyadic rational it is. It never sees a torc
 
 It multiplies sparse polynomials entry by entry, so it is for small graphs. Measured on a
 2-core AMD EPYC under load (benchmarks/bench_graph_exact.py), whole ``expand`` calls
-(tracing included): the corpus models (3-16 inputs, degree 2-4) take 10-70 ms with either
+(tracing included): the corpus models (3-16 inputs, degree 2-4) take 20-70 ms with either
 ring, about the float path's time; a residual SLNN on 13 inputs at degree 4 (2,380
-monomials) 0.24 s with flint and 1.4 s with SymPy (float: 0.05 s); 10 inputs at degree 9
-(92,378 monomials) 10 s and 0.5 GiB with flint. ``expand`` bounds the time and memory from
-counts first (:func:`program_cost`) and refuses, with a slice that fits, past the memory
-budget or about an hour.
+monomials) 0.2 s with flint, 2 s with SymPy, 0.6 s with ``exact="modular"`` (float: 0.05 s);
+10 inputs at degree 9 (92,378 monomials) 10 s and 0.5 GiB with flint. ``expand`` bounds the
+time and memory from counts first (:func:`program_cost`) and refuses, with a slice that
+fits, past the memory budget or about an hour.
 
 ``max_degree=q`` keeps only the part of degree <= q after every product: the degree <= q part
 of a product depends only on the degree <= q parts of its factors, so the result is the exact
