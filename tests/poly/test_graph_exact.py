@@ -34,8 +34,9 @@ from tests.poly.corpus_models import (
     SLAFResidualChecked,
     ZerosLikeScatter,
 )
-from tests.poly.graph_models import CustomSLNN, PiNet, Powers, Residual, SquareCNN, warmed
+from tests.poly.graph_models import CustomSLNN, SquareCNN, warmed
 from tests.poly.test_corpus import STEPS, _Drawn
+from tests.poly.test_graph import CASES as GRAPH_CASES
 
 #: |float - exact| relative to the largest coefficient.
 EXACT_FLOAT_RTOL = 1e-10
@@ -92,9 +93,7 @@ def test_corpus_onnx_export_exact_equals_float(cls):
 
 
 @pytest.mark.parametrize(
-    "cls, shape",
-    [(CustomSLNN, (3,)), (Residual, (3,)), (PiNet, (3,)), (Powers, (3,)), (SquareCNN, (1, 6, 6))],
-    ids=lambda v: v.__name__ if isinstance(v, type) else "",
+    "cls, shape", [c[:2] for c in GRAPH_CASES], ids=[c[0].__name__ for c in GRAPH_CASES]
 )
 def test_graph_model_with_running_statistics_exact_equals_float(cls, shape):
     torch.manual_seed(0)
