@@ -34,7 +34,8 @@ from torch import Tensor
 from polynet.atomic import atomic_dir, remove_stale
 from polynet.errors import PolynetError, PolynetWarning, StoreError
 from polynet.expansion import fold as _fold
-from polynet.expansion.fold import Block, QuadraticFold, n_monomials, split_blocks
+from polynet.expansion.fold import QuadraticFold
+from polynet.polynomial.blocks import Block, n_monomials, split_blocks
 from polynet.polynomial.evaluate import evaluate
 from polynet.polynomial.index import MonomialIndex, exponents_at, monomial_name
 
