@@ -444,7 +444,7 @@ def expand(
     if store is not None:
         if exact:
             raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
-        from polynet.polynomial.store import expand_to_store
+        from polynet.expansion.store_walk import expand_to_store
 
         return expand_to_store(
             lowered,

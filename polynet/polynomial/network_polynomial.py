@@ -33,9 +33,11 @@ from torch import Tensor
 from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
 from polynet.polynomial.calculus import derivative_coefficients
+from polynet.polynomial.evaluate import evaluate_checked
 from polynet.polynomial.exact import ExactCoefficients
 from polynet.polynomial.index import MonomialIndex, exponents_at, monomial_name
 from polynet.polynomial.truncation import truncated_coefficients
+from polynet.polynomial.uncertainty import to_chaospy, to_openturns
 from polynet.validation import check_int
 
 __all__ = ["NetworkPolynomial", "Term", "ExactCoefficients", "Slice", "Provenance"]
@@ -560,8 +562,6 @@ class NetworkPolynomial:
         :class:`~polynet.errors.ExpansionTooLargeError` before an evaluation that would not
         fit in memory. Exact polynomials are evaluated from their float64 coefficients.
         """
-        from polynet.polynomial.evaluate import evaluate_checked
-
         out = evaluate_checked(self, x)
         return out if torch.is_tensor(x) else out.cpu().numpy()
 
@@ -780,14 +780,10 @@ class NetworkPolynomial:
 
     def to_chaospy(self, output: int | None = None) -> Any:
         """A ``numpoly.ndpoly`` for chaospy (:func:`polynet.polynomial.uncertainty.to_chaospy`)."""
-        from polynet.polynomial.uncertainty import to_chaospy
-
         return to_chaospy(self, output)
 
     def to_openturns(self, output: int = 0) -> Any:
         """An OpenTURNS function (:func:`polynet.polynomial.uncertainty.to_openturns`)."""
-        from polynet.polynomial.uncertainty import to_openturns
-
         return to_openturns(self, output)
 
     def _repr_latex_(self) -> str:
