@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "polynet"
-VALUE_MODULES = {"network_polynomial", "sparse_polynomial", "store"}
+VALUE_MODULES = {"network_polynomial", "sparse_polynomial", "store", "factored_polynomial"}
 
 
 def _imports(path: Path, *, runtime_only: bool, top_level_only: bool) -> set[str]:

@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 
-
 logger = logging.getLogger(__name__)
 
 _FORMAT = "polynet.StoredPolynomial"
