@@ -334,7 +334,8 @@ def expand(
         ``"factored"``: for an MLP with one or two SLAF layers, the exact
         :class:`~polynet.polynomial.factored_polynomial.FactoredPolynomial`
         p(x) = G(W1 x + b1), G sparse in the first layer's pre-activations (any number of
-        inputs). None (default): dense, or sparse when the dense form is over ``max_memory`` and the sparse one fits.
+        inputs). None (default): dense, or sparse when the dense form is over ``max_memory``
+        and the sparse one fits.
 
     Returns
     -------
