@@ -14,48 +14,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from polynet.memory import available_bytes, fmt_bytes, fmt_count, fmt_seconds
+
 __all__ = ["Refusal", "fmt_bytes", "fmt_count", "fmt_seconds", "largest_slice"]
 
-#: Sizes and counts past this are written in scientific notation.
-_SCIENTIFIC = 1e6
 #: Degrees of the low-degree parts a refusal offers.
 OFFERED_DEGREES = (2, 3)
-
-
-def fmt_bytes(n: float) -> str:
-    """A size with a binary unit: ``'2.7 GiB'``, ``'8.6e+25 GiB'`` past a million GiB."""
-    if n >= 2**27:
-        gib = n / 2**30
-        return f"{gib:.1e} GiB" if gib >= _SCIENTIFIC else f"{gib:.1f} GiB"
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def fmt_count(n: int) -> str:
-    """A count with thousands separators, or ``'1.16e+33'`` past 10^15."""
-    return f"{n:.3g}" if n >= 1e15 else f"{n:,}"
-
-
-def fmt_seconds(s: float) -> str:
-    """A duration: ms, s, min, or years past 10^5 minutes."""
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 120:
-        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
-    if s < 6e6:
-        return f"{s / 60:.0f} min"
-    years = s / 3.15576e7
-    return f"{years:.1e} years" if years >= _SCIENTIFIC else f"{years:,.0f} years"
-
-
-def available_bytes(device) -> int:
-    """The memory a budget may at most ask for: all of the device's free memory."""
-    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION, memory_budget
-
-    return int(memory_budget(device) / DEFAULT_MEMORY_FRACTION)
 
 
 def largest_slice(fits, n: int) -> int:
@@ -159,61 +123,64 @@ class Refusal:
     def _up_to(self) -> str:
         return "up to about" if self.at_least else "up to"
 
-    def python_text(self) -> str:
-        """The message in Python syntax (what ``str(error)`` gives)."""
+    def _ways(self, syntax: dict[str, str]) -> list[str]:
+        """The alternatives that fit, written with ``syntax``'s arguments or flags."""
         ways = []
         if self.low_degree_sizes():
             ways.append(
-                "expand the exact part of degree <= q with "
-                + self._degrees(lambda q: f"degree={q}")
-                + ", or the local polynomial at a point x0 with degree=q, at=x0"
+                f"expand the exact part of degree <= {syntax['q']} with "
+                + self._degrees(lambda q: syntax["degree"].format(q=q))
+                + f", or the local polynomial at {syntax['at']}"
             )
         if self.slice_inputs:
             ways.append(
-                f"expand a slice of {self._up_to()} {self.slice_inputs} inputs with inputs=[...] "
-                "and fixed=... (the other inputs held at fixed values)"
+                f"expand a slice of {self._up_to()} {self.slice_inputs} inputs with "
+                + syntax["slice"]
             )
         if self.store_bytes is not None:
             ways.append(
-                f'write the result to disk block by block with store="coeffs.zarr" (about '
+                f"write the result to disk block by block with {syntax['store']} (about "
                 f"{fmt_bytes(self.store_bytes)} of memory, {fmt_bytes(self.result_bytes)} on disk)"
             )
         if self.factored:
-            ways.append(_FACTORED_WAY.format(call='form="factored"'))
+            ways.append(_FACTORED_WAY.format(call=syntax["factored"]))
         if self.raise_budget:
-            ways.append("raise max_memory=")
+            ways.append(f"raise {syntax['budget']}")
+        return ways
+
+    def python_text(self) -> str:
+        """The message in Python syntax (what ``str(error)`` gives)."""
+        ways = self._ways(_PYTHON)
         ways.append(f"count the terms without expanding with {self.count_hint}")
         return f"{self._head()}; " + "; ".join(ways) + "."
 
     def cli_text(self) -> str:
         """The message with the flags of ``polynet expand`` instead of Python arguments."""
-        ways = []
-        if self.low_degree_sizes():
-            ways.append(
-                "expand the exact part of degree <= Q with "
-                + self._degrees(lambda q: f"--degree {q}")
-                + ", or the local polynomial at a data row with --degree Q --at ROW"
-            )
-        if self.slice_inputs:
-            ways.append(
-                f"expand a slice of {self._up_to()} {self.slice_inputs} inputs with --inputs I "
-                "... [--fixed V ...]"
-            )
-        if self.store_bytes is not None:
-            ways.append(
-                f"write the result to disk block by block with --out coeffs.zarr (about "
-                f"{fmt_bytes(self.store_bytes)} of memory, {fmt_bytes(self.result_bytes)} on disk)"
-            )
-        if self.factored:
-            ways.append(
-                _FACTORED_WAY.format(call='polynet.expand(model, form="factored") in Python')
-            )
-        if self.raise_budget:
-            ways.append("raise --max-memory")
+        ways = self._ways(_CLI)
         if not ways:
             return f"{self._head()}."
         return f"{self._head()}; with polynet expand: " + "; ".join(ways) + "."
 
+
+#: How each alternative is asked for, in Python and on the command line.
+_PYTHON = {
+    "q": "q",
+    "degree": "degree={q}",
+    "at": "a point x0 with degree=q, at=x0",
+    "slice": "inputs=[...] and fixed=... (the other inputs held at fixed values)",
+    "store": 'store="coeffs.zarr"',
+    "factored": 'form="factored"',
+    "budget": "max_memory=",
+}
+_CLI = {
+    "q": "Q",
+    "degree": "--degree {q}",
+    "at": "a data row with --degree Q --at ROW",
+    "slice": "--inputs I ... [--fixed V ...]",
+    "store": "--out coeffs.zarr",
+    "factored": 'polynet.expand(model, form="factored") in Python',
+    "budget": "--max-memory",
+}
 
 _FACTORED_WAY = (
     "hold the whole polynomial exactly as G(W1 x + b1), a polynomial in the first layer's "
@@ -250,7 +217,7 @@ def check_counts(model, input_shape, inputs, budget: int | None, device, store, 
 
     from polynet.errors import ExpansionTooLargeError, NotExpandableError
     from polynet.expansion.count import count_terms
-    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION
+    from polynet.memory import DEFAULT_MEMORY_FRACTION
 
     if any(m.training for m in model.modules()):
         return  # lower() says so, with the layer's name
