@@ -53,7 +53,6 @@ kernels, on scaled unit bases, once per op.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -566,10 +565,3 @@ class Recorder:
     def program(self, outputs: list, degree: int) -> Program:
         nodes = tuple(self.node_of(v, "the output") for v in outputs)
         return Program(self.n_vars, tuple(self.nodes), nodes, degree)
-
-
-def iter_rows(matrix: SparseMatrix) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(row, columns, values) of every non-empty row."""
-    for r in np.nonzero(np.diff(matrix.indptr))[0]:
-        cols, vals = matrix.row(int(r))
-        yield int(r), cols, vals
