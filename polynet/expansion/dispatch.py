@@ -193,27 +193,19 @@ def _expand_graph(
         entry = (inputs, values)
     elif fixed is not None:
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
-    # exact: the symbolic trace also records the program the ring engine runs
-    sketch = expand_graph(model, shape, device, symbolic=True, entry=entry, record=bool(exact))
+    sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
     from polynet.expansion.trace import check_same_ops
 
     other = expand_graph(model, shape, device, symbolic=True, entry=entry, probe=1)
     check_same_ops(sketch.ops, other.ops, model)
     n = sketch.output.n_vars
     if engine is not None:
-        from polynet.expansion.graph_exact import expand_program_exact
+        from polynet.expansion.graph_exact import expand_traced_exact
 
-        bar = _progress(progress, len(sketch.program.nodes))
-        try:
-            budget = _budget(max_memory, torch.device("cpu"))
-            name = type(model).__name__
-            on_node = None if bar is None else bar.update
-            index, exact_coefficients = expand_program_exact(
-                sketch.program, engine, budget, name, on_node
-            )
-        finally:
-            if bar is not None:
-                bar.close()
+        budget = _budget(max_memory, torch.device("cpu"))
+        index, exact_coefficients = expand_traced_exact(
+            model, shape, entry, sketch, engine, budget, lambda total: _progress(progress, total)
+        )
         return _graph_polynomial(
             model, sketch, index, exact_coefficients, shape, entry, start, engine, "cpu"
         )

@@ -1,7 +1,8 @@
 """exact= for traced models: the recorded program run by an exact engine, within a budget.
 
-A model with a custom ``forward()`` (or an ONNX graph) is traced once symbolically with
-``record=True`` (:mod:`polynet.expansion.ir`). The program is run by the ring engine of
+A model with a custom ``forward()`` (or an ONNX graph) is first refused from its symbolic
+trace's node sizes when even one value would not fit; it is then traced symbolically again
+with ``record=True`` (:mod:`polynet.expansion.ir`). The program is run by the ring engine of
 :mod:`polynet.expansion.ir_ring` (python-flint's ``fmpq_mpoly`` when installed, else SymPy's
 ring over QQ; ``exact=True``, ``"flint"``, ``"sympy"``) or by the dense walk modulo primes of
 :mod:`polynet.expansion.ir_dense` (``exact="modular"``). Before it starts, the terms it would
@@ -17,12 +18,12 @@ import numpy as np
 
 from polynet.errors import ExpansionTooLargeError
 from polynet.expansion.ir import Program
-from polynet.expansion.ir_ring import expand_program, program_cost
+from polynet.expansion.ir_ring import BYTES_PER_TERM, expand_program, program_cost
 from polynet.expansion.refusal import fmt_bytes, fmt_count, fmt_seconds, largest_slice
 from polynet.polynomial.exact import ExactCoefficients
 from polynet.polynomial.index import MonomialIndex
 
-__all__ = ["graph_engine", "expand_program_exact"]
+__all__ = ["graph_engine", "expand_traced_exact", "expand_program_exact"]
 
 #: Bytes per exact output coefficient (a Python Fraction and its integers), as the chain path.
 _FRACTION_BYTES = 200
@@ -121,3 +122,54 @@ def expand_program_exact(
         return index, expand_program_modular(program)
     check_program_budget(program, engine, budget, name)
     return index, expand_program(program, engine, index, on_node=on_node)
+
+
+def check_sketch_budget(sketch, engine: str, budget: int, name: str) -> None:
+    """Refuse from the symbolic trace alone (before the probes that record the program) a
+    model one of whose values already exceeds the budget as ring terms or dense residues."""
+    n = sketch.output.n_vars
+    per_term = BYTES_PER_TERM.get(engine, 32)
+    degree = sketch.degree_bound
+    n_out = math.prod(sketch.output.value_shape)
+
+    def need(k: int, every: bool = False) -> float:
+        """The largest value (a lower bound of the peak), or all of them (an upper bound)."""
+        sizes = [row.values * math.comb(k + row.degree, row.degree) for row in sketch.nodes]
+        held = sum(sizes) if every else max(sizes, default=0)
+        return held * per_term + math.comb(k + degree, degree) * n_out * _FRACTION_BYTES
+
+    if need(n) <= budget:
+        return
+    k = largest_slice(lambda k: need(k, every=True) <= budget, n - 1)
+    slice_way = (
+        f"expand a slice of up to {k} inputs exactly with inputs=[...] and fixed=... (the other "
+        "inputs held at fixed values); "
+        if k
+        else ""
+    )
+    raise ExpansionTooLargeError(
+        f"expanding {name} exactly with {engine} needs at least {fmt_bytes(need(n))}, over the "
+        f"budget of {fmt_bytes(budget)} (C({n}+{degree}, {degree}) = "
+        f"{fmt_count(math.comb(n + degree, degree))} monomials in {n} inputs): the exact engines "
+        f"are for small graphs; {slice_way}expand in float64 with exact=False; or count the terms "
+        "without expanding with polynet.count_terms(model, input_shape=...)."
+    )
+
+
+def expand_traced_exact(
+    model, shape, entry, sketch, engine: str, budget: int, make_bar
+) -> tuple[MonomialIndex, np.ndarray | ExactCoefficients]:
+    """Refuse from counts, record the program, run it exactly (``make_bar(total)`` gives a
+    progress bar or None)."""
+    from polynet.expansion.graph import expand_graph
+
+    name = type(model).__name__
+    check_sketch_budget(sketch, engine, budget, name)
+    program = expand_graph(model, shape, "cpu", symbolic=True, entry=entry, record=True).program
+    bar = make_bar(len(program.nodes))
+    try:
+        on_node = None if bar is None else bar.update
+        return expand_program_exact(program, engine, budget, name, on_node)
+    finally:
+        if bar is not None:
+            bar.close()

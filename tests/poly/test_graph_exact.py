@@ -311,8 +311,22 @@ def test_recording_keeps_the_float_trace_unchanged():
 
 def test_exact_graph_over_the_memory_budget_is_refused_before_work():
     torch.manual_seed(11)
-    with pytest.raises(ExpansionTooLargeError, match="over the budget of 2.0 KiB.*exact=False"):
+    match = "needs at least .* over the budget of 2.0 KiB.*exact=False"
+    with pytest.raises(ExpansionTooLargeError, match=match):
         polynet.expand(HermiteNet().eval(), exact=True, max_memory=2000)
+
+
+def test_exact_graph_refused_after_recording_when_its_values_together_do_not_fit(monkeypatch):
+    import polynet.expansion.graph_exact as graph_exact
+
+    # Past the first check (the largest value alone fits), the recorded program's live values
+    # are counted together.
+    monkeypatch.setattr(graph_exact, "check_sketch_budget", lambda *args: None)
+    torch.manual_seed(11)
+    with pytest.raises(ExpansionTooLargeError, match="needs about .* over the budget of 2.0 KiB"):
+        polynet.expand(HermiteNet().eval(), exact=True, max_memory=2000)
+    with pytest.raises(ExpansionTooLargeError, match="exact='modular' needs about"):
+        polynet.expand(HermiteNet().eval(), exact="modular", max_memory=2000)
 
 
 def test_exact_graph_over_the_term_products_limit_offers_a_slice(monkeypatch):
