@@ -7,7 +7,9 @@
 - ``network`` reads a chain of layers as affine and univariate-polynomial stages;
 - engines: ``dense`` (the graded walk, float), ``fold`` (the last layer folded block by
   block), ``modular`` and ``residue_kernels`` (exact, prime by prime), ``ring_walk`` (exact
-  rational rings: python-flint or SymPy), ``store_walk`` (Zarr blocks, Dask),
+  rational rings: python-flint or SymPy), ``ir_ring`` and ``ir_dense`` (the recorded
+  program of a traced model, exact in those rings, or dense in float64 / modulo primes;
+  ``graph_exact`` picks one within a budget), ``store_walk`` (Zarr blocks, Dask),
   ``truncated`` (the degree <= q part, at a point), ``field_expand`` and ``receptive``
   (receptive-field sparse), ``factored`` (G(W1 x + b1));
 - ``count`` (Theorem 2 counts without expanding), ``refusal`` (what a too-large expansion
