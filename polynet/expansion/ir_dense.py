@@ -35,7 +35,13 @@ from polynet.expansion.ir import (
 from polynet.polynomial.exact import ExactCoefficients
 from polynet.polynomial.index import MonomialIndex
 
-__all__ = ["FloatArithmetic", "ModArithmetic", "walk_program", "expand_program_modular"]
+__all__ = [
+    "FloatArithmetic",
+    "ModArithmetic",
+    "walk_program",
+    "expand_program_float",
+    "expand_program_modular",
+]
 
 #: Bits of the primes: a product of two residues (|r| <= p/2 + 1) stays below 2^49, and a
 #: sum of up to 2^3 of them below 2^53 (sums are reduced after each product).
