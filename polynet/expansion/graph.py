@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx
@@ -29,6 +29,9 @@ from polynet.errors import NotExpandableError
 from polynet.expansion.rules import check_module
 from polynet.polynomial.index import MonomialIndex
 from polynet.slaf import SLAF
+
+if TYPE_CHECKING:
+    from polynet.expansion.ir import Program
 
 __all__ = ["PolyTensor", "GraphExpansion", "NodeDegree", "trace", "expand_graph"]
 
@@ -88,8 +91,8 @@ class GraphExpansion:
     outputs: tuple[tuple[str, int], ...] = ()
     #: The ATen ops run (two example batches must run the same ones).
     ops: tuple[str, ...] = ()
-    #: The recorded program (:class:`polynet.expansion.ir.Program`) when ``record=True``.
-    program: Any = None
+    #: The recorded program when ``record=True``.
+    program: Program | None = None
 
     @property
     def degree_bound(self) -> int:

@@ -375,6 +375,8 @@ def test_drawn_graphs_exact_equals_float(n, steps):
     model = _Drawn(n, steps).eval()
     exact = polynet.expand(model, input_shape=(n,), exact=True)
     _assert_exact_matches_float(exact, polynet.expand(model, input_shape=(n,)))
+    modular = polynet.expand(model, input_shape=(n,), exact="modular")
+    assert (modular.exact_coefficients == exact.exact_coefficients).all()
 
 
 @pytest.mark.parametrize(
