@@ -42,6 +42,7 @@ __all__ = [
     "StoredPolynomial",
     "open_store",
     "expand_to_store",
+    "write_store",
     "exponents_at",
     "evaluate_blocks",
     "store_peak_bytes",
@@ -405,6 +406,56 @@ def expand_to_store(
     return open_store(path)
 
 
+def write_store(
+    path: str | os.PathLike,
+    index: MonomialIndex,
+    coefficients: Tensor,
+    *,
+    degree_bound: int,
+    variables: list[str] | None = None,
+    n_network_parameters: int | None = None,
+    info: dict | None = None,
+    start: float | None = None,
+) -> StoredPolynomial:
+    """Write coefficients held in memory, (n_outputs, index.size), into a store at ``path``.
+
+    The same format as :func:`expand_to_store` (atomic, a CRC-32C per chunk); what the traced
+    graph engine uses for ``store=``, whose result is in memory before it is written.
+    """
+    zarr = _zarr()
+    start = time.perf_counter() if start is None else start
+    path = Path(path)
+    if path.exists() and not _is_store(path):
+        raise PolynetError(
+            f"{path} exists and is not a polynet store; choose another path or remove it."
+        )
+    with atomic_dir(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        array = _create_array(group, (coefficients.shape[0], index.size))
+        writer = _ChunkWriter(array, index.n_vars, index.degree)
+        for lo in range(0, index.size, CHUNK_TERMS):
+            writer.put(lo, coefficients[:, lo : lo + CHUNK_TERMS].detach().cpu().numpy())
+        writer.close()
+        seconds = time.perf_counter() - start
+        meta = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "n_vars": index.n_vars,
+            "index_degree": index.degree,
+            "degree_bound": degree_bound,
+            "variables": variables or [f"x{i}" for i in range(index.n_vars)],
+            "n_network_parameters": n_network_parameters,
+            "info": {**(info or {}), "seconds": seconds, "blocks": 1},
+            "n_terms": writer.any_nonzero,
+            "n_terms_per_output": writer.nonzero.tolist(),
+            "degree": writer.max_degree,
+            "degree_profile": writer.profile.tolist(),
+            "complete": True,
+        }
+        group.attrs["polynet"] = json.loads(json.dumps(meta))
+    return open_store(path)
+
+
 def _is_store(path: Path) -> bool:
     return (path / "zarr.json").exists() and "polynet" in (path / "zarr.json").read_text()
 
@@ -566,8 +617,12 @@ class StoredPolynomial:
 
     @property
     def notes(self) -> dict:
-        # A store holds a whole expansion (store= is refused with degree= and at=): no notes.
-        return {}
+        # A store holds a whole expansion (store= is refused with degree= and at=); what its
+        # info records beyond the typed fields (a traced graph's input_shapes, output names)
+        # reads as notes, as it does on a NetworkPolynomial.
+        from polynet.polynomial.network_polynomial import _INFO_KEYS
+
+        return {k: v for k, v in self.info.items() if k not in _INFO_KEYS and k != "blocks"}
 
     @property
     def _typed(self) -> tuple:
@@ -637,6 +692,7 @@ class StoredPolynomial:
             input_shape=self.input_shape,
             provenance=self.provenance,
             raw_units=self.raw_units,
+            notes=self.notes,
         )
 
     def _chunks(self) -> Iterator[tuple[int, np.ndarray]]:
