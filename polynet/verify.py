@@ -73,9 +73,10 @@ class VerificationReport:
 def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
     """Full network inputs for polynomial points (a slice fixes the other inputs; a
     re-centred polynomial is in u = x - x0)."""
-    full = points if poly.slice is None else poly.slice.embed(points)
     center = (poly.notes.get("taylor") or {}).get("center")
-    return full if center is None else full + torch.as_tensor(center).to(full)
+    if center is not None:  # one value per variable (a slice's own inputs); float64, as stored
+        points = points + torch.as_tensor(center, dtype=torch.float64, device=points.device)
+    return points if poly.slice is None else poly.slice.embed(points)
 
 
 def _check_whole(poly: NetworkPolynomial) -> None:
