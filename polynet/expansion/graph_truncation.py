@@ -60,9 +60,7 @@ def _t(n: int, d: int) -> int:
 _PAIRS: dict[tuple, list[tuple[int, int, int, Tensor]]] = {}
 
 
-def truncated_pairs(
-    n: int, da: int, db: int, q: int, device
-) -> list[tuple[int, int, int, Tensor]]:
+def truncated_pairs(n: int, da: int, db: int, q: int, device) -> list[tuple[int, int, int, Tensor]]:
     """The pairs of a product of degrees ``da`` × ``db`` that land at degree ≤ ``q``.
 
     One group per degree d ≤ min(da, q) of the first factor: (lo, hi, cols, targets), its rows
