@@ -419,23 +419,27 @@ def expand(
         order, named ``x0, x1, ..., y0, ...``, and ``poly(points)`` takes the concatenated
         flattened inputs, ``torch.cat([x.flatten(1), y.flatten(1)], 1)``.
     progress : bool, default=False
-        Show a progress bar over the layers.
+        Show a progress bar over the layers (a traced model: over its traced nodes).
     store : str or Path, optional
         Write the coefficients block by block to this Zarr store (``"coeffs.zarr"``, needs
         the ``scale`` extra) instead of holding them in memory; returns a
         :class:`~polynet.polynomial.store.StoredPolynomial` backed by it. Float path only.
+        A traced model (custom ``forward()``) is not expanded out of core: its result is
+        computed in memory, under ``max_memory``, then written to the store.
     client : dask.distributed.Client, optional
         With ``store``: compute the blocks as Dask tasks on this cluster (default: Dask's
-        local threaded scheduler).
+        local threaded scheduler). Chains only: a traced model runs in this process.
     degree : int, optional
         Only the exact part of degree <= ``degree`` (the Taylor polynomial of that degree at
-        the origin, or at ``at``), by a layer walk truncated after every product; for any
-        number of inputs (chains only). The result's ``degree_bound`` stays the network's D
-        and ``notes["taylor"]`` says it is a part, not the whole network.
+        the origin, or at ``at``), by a layer walk (a traced model: every product, power and
+        SLAF) truncated after every product; for any number of inputs, sized by
+        C(n + degree, degree). The result's ``degree_bound`` stays the network's D and
+        ``notes["taylor"]`` says it is a part, not the whole network.
     at : array of n_inputs values, optional
-        Expand around this point: the polynomial in u = x - at (variables named ``u0, ...``),
-        with ``degree`` the network's Taylor polynomial there, else its whole polynomial
-        re-centred. Chains only.
+        Expand around this point: the polynomial in u = x - at (variables named ``u0, ...``;
+        ``u_x0, ..., u_y0, ...`` for several inputs; with ``inputs=``, one value per sliced
+        input), with ``degree`` the network's Taylor polynomial there, else its whole
+        polynomial re-centred.
     form : {"dense", "sparse", "factored"}, optional
         How the whole polynomial is held. ``"dense"``: every monomial of degree <= D in graded
         order (:class:`NetworkPolynomial`). ``"sparse"``: a chain expanded field by field over
