@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import polynet
@@ -30,7 +32,9 @@ from tests.poly.corpus_models import (
     ProductOfPolynomials,
     SLAFResidualChecked,
 )
+from tests.poly.graph_models import warmed
 from tests.poly.test_graph_inputs import Elementwise
+from tests.poly.test_graph_properties import RandomGraph, graphs
 
 TOL = 1e-10
 
@@ -114,6 +118,21 @@ def test_degree_q_part_is_the_full_expansion_up_to_degree_q(cls):
         assert part.notes["taylor"] == {"degree": q, "center": None, "network_degree": D}
         scale = float(full.coefficients.abs().max())
         assert float((part.coefficients - full.coefficients[:, :size]).abs().max()) <= TOL * scale
+
+
+@settings(max_examples=20, deadline=None)
+@given(graphs(), st.integers(0, 8), st.booleans())
+def test_random_graph_degree_q_part_is_the_prefix_of_the_whole(graph, q, recentre):
+    n, plan, seed = graph
+    torch.manual_seed(seed)
+    model = warmed(RandomGraph(n, plan), (n,), seed).double()
+    at = torch.linspace(-0.5, 0.5, n, dtype=torch.float64) if recentre else None
+    whole = polynet.expand(model, input_shape=(n,), at=at)
+    part = polynet.expand(model, input_shape=(n,), degree=q, at=at)
+    size = math.comb(n + min(q, whole.degree_bound), min(q, whole.degree_bound))
+    assert part.index.size == size and part.degree_bound == whole.degree_bound
+    scale = max(float(whole.coefficients.abs().max()), 1e-300)
+    assert float((part.coefficients - whole.coefficients[:, :size]).abs().max()) <= TOL * scale
 
 
 @pytest.mark.parametrize(
