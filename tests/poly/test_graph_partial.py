@@ -227,6 +227,12 @@ def test_estimate_and_count_agree_with_expand_on_a_graph_model():
         assert estimate.n_monomials == part.index.size
         assert estimate.result_bytes == 8 * part.coefficients.numel()
     assert "time not estimated" in str(polynet.expand.estimate(model))
+    torch.manual_seed(0)
+    chain = polynet.SLNN(5, [4], [3]).eval()  # the same degree= on a chain
+    part = polynet.expand(chain, degree=2)
+    estimate = polynet.expand.estimate(chain, degree=2)
+    assert estimate.n_monomials == part.index.size
+    assert estimate.result_bytes == 8 * part.coefficients.numel()
 
 
 def test_store_round_trip_equals_the_in_memory_expansion(tmp_path):
