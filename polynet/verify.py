@@ -212,7 +212,7 @@ def verify(
             expected = net(*split_inputs(full, several))
         else:
             expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
-        expected = expected.reshape(points.shape[0], -1)
+        expected = _flat_outputs(expected, poly, points.shape[0])
         got = _evaluate(poly.to(device), points, progress)
     abs_err, scale, rel_err = _errors(got, expected)
     # Judged on the data alone too: at high degree the box corners dominate max|net|, and a
@@ -247,6 +247,18 @@ def verify(
         passed=passed,
         n_dropped_points=n_dropped,
     )
+
+
+def _flat_outputs(out, poly, n_points: int) -> torch.Tensor:
+    """The network's outputs as (points, n_outputs): a tuple/dict of tensors (a traced model
+    with several outputs) in the polynomial's column order, the outputs it names."""
+    if isinstance(out, torch.Tensor):
+        return out.reshape(n_points, -1)
+    from polynet.expansion.trace import _named_leaves  # the traced path's own leaf order
+
+    leaves = dict(_named_leaves(out))
+    names = list(poly.notes.get("outputs") or leaves)
+    return torch.cat([leaves[name].reshape(n_points, -1) for name in names], dim=1)
 
 
 #: Points evaluated between two updates of the progress bar: at least this many,

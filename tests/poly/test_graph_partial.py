@@ -31,6 +31,7 @@ from tests.poly.corpus_models import (
     PolyAttention,
     ProductOfPolynomials,
     SLAFResidualChecked,
+    TwoHeads,
 )
 from tests.poly.graph_models import warmed
 from tests.poly.test_graph_inputs import Elementwise
@@ -195,6 +196,15 @@ def test_several_inputs_with_degree_and_at():
     u = torch.randn(16, 6, dtype=torch.float64)
     assert _rel(at(u), full(u + x0)) < TOL
     assert polynet.verify(model, at, tol=TOL).passed
+
+
+def test_verify_of_several_outputs_recentred():
+    model = _model(TwoHeads)
+    x0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    at = polynet.expand(model, at=x0)
+    assert at.notes["outputs"] == {"0": 1, "1.aux": 2}
+    assert polynet.verify(model, at, tol=TOL).passed  # a tuple and a dict of outputs
+    assert not polynet.verify(_model(TwoHeads, seed=1), at).passed
 
 
 def test_many_inputs_at_degree_2_fit_where_the_whole_polynomial_is_refused():
