@@ -13,6 +13,9 @@ check) has degree D = 4 for any number n of inputs. Each case runs in its own Py
   engines run on the same inputs in one process), else per degree block against float64
   autograd jets along 3 random lines (``taylor_errors``).
 
+The last case is the CryptoNets-style square CNN of ``examples/square_cnn.py`` on all 784
+pixels (untrained, seeded; D = 4), whose whole polynomial has 1.6e10 terms.
+
 For the largest n the full expansion is not run: its size and peak come from
 ``polynet.expand.estimate`` (what ``expand`` would refuse).
 
@@ -20,7 +23,7 @@ Writes ``results/bench_graph_partial.json``.
 
 Usage::
 
-    python benchmarks/bench_graph_partial.py            # all cases (~2 min on 2 cores)
+    python benchmarks/bench_graph_partial.py            # all cases (~2 min on 2 cores, 2.5 GB peak)
     python benchmarks/bench_graph_partial.py --case "degree 2, n=200"
 """
 
@@ -101,7 +104,21 @@ CASES = {
     "degree 2, n=200": (200, 2),
     "degree 3, n=200": (200, 3),
     "degree 2, n=784": (784, 2),
+    # examples/square_cnn.py: Conv2d -> x*x -> AvgPool2d -> Linear -> x*x -> Linear on 28x28
+    # pixels (untrained, seeded), a CryptoNets-style forward with products: D = 4.
+    "square CNN degree 2, n=784": (784, 2),
 }
+SQUARE_CNN = "square CNN degree 2, n=784"
+
+
+def square_cnn() -> nn.Module:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from square_cnn import SquareCNN
+
+    torch.manual_seed(0)
+    return SquareCNN().double().eval()
+
+
 #: Up to this many inputs the full expansion is the reference of a degree case.
 FULL_REFERENCE_N = 80
 
@@ -111,11 +128,12 @@ def run_case(name: str) -> dict:
     from polynet.expansion.truncated import taylor_errors
 
     n, q = CASES[name]
-    net = model(n)
+    net = square_cnn() if name == SQUARE_CNN else model(n)
+    shape = (1, 28, 28) if name == SQUARE_CNN else (n,)
     polynet.expand(model(3), degree=q)  # imports and first-call costs out of the timing
     before = rss_mib()
     start = time.perf_counter()
-    poly = polynet.expand(net, degree=q, max_memory="8GiB")
+    poly = polynet.expand(net, degree=q, max_memory="8GiB", input_shape=shape)
     seconds = time.perf_counter() - start
     peak = peak_mib()
     row = {
@@ -128,7 +146,9 @@ def run_case(name: str) -> dict:
         "rss_before_mib": before,
         # What the timed call added to the process's peak (ru_maxrss is process-wide).
         "peak_added_mib": max(peak - before, 0.0),
-        "estimated_peak_bytes": polynet.expand.estimate(net, degree=q).peak_bytes,
+        "estimated_peak_bytes": polynet.expand.estimate(
+            net, degree=q, input_shape=shape
+        ).peak_bytes,
     }
     if q is None:
         x = torch.randn(64, n, dtype=torch.float64)
@@ -147,7 +167,7 @@ def run_case(name: str) -> dict:
     else:
         err = max(taylor_errors(net, poly))
         row["check"] = f"autograd jets per degree block, max rel error {err:.1e}"
-        full = polynet.expand.estimate(net)
+        full = polynet.expand.estimate(net, input_shape=shape)
         row["full_estimate"] = {
             "monomials": full.n_monomials,
             "peak_bytes": full.peak_bytes,
