@@ -214,7 +214,7 @@ def test_many_inputs_at_degree_2_fit_where_the_whole_polynomial_is_refused():
         polynet.expand(model, max_memory=budget)
     assert polynet.expand.estimate(model).peak_bytes > 2**26
     estimate = polynet.expand.estimate(model, degree=2)
-    assert estimate.peak_bytes < 2**22 and estimate.n_monomials == 20301
+    assert estimate.peak_bytes < 2**23 and estimate.n_monomials == 20301
     poly = polynet.expand(model, degree=2, max_memory=budget)
     assert poly.index.size == 20301 and poly.degree_bound == 4
     assert max(taylor_errors(model, poly)) < TOL  # autograd along random lines
