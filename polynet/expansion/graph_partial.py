@@ -93,6 +93,8 @@ def check_graph_options(model: nn.Module, exact, store, client, degree, at) -> N
             "client= (store= alone writes the graph's polynomial to a store), or expand a "
             "Sequential of table layers to use a cluster."
         )
+    if exact and store is not None:
+        raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
     if exact and (degree is not None or at is not None):
         raise NotExpandableError(
             f"exact= with degree= or at= is available for chain models only; {name} is "
