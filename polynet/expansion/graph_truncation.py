@@ -24,7 +24,14 @@ from torch import Tensor
 
 from polynet.polynomial.index import MonomialIndex
 
-__all__ = ["capped", "truncated_at", "truncation", "truncated_pairs", "truncated_product"]
+__all__ = [
+    "capped",
+    "truncated_at",
+    "truncation",
+    "truncated_gram_into",
+    "truncated_pairs",
+    "truncated_product",
+]
 
 _TRUNCATION: ContextVar[int | None] = ContextVar("polynet_graph_truncation", default=None)
 
@@ -45,6 +52,8 @@ def truncated_at(q: int | None) -> Iterator[None]:
         yield
     finally:
         _TRUNCATION.reset(token)
+        if q is not None:  # the pair maps serve one expansion (tens of MiB at n = 200, q = 3)
+            _PAIRS.clear()
 
 
 def capped(degree: int) -> int:
