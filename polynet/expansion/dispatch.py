@@ -622,9 +622,11 @@ class Estimate:
         # nan: not estimated (the time of a traced graph or a truncated walk; the store of a
         # truncated walk, which has none).
         store = (
-            f" or {_fmt_gib(self.store_peak_bytes)} with a store"
-            if math.isfinite(self.store_peak_bytes)
-            else ""
+            ""
+            if not math.isfinite(self.store_peak_bytes)
+            else " (a store does not lower it)"
+            if self.store_peak_bytes == self.peak_bytes
+            else f" or {_fmt_gib(self.store_peak_bytes)} with a store"
         )
         time = (
             f", about {_fmt_seconds(self.seconds)} on this CPU"
