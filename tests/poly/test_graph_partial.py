@@ -321,3 +321,35 @@ def test_unsupported_combinations_name_the_option(tmp_path):
     with pytest.raises(NotExpandableError, match=r"form='sparse' needs a chain model"):
         polynet.expand(model, form="sparse")
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_expands_an_onnx_graph_at_a_point_and_into_a_store(tmp_path, capsys):
+    import warnings
+
+    pytest.importorskip("onnx")
+    from polynet.cli import main
+    from polynet.polynomial.store import open_store
+
+    torch.manual_seed(0)
+    model = ProductOfPolynomials().eval()
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.randn(2, 3),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "batch"}},
+        )
+    assert main(["expand", str(path), "--degree", "2", "--at", "0.1,0.2,0.3", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Taylor polynomial of degree 2 at x0, in u = x - x0" in out and "u1 u2" in out
+    assert main(["expand", str(path), "--out", str(tmp_path / "m.zarr"), "--no-progress"]) == 0
+    stored = open_store(tmp_path / "m.zarr")
+    x = torch.randn(8, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model.double()(x)
+    assert _rel(torch.as_tensor(stored(x)), expected) < 1e-6  # the ONNX file holds float32
