@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from polynet.errors import ExpansionTooLargeError
+from polynet.expansion.graph import GraphExpansion, expand_graph
 from polynet.expansion.ir import Program
 from polynet.expansion.ir_ring import BYTES_PER_TERM, expand_program, program_cost
 from polynet.expansion.refusal import fmt_bytes, fmt_count, fmt_seconds, largest_slice
@@ -127,10 +128,10 @@ def expand_program_exact(
 def check_sketch_budget(sketch, engine: str, budget: int, name: str) -> None:
     """Refuse from the symbolic trace alone (before the probes that record the program) a
     model one of whose values already exceeds the budget as ring terms or dense residues."""
-    n = sketch.output.n_vars
+    n = sketch.n_vars
     per_term = BYTES_PER_TERM.get(engine, 32)
     degree = sketch.degree_bound
-    n_out = math.prod(sketch.output.value_shape)
+    n_out = sketch.n_outputs
 
     def need(k: int, every: bool = False) -> float:
         """The largest value (a lower bound of the peak), or all of them (an upper bound)."""
@@ -158,18 +159,20 @@ def check_sketch_budget(sketch, engine: str, budget: int, name: str) -> None:
 
 def expand_traced_exact(
     model, shape, entry, sketch, engine: str, budget: int, make_bar
-) -> tuple[MonomialIndex, np.ndarray | ExactCoefficients]:
-    """Refuse from counts, record the program, run it exactly (``make_bar(total)`` gives a
-    progress bar or None)."""
-    from polynet.expansion.graph import expand_graph
+) -> tuple[GraphExpansion, MonomialIndex, np.ndarray | ExactCoefficients]:
+    """Refuse from the sketch's counts, record the program, run it exactly.
 
+    Returns the recording trace (outputs, degree table), the index and the exact coefficients;
+    ``make_bar(total)`` gives a progress bar or None.
+    """
     name = type(model).__name__
     check_sketch_budget(sketch, engine, budget, name)
-    program = expand_graph(model, shape, "cpu", symbolic=True, entry=entry, record=True).program
-    bar = make_bar(len(program.nodes))
+    recorded = expand_graph(model, shape, "cpu", symbolic=True, entry=entry, record=True)
+    bar = make_bar(len(recorded.program.nodes))
     try:
         on_node = None if bar is None else bar.update
-        return expand_program_exact(program, engine, budget, name, on_node)
+        index, coefficients = expand_program_exact(recorded.program, engine, budget, name, on_node)
     finally:
         if bar is not None:
             bar.close()
+    return recorded, index, coefficients
