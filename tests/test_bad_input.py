@@ -640,15 +640,14 @@ def test_expand_sparse_or_factored_form_refuses_a_traced_model():
             polynet.expand(Square().eval(), form=form, input_shape=(3,))
 
 
-def test_expand_degree_on_a_traced_model_refuses_store_and_exact():
+def test_expand_degree_on_a_traced_model_refuses_store():
     class Square(nn.Module):
         def forward(self, x):
             return x * x
 
     with pytest.raises(ValueError, match=r"degree= returns its polynomial in memory; store="):
         polynet.expand(Square().eval(), degree=1, input_shape=(3,), store="coeffs.zarr")
-    with pytest.raises(NotExpandableError, match=r"exact= with degree= or at= is available for"):
-        polynet.expand(Square().eval(), degree=1, input_shape=(3,), exact=True)
+    # exact= with degree= works on traced models too (tests/poly/test_graph_exact.py)
 
 
 def test_expand_degree_over_the_budget_names_lower_degrees():

@@ -207,7 +207,7 @@ def _expand_graph(
         budget = _budget(max_memory, torch.device("cpu"))
         make_bar = lambda total: _progress(progress, total)  # noqa: E731
         result, index, coefficients = expand_traced_exact(
-            model, shape, entry, sketch, engine, budget, make_bar
+            model, shape, entry, sketch, engine, budget, make_bar, q, center
         )
         out, engine_name, device_name = result.output, engine, "cpu"
     else:

@@ -54,16 +54,20 @@ def graph_engine(exact) -> str:
     raise ValueError(f"exact must be True, False, 'modular', 'flint' or 'sympy', got {exact!r}.")
 
 
-def check_program_budget(program: Program, engine: str, budget: int, name: str) -> None:
-    """Refuse, before any ring arithmetic, a program too large for the ring engine."""
+def check_program_budget(
+    program: Program, engine: str, budget: int, name: str, degree: int | None = None
+) -> None:
+    """Refuse, before any ring arithmetic, a program too large for the ring engine (its part
+    of degree <= ``degree`` when given)."""
     n = program.n_vars
-    index_size = math.comb(n + program.degree, program.degree)
-    cost = program_cost(program)
+    top = program.degree if degree is None else min(degree, program.degree)
+    index_size = math.comb(n + top, top)
+    cost = program_cost(program, max_degree=degree)
     need = cost.bytes(engine) + index_size * program.n_outputs * _FRACTION_BYTES
 
     def fits(k: int) -> bool:
-        sliced = program_cost(program, n_vars=k)
-        size = math.comb(k + program.degree, program.degree) * program.n_outputs
+        sliced = program_cost(program, max_degree=degree, n_vars=k)
+        size = math.comb(k + top, top) * program.n_outputs
         return (
             sliced.seconds(engine) <= MAX_SECONDS
             and sliced.bytes(engine) + size * _FRACTION_BYTES <= budget
@@ -86,8 +90,8 @@ def check_program_budget(program: Program, engine: str, budget: int, name: str) 
             f"{fmt_seconds(cost.seconds(engine))} (the limit is {fmt_seconds(MAX_SECONDS)})"
         )
     raise ExpansionTooLargeError(
-        f"expanding {name} exactly with {engine} needs {why} (C({n}+{program.degree}, "
-        f"{program.degree}) = {fmt_count(index_size)} monomials in {n} inputs): the ring engine "
+        f"expanding {name} exactly with {engine} needs {why} (C({n}+{top}, {top}) = "
+        f"{fmt_count(index_size)} monomials in {n} inputs): the ring engine "
         f"multiplies polynomials entry by entry and is for small graphs; {slice_way}expand in "
         "float64 with exact=False; or count the terms without expanding with "
         "polynet.count_terms(model, input_shape=...)."
@@ -111,31 +115,47 @@ def check_modular_budget(program: Program, budget: int, name: str) -> None:
 
 
 def expand_program_exact(
-    program: Program, engine: str, budget: int, name: str, on_node=None
+    program: Program,
+    engine: str,
+    budget: int,
+    name: str,
+    on_node=None,
+    degree: int | None = None,
 ) -> tuple[MonomialIndex, np.ndarray | ExactCoefficients]:
     """The index and exact coefficients (Fractions, or ExactCoefficients for "modular") of a
-    recorded program."""
-    index = MonomialIndex(program.n_vars, program.degree)
+    recorded program, or of its part of degree <= ``degree``."""
+    top = program.degree if degree is None else min(degree, program.degree)
+    index = MonomialIndex(program.n_vars, top)
     if engine == "modular":
         from polynet.expansion.ir_dense import expand_program_modular
 
         check_modular_budget(program, budget, name)
-        return index, expand_program_modular(program)
-    check_program_budget(program, engine, budget, name)
-    return index, expand_program(program, engine, index, on_node=on_node)
+        whole = expand_program_modular(program)
+        if top == program.degree:
+            return index, whole
+        return index, whole.fractions()[:, : index.size]  # graded order: a prefix
+    check_program_budget(program, engine, budget, name, degree)
+    return index, expand_program(program, engine, index, max_degree=degree, on_node=on_node)
 
 
-def check_sketch_budget(sketch, engine: str, budget: int, name: str) -> None:
+def check_sketch_budget(sketch, engine: str, budget: int, name: str, q: int | None = None) -> None:
     """Refuse from the symbolic trace alone (before the probes that record the program) a
-    model one of whose values already exceeds the budget as ring terms or dense residues."""
+    model one of whose values already exceeds the budget as ring terms or dense residues
+    (held at degree <= ``q`` when given, except on the modular engine)."""
     n = sketch.n_vars
     per_term = BYTES_PER_TERM.get(engine, 32)
-    degree = sketch.degree_bound
+    cap = q if q is not None and engine != "modular" else None
+    degree = sketch.degree_bound if q is None else min(q, sketch.degree_bound)
     n_out = sketch.n_outputs
+
+    def kept(d: int) -> int:
+        return d if cap is None else min(d, cap)
 
     def need(k: int, every: bool = False) -> float:
         """The largest value (a lower bound of the peak), or all of them (an upper bound)."""
-        sizes = [row.values * math.comb(k + row.degree, row.degree) for row in sketch.nodes]
+        sizes = [
+            row.values * math.comb(k + kept(row.degree), kept(row.degree)) for row in sketch.nodes
+        ]
         held = sum(sizes) if every else max(sizes, default=0)
         return held * per_term + math.comb(k + degree, degree) * n_out * _FRACTION_BYTES
 
@@ -158,20 +178,25 @@ def check_sketch_budget(sketch, engine: str, budget: int, name: str) -> None:
 
 
 def expand_traced_exact(
-    model, shape, entry, sketch, engine: str, budget: int, make_bar
+    model, shape, entry, sketch, engine: str, budget: int, make_bar, degree=None, center=None
 ) -> tuple[GraphExpansion, MonomialIndex, np.ndarray | ExactCoefficients]:
     """Refuse from the sketch's counts, record the program, run it exactly.
 
     Returns the recording trace (outputs, degree table), the index and the exact coefficients;
-    ``make_bar(total)`` gives a progress bar or None.
+    ``make_bar(total)`` gives a progress bar or None. ``degree`` = q keeps the part of degree
+    <= q (the ring engines truncate after every product); ``center`` records the program in
+    u = x - center (the start polynomials take the point).
     """
     name = type(model).__name__
-    check_sketch_budget(sketch, engine, budget, name)
-    recorded = expand_graph(model, shape, "cpu", symbolic=True, entry=entry, record=True)
+    check_sketch_budget(sketch, engine, budget, name, degree)
+    recorded = expand_graph(
+        model, shape, "cpu", symbolic=True, entry=entry, record=True, center=center
+    )
     bar = make_bar(len(recorded.program.nodes))
     try:
         on_node = None if bar is None else bar.update
-        index, coefficients = expand_program_exact(recorded.program, engine, budget, name, on_node)
+        program = recorded.program
+        index, coefficients = expand_program_exact(program, engine, budget, name, on_node, degree)
     finally:
         if bar is not None:
             bar.close()

@@ -95,12 +95,6 @@ def check_graph_options(model: nn.Module, exact, store, client, degree, at) -> N
         )
     if exact and store is not None:
         raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
-    if exact and (degree is not None or at is not None):
-        raise NotExpandableError(
-            f"exact= with degree= or at= is available for chain models only; {name} is "
-            "expanded as a traced graph. Drop exact= (float64), or drop degree=/at= and call "
-            ".truncate(degree=q) on the exact result."
-        )
 
 
 def refuse_truncated(

@@ -211,6 +211,8 @@ def expand_program(
         if on_node is not None:
             on_node(1)
     entries = [p for o in program.outputs for p in values[o]]
+    if max_degree is not None:  # affine paths (a residual of the inputs) are not cut yet
+        entries = [ring.truncate(p, max_degree) for p in entries]
     out = np.full((len(entries), index.size), Fraction(0), dtype=object)
     for row, p in enumerate(entries):
         terms = ring.terms(p)

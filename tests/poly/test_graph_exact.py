@@ -403,3 +403,39 @@ def test_float_walk_over_the_program_equals_the_traced_float_path(cls):
     got = expand_program_float(program)
     assert got.shape == approx.shape
     assert (got - approx).abs().max() <= EXACT_FLOAT_RTOL * approx.abs().max()
+
+
+# ---------------------------------------------------------------- degree= and at=
+
+
+@pytest.mark.parametrize("engine", ["flint", "sympy", "modular"])
+def test_exact_degree_part_of_a_graph_is_the_prefix_of_the_whole(engine):
+    if engine == "flint":
+        pytest.importorskip("flint")
+    torch.manual_seed(16)
+    model = warmed(SLAFResidualChecked(), (3,))  # a residual graph of degree 4
+    whole = polynet.expand(model, exact=True)
+    assert whole.info["engine"] in ("flint", "sympy")  # not the chain path
+    for q in (0, 2, 3):
+        part = polynet.expand(model, degree=q, exact=engine)
+        assert part.exact and part.degree_bound == 4 and part.notes["taylor"]
+        assert part.info["engine"] == engine
+        assert part.index.degree == q
+        assert (part.exact_coefficients == whole.exact_coefficients[:, : part.index.size]).all()
+        _assert_exact_matches_float(part, polynet.expand(model, degree=q))
+
+
+def test_exact_at_a_point_is_the_whole_polynomial_recentred():
+    sympy = pytest.importorskip("sympy")
+    torch.manual_seed(17)
+    model = HermiteNet().eval()
+    x0 = [0.5, -1.25, 2.0]
+    at = polynet.expand(model, at=x0, exact=True)
+    _assert_exact_matches_float(at, polynet.expand(model, at=x0))
+    assert at.variables == ("u0", "u1", "u2")
+    xs, us = sympy.symbols("x0:3"), sympy.symbols("u0:3")
+    whole = polynet.expand(model, exact=True).to_sympy()[0].as_expr()
+    shifted = whole.subs({x: u + sympy.Rational(v) for x, u, v in zip(xs, us, x0)})
+    assert sympy.expand(shifted - at.to_sympy()[0].as_expr()) == 0
+    local = polynet.expand(model, at=x0, degree=1, exact=True)
+    assert (local.exact_coefficients == at.exact_coefficients[:, :4]).all()

@@ -306,8 +306,6 @@ def test_unsupported_combinations_name_the_option(tmp_path):
     model = _model(CheckedSquare)
     with pytest.raises(NotExpandableError, match=r"client= distributes the blocks of a chain.*"):
         polynet.expand(model, client=object(), store=tmp_path / "c.zarr")
-    with pytest.raises(NotExpandableError, match=r"exact= with degree= or at= is available for"):
-        polynet.expand(model, degree=1, exact=True)
     with pytest.raises(ValueError, match=r"store= writes float64 coefficients; use exact=False"):
         polynet.expand(model, exact=True, store=tmp_path / "e.zarr")
     with pytest.raises(ValueError, match=r"at= returns its polynomial in memory; store="):
