@@ -7,13 +7,13 @@ custom ``forward()`` or an ONNX graph) in exact rational arithmetic: python-flin
 float64 number of the program is the dyadic rational it is. It never sees a torch module.
 
 It multiplies sparse polynomials entry by entry, so it is for small graphs. Measured on a
-2-core AMD EPYC under load (benchmarks/bench_graph_exact.py), whole ``expand`` calls
-(tracing included): the corpus models (3-16 inputs, degree 2-4) take 20-70 ms with either
-ring, about the float path's time; a residual SLNN on 13 inputs at degree 4 (2,380
-monomials) 0.2 s with flint, 2 s with SymPy, 0.6 s with ``exact="modular"`` (float: 0.05 s);
-10 inputs at degree 9 (92,378 monomials) 10 s and 0.5 GiB with flint (125 s modular).
-``expand`` bounds the time and memory from counts first (:func:`program_cost`) and refuses,
-with a slice that fits, past the memory budget or about an hour.
+2-core AMD EPYC (benchmarks/bench_graph_exact.py), whole ``expand`` calls, tracing included:
+the corpus models (3-16 inputs, degree 2-4) take 15-40 ms with either ring, 1-2x the float
+path; a residual SLNN on 13 inputs at degree 4 (2,380 monomials) 0.1 s with flint, 0.7 s
+with SymPy, 0.2 s with ``exact="modular"`` (float: 0.03 s); 10 inputs at degree 9 (92,378
+monomials) 10 s and 0.5 GiB with flint (125 s modular; both under load 3). ``expand``
+bounds the time and memory from counts first (:func:`program_cost`) and refuses, with a
+slice that fits, past the memory budget or about an hour.
 
 ``max_degree=q`` keeps only the part of degree <= q after every product: the degree <= q part
 of a product depends only on the degree <= q parts of its factors, so the result is the exact
