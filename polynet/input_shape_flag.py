@@ -97,7 +97,9 @@ def parse_input_shape(words: Sequence[str]) -> Shape | tuple[Shape, ...] | dict[
                     f"{word!r}: {name!r} is not an argument name of forward(); {FORMS}."
                 )
             if name in shapes:
-                raise ValueError(f"{name!r} is given twice ({word!r}); give each input once.")
+                raise ValueError(
+                    f"{name!r} is given twice ({word!r}); give each input once; {FORMS}."
+                )
             shapes[name] = _sizes(text, word)
         return shapes
     if any("," in w for w in words):
