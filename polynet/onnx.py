@@ -102,6 +102,24 @@ class _ShapeValue:
         return np.where(self.batch, np.int64(_SENTINELS[k]), self.values).astype(self.values.dtype)
 
 
+@dataclass
+class _PerBatch:
+    """A value that depends on the batch size only (``Range`` over it, the indices exporters
+    build for ``out[:, :2] = ...``): its values at the two probe batch sizes."""
+
+    values: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def batch_axes(self) -> tuple[int, ...]:
+        a, b = self.values
+        if a.ndim != b.ndim:
+            return ()
+        return tuple(i for i in range(a.ndim) if a.shape[i] != b.shape[i])
+
+
+#: Handlers that read a _PerBatch input (as indices or as a target shape).
+_PER_BATCH_READERS = frozenset({"ScatterND", "ScatterElements", "Reshape", "Expand"})
+
 _BATCH = object()  # a Reshape/Expand target entry that is the batch size
 
 
@@ -369,12 +387,25 @@ class _Builder:
             )
         if consts and op not in _NO_FOLD:
             return self._fold(node, ins)
+        no_run = all(not isinstance(v, _Run) for v in ins)
+        per_batch = any(isinstance(v, _PerBatch) for v in ins)
+        if per_batch and no_run and op not in _NO_FOLD:
+            return self._fold_per_batch(node, ins)
         if any(isinstance(v, _ShapeValue) for v in ins) and op in _SHAPE_FOLDABLE:
-            if all(not isinstance(v, _Run) for v in ins):
+            if no_run:
                 return self._fold_shape(node, ins)
         handler = _HANDLERS.get(op)
+        if no_run and op != "ConstantOfShape" and any(isinstance(v, _ShapeValue) for v in ins):
+            # Range(0, batch size), a constant expanded to the batch: sample indices
+            return self._fold_per_batch(node, ins)
         if handler is None and any(isinstance(v, _ShapeValue) for v in ins):
             raise _unsupported(node, "it builds a tensor whose size is the batch size")
+        if per_batch and op not in _PER_BATCH_READERS:
+            raise _unsupported(
+                node,
+                "it computes with a tensor built from the batch size (an index over the "
+                "samples); polynet reads such indices only in ScatterND/ScatterElements",
+            )
         if handler is None:
             raise PolynetError(
                 f"ONNX op {op} (node {node.name!r}) is not supported by polynet.from_onnx. "
@@ -436,6 +467,26 @@ class _Builder:
             )
         return outs
 
+    def _fold_per_batch(self, node: Any, ins: list[Any]) -> list[Any]:
+        """Evaluate a node whose inputs depend on the batch size only, at both probe batch
+        sizes: a constant when both agree, else a :class:`_PerBatch`."""
+        runs = []
+        for k, batch in enumerate(_PROBE_BATCHES):
+            feeds = {}
+            for n, v in zip(node.input, ins):
+                if not n:
+                    continue
+                if isinstance(v, _ShapeValue):
+                    v = np.where(v.batch, batch, v.values).astype(v.values.dtype)
+                elif isinstance(v, _PerBatch):
+                    v = v.values[k]
+                feeds[n] = v
+            runs.append(self._evaluate(node, feeds))
+        return [
+            a if a.shape == b.shape and np.array_equal(a, b) else _PerBatch((a, b))
+            for a, b in zip(*runs)
+        ]
+
     def _if(self, node: Any, ins: list[Any], env: ChainMap) -> list[Any]:
         cond = ins[0]
         if not isinstance(cond, np.ndarray):
@@ -493,7 +544,7 @@ def _is_const(v: Any) -> bool:
 
 
 def _operand(v: Any, node: Any) -> Any:
-    if isinstance(v, _ShapeValue):
+    if isinstance(v, (_ShapeValue, _PerBatch)):
         raise _unsupported(node, "it does arithmetic with the batch size")
     return v
 
@@ -895,6 +946,19 @@ def _size(b: _Builder, node, ins, attrs):
 def _target(value: Any, node: Any) -> list[Any]:
     if isinstance(value, _ShapeValue):
         return [_BATCH if m else int(v) for v, m in zip(value.values, value.batch)]
+    if isinstance(value, _PerBatch):
+        a, b = (v.reshape(-1) for v in value.values)
+        if a.shape != b.shape or a.dtype.kind not in "iu":
+            raise _unsupported(node, "its target shape's length depends on the batch size")
+        target: list[Any] = []
+        for u, w in zip(a.tolist(), b.tolist()):
+            if u == w:
+                target.append(int(u))
+            elif (u, w) == _PROBE_BATCHES:
+                target.append(_BATCH)
+            else:
+                raise _unsupported(node, "its target shape computes with the batch size")
+        return target
     if _is_const(value):
         return [int(v) for v in value.reshape(-1)]
     raise _unsupported(node, "its target shape depends on the values of the input")
@@ -1009,6 +1073,127 @@ def _take(x: Tensor, index: Tensor, axis: int) -> Tensor:
     return torch.index_select(x, axis, index.reshape(-1).long()).reshape(
         *x.shape[:axis], *index.shape, *x.shape[axis + 1 :]
     )
+
+
+def _probe_values(v: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A value at the two probe batches, as arrays."""
+    if isinstance(v, _Run):
+        return tuple(p.detach().cpu().numpy() for p in v.probes)  # type: ignore[return-value]
+    if isinstance(v, _PerBatch):
+        return v.values
+    return (np.asarray(v), np.asarray(v))
+
+
+def _scatter_codes(op: str, shape, indices: np.ndarray, updates_shape, axis: int) -> np.ndarray:
+    """For each entry of a scatter's output: the flat index of the update written there (the
+    last one for a repeated index, as onnxruntime does), or -1 where data is kept."""
+    codes = np.full(shape, -1, dtype=np.int64)
+    written = np.arange(math.prod(updates_shape), dtype=np.int64).reshape(updates_shape)
+    indices = np.asarray(indices).astype(np.int64)
+    if op == "ScatterND":
+        k = indices.shape[-1]
+        rows = indices.reshape(-1, k)
+        codes[tuple(rows.T)] = written.reshape(rows.shape[0], *shape[k:])
+    else:  # ScatterElements
+        indices = np.where(indices < 0, indices + shape[axis], indices)
+        np.put_along_axis(codes, indices, written, axis)
+    return codes
+
+
+def _scatter_rows(data: Tensor, updates: Tensor, keep: Tensor, src: Tensor, axes) -> Tensor:
+    """ONNX ScatterND/ScatterElements written sample by sample: each sample's output is its
+    data where ``keep`` is 1 and its updates gathered at ``src`` elsewhere (affine)."""
+    data_axis, updates_axis = axes
+    d = data.movedim(data_axis, 0)
+    flat = d.reshape(d.shape[0], -1)
+    u = updates.movedim(updates_axis, 0).reshape(d.shape[0], -1)
+    out = flat * keep + u[:, src] * (1 - keep)
+    return out.reshape(d.shape).movedim(0, data_axis)
+
+
+def _scatter_fill(data: Tensor, keep: Tensor, fill: Tensor, data_axis: int) -> Tensor:
+    """A scatter of constant updates: each sample's data where ``keep`` is 1, ``fill`` else."""
+    d = data.movedim(data_axis, 0)
+    out = d.reshape(d.shape[0], -1) * keep + fill
+    return out.reshape(d.shape).movedim(0, data_axis)
+
+
+def _one_batch_axis(v: Any, node: Any, what: str) -> int | None:
+    axes = v.batch_axes if isinstance(v, (_Run, _PerBatch)) else ()
+    if len(axes) > 1:
+        raise _unsupported(node, f"its {what} has the batch size on more than one axis")
+    return axes[0] if axes else None
+
+
+@_handles("ScatterND", "ScatterElements")
+def _scatter(b: _Builder, node, ins, attrs):
+    """Item assignment (``out[:, :2] = h``): affine in data and updates when the indices are
+    constants, or enumerate the samples (exporters build them from the batch size) and
+    address the same entries in every sample."""
+    data, indices, updates = ins[:3]
+    op = node.op_type
+    reduction = attrs.get("reduction", "none")
+    if reduction != "none":
+        raise NotExpandableError(
+            f"cannot expand ONNX node {node.name!r} ({op}) with reduction={reduction!r}: "
+            "polynet reads scatters with reduction='none' (item assignment) only; export "
+            "plain assignment (out[idx] = v), or index_add/scatter_add written as an addition."
+        )
+    if isinstance(indices, _Run):
+        raise NotExpandableError(
+            f"cannot expand ONNX node {node.name!r} ({op}): its indices depend on the input "
+            "values, so where the updates go changes with the input; that is not a polynomial "
+            "map. Index with constants."
+        )
+    if not isinstance(data, _Run):
+        raise _unsupported(node, "it writes into a constant that does not hold the batch axis")
+    data_axis = _one_batch_axis(data, node, "data")
+    updates_axis = _one_batch_axis(updates, node, "updates")
+    if data_axis is None or (isinstance(updates, _Run) and updates_axis is None):
+        raise _unsupported(node, "its data or its updates have no batch axis")
+    axis = _norm_axis(int(attrs.get("axis", 0)), len(data.shape), node)
+    per_sample = None
+    for d, idx, u in zip(*(_probe_values(v) for v in (data, indices, updates))):
+        batch = d.shape[data_axis]
+        codes = np.moveaxis(_scatter_codes(op, d.shape, idx, u.shape, axis), data_axis, 0)
+        codes = codes.reshape(batch, -1)
+        if updates_axis is not None:  # the update's sample must be the sample it goes to
+            where = np.unravel_index(np.maximum(codes, 0), u.shape)
+            sample = np.broadcast_to(np.arange(batch)[:, None], codes.shape)
+            if np.any((codes >= 0) & (where[updates_axis] != sample)):
+                raise NotExpandableError(
+                    f"cannot expand ONNX node {node.name!r} ({op}): it writes one sample's "
+                    "values into another sample (its indices address the batch axis), which "
+                    "mixes the samples of a batch."
+                )
+            rest = [w for i, w in enumerate(where) if i != updates_axis]
+            rest_shape = [s for i, s in enumerate(u.shape) if i != updates_axis]
+            flat = np.ravel_multi_index(rest, rest_shape) if rest else np.zeros_like(codes)
+            codes = np.where(codes >= 0, flat, -1)
+        if not (codes == codes[:1]).all() or (
+            per_sample is not None and (codes[0] != per_sample).any()
+        ):
+            raise NotExpandableError(
+                f"cannot expand ONNX node {node.name!r} ({op}): it writes different entries "
+                "in different samples (indices that address the batch axis, or that depend on "
+                "the input values), so it is not the same polynomial map for every sample."
+            )
+        per_sample = codes[0]
+    keep = (per_sample < 0).astype(data.probes[0].numpy().dtype)
+    src = np.maximum(per_sample, 0)
+    if isinstance(updates, _Run):
+        return b.function(
+            _scatter_rows, data, updates, keep, src, (data_axis, updates_axis), node=node
+        )
+    fills = []
+    for u in _probe_values(updates):
+        rows = u.reshape(1, -1) if updates_axis is None else np.moveaxis(u, updates_axis, 0)
+        rows = rows.reshape(rows.shape[0], -1)[:, src]
+        fills.append(rows)
+    if any(not (f == fills[0][:1]).all() for f in fills):
+        raise _unsupported(node, "its constant updates differ between samples")
+    fill = np.where(per_sample >= 0, fills[0][0], 0).astype(keep.dtype)
+    return b.function(_scatter_fill, data, keep, fill, data_axis, node=node)
 
 
 @_handles("Slice")

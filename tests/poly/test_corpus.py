@@ -34,10 +34,7 @@ ORT_TOL = 1e-5
 N_POINTS = 16
 
 #: Models whose ONNX export polynet.from_onnx cannot read, and why.
-ONNX_SKIPS = {
-    "ZerosLikeScatter": "torch's exporter writes `out[:, :2] = ...` as ScatterND over a "
-    "Range of the batch size, which polynet.from_onnx does not read",
-}
+ONNX_SKIPS: dict[str, str] = {}
 
 
 def _flat(out, n: int) -> torch.Tensor:
