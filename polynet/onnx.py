@@ -13,7 +13,10 @@ model computes and ``polynet.expand`` refuses it naming that node.
 The first axis of every input is the batch and stays free: the module runs on any batch size.
 Shapes are tracked by running each new op on two probe batches (2 and 3 samples); an entry of
 an ONNX ``Shape`` that differs between them is the batch size, and it may only flow into a
-Reshape or Expand target (as exporters write ``x.view(x.size(0), -1)``).
+Reshape or Expand target (as exporters write ``x.view(x.size(0), -1)``). Tensors computed from
+the batch size alone (``Range`` over it: the indices exporters build for ``out[:, :2] = h``) are
+evaluated at both probe batch sizes; they may only index a ScatterND/ScatterElements, which
+becomes an affine map of each sample when it writes the same entries in every sample.
 """
 
 from __future__ import annotations
