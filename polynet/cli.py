@@ -448,7 +448,7 @@ def _print_polynomial(poly: Any, top: int) -> None:
     made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
     several = poly.notes.get("input_shapes")  # a forward() taking several tensors
-    if several:
+    if several and getattr(poly, "slice", None) is None:  # a slice names its own variables
         from polynet.expansion.inputs import Inputs
 
         for i, line in enumerate(Inputs.from_notes(several).blocks()):

@@ -368,20 +368,23 @@ def resolve(
         if not _symbolically_traceable(model):
             model, shape = _through_export(model, shape)
         return ModelSource(model, "class", found.path, shape)
-    if is_several(shape):
-        raise CheckpointError(
-            f"--input-shape gives shapes by argument name or several shapes ({shape!r}), "
-            f"but {text!r} is a file whose model takes one input; several inputs are for a "
-            "model given as module:Class. Give its one sample shape as sizes, e.g. "
-            "--input-shape 1 28 28."
-        )
     path = Path(text)
     if path.suffix == ".onnx":
         from polynet.onnx import from_onnx
 
         model = from_onnx(path, input_shape=shape)
+        several = getattr(model, "input_shapes", None)  # a graph with several inputs
+        if several:
+            return ModelSource(model.eval(), "onnx", path, dict(several))
         found = tuple(model.input_shape)
         return ModelSource(ShapedModel(model, found, path.name).eval(), "onnx", path, found)
+    if is_several(shape):
+        raise CheckpointError(
+            f"--input-shape gives shapes by argument name or several shapes ({shape!r}), "
+            f"but {text!r} is a file whose model takes one input; several inputs are for a "
+            "model given as module:Class or an ONNX graph with several inputs. Give its one "
+            "sample shape as sizes, e.g. --input-shape 1 28 28."
+        )
     if path.is_file() and _is_program(path):
         from polynet.exported import load_program, program_module
 

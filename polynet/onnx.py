@@ -126,6 +126,10 @@ _PER_BATCH_READERS = frozenset({"ScatterND", "ScatterElements", "Reshape", "Expa
 _BATCH = object()  # a Reshape/Expand target entry that is the batch size
 
 
+def _sample(shape: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape)
+
+
 def _np_dtype(elem_type: int) -> np.dtype:
     from onnx import helper
 
@@ -168,7 +172,15 @@ class _Builder:
         for op in model.opset_import:
             if op.domain in ("", "ai.onnx"):
                 self.opset = op.version
-        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        from polynet.expansion.inputs import is_several
+
+        #: Shapes of several inputs, by ONNX input name or in order (``input_shape=``).
+        self.several = input_shape if is_several(input_shape) else None
+        self.input_shape = (
+            None
+            if input_shape is None or self.several is not None
+            else tuple(int(s) for s in input_shape)
+        )
         self.declared_batch: int | None = None
         self.names: set[str] = set()
         self.fusable: dict[str, nn.Linear] = {}
@@ -272,10 +284,12 @@ class _Builder:
         if self.input_shape is not None and len(inputs) > 1:
             raise PolynetError(
                 f"input_shape applies to a model with one input; this one has {len(inputs)} "
-                f"({', '.join(i.name for i in inputs)})."
+                f"({', '.join(i.name for i in inputs)}): give one shape per input, "
+                "{name: shape} or in order."
             )
-        for vi in inputs:
-            env[vi.name] = self._placeholder(vi)
+        given = self._given_shapes(inputs)
+        for vi, shape in zip(inputs, given):
+            env[vi.name] = self._placeholder(vi, shape)
         self._count_consumers(g)
         self.graph_outputs = {o.name for o in g.output}
         self._walk(g.node, ChainMap(env))
@@ -285,8 +299,37 @@ class _Builder:
         gm.eval()
         # The shape of one sample of the first input, for polynet.expand(..., input_shape=).
         gm.input_shape = self.sample_shapes[0]
+        if len(inputs) > 1:  # {forward() argument: sample shape}, as expand takes them
+            gm.input_shapes = {
+                _ident(vi.name): shape for vi, shape in zip(inputs, self.sample_shapes)
+            }
         gm.onnx_opset = self.opset
         return gm
+
+    def _given_shapes(self, inputs: list[Any]) -> list[tuple[int, ...] | None]:
+        """The sample shape given for each ONNX input (None: as the file records it)."""
+        from polynet.errors import did_you_mean
+
+        if self.several is None:
+            return [self.input_shape] * len(inputs)
+        names = [vi.name for vi in inputs]
+        if isinstance(self.several, dict):
+            by_name = {**{_ident(n): n for n in names}, **{n: n for n in names}}
+            unknown = [k for k in self.several if k not in by_name]
+            if unknown:
+                hint = " ".join(h for h in (did_you_mean(k, names) for k in unknown) if h)
+                raise PolynetError(
+                    f"input_shape names {unknown}, which are not inputs of the ONNX graph "
+                    f"{names}; {hint + ' ' if hint else ''}give one shape per input name."
+                )
+            shapes = {by_name[k]: v for k, v in self.several.items()}
+            return [_sample(shapes[n]) if n in shapes else None for n in names]
+        if len(self.several) != len(inputs):
+            raise PolynetError(
+                f"input_shape gives {len(self.several)} shapes but the ONNX graph has "
+                f"{len(inputs)} inputs {names}; give one shape per input, in order."
+            )
+        return [_sample(v) for v in self.several]
 
     def _output_arg(self, value: Any, name: str) -> Any:
         if isinstance(value, _Run):
@@ -306,7 +349,7 @@ class _Builder:
                 if a.g is not None and a.g.node:
                     self._count_consumers(a.g)
 
-    def _placeholder(self, vi: Any) -> _Run:
+    def _placeholder(self, vi: Any, given: tuple[int, ...] | None) -> _Run:
         t = vi.type.tensor_type
         if not vi.type.HasField("tensor_type") or t.elem_type == 0:
             raise PolynetError(f"ONNX input {vi.name!r} is not a tensor.")
@@ -325,16 +368,16 @@ class _Builder:
         if dims[0] is not None and self.declared_batch is None:
             self.declared_batch = dims[0]
         sample = dims[1:]
-        if self.input_shape is not None:
-            if len(self.input_shape) != len(sample) or any(
-                d is not None and d != s for d, s in zip(sample, self.input_shape)
+        if given is not None:
+            if len(given) != len(sample) or any(
+                d is not None and d != s for d, s in zip(sample, given)
             ):
                 shown = ["batch", *("?" if d is None else str(d) for d in sample)]
                 raise PolynetError(
-                    f"input_shape {self.input_shape} does not fit ONNX input {vi.name!r} of "
+                    f"input_shape {given} does not fit ONNX input {vi.name!r} of "
                     f"shape ({', '.join(shown)}); give the shape of one sample."
                 )
-            sample = list(self.input_shape)
+            sample = list(given)
         if any(d is None for d in sample):
             raise PolynetError(
                 f"ONNX input {vi.name!r} has free axes besides the batch axis "
@@ -1592,7 +1635,9 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({*_HANDLERS, "If", "Constant"}))
 
 
 def from_onnx(
-    model: str | os.PathLike | bytes | Any, *, input_shape: Sequence[int] | None = None
+    model: str | os.PathLike | bytes | Any,
+    *,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] | Mapping[str, Any] | None = None,
 ) -> torch.fx.GraphModule:
     """An ONNX model as a ``torch.fx.GraphModule`` computing the same function.
 
@@ -1600,9 +1645,11 @@ def from_onnx(
     ----------
     model : str, os.PathLike, bytes or onnx.ModelProto
         The ``.onnx`` file, its bytes, or a loaded model.
-    input_shape : tuple of int, optional
+    input_shape : tuple of int, tuple of shapes or dict, optional
         The shape of one sample (without the batch axis), needed when the ONNX input leaves
-        axes other than the batch axis free.
+        axes other than the batch axis free; for a graph with several inputs, one shape per
+        input in order or ``{input name: shape}`` (``module.input_shapes`` then holds all of
+        them by ``forward()`` argument).
 
     Returns
     -------

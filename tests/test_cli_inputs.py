@@ -238,3 +238,70 @@ def test_python_names_get_a_did_you_mean(model_dir):
         polynet.expand(model, input_shape=(3,))
     source = resolve(model, input_shape=((3,), (2, 2)))
     assert source.input_shape == SHAPES
+
+
+# --------------------------------------------------------------------------------------------
+# An ONNX graph with several inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _export_two_inputs(model, path) -> None:
+    import io
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.float().eval(),
+            (torch.randn(2, 3), torch.randn(2, 2, 2)),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x", "y"],
+            dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+        )
+    path.write_bytes(buffer.getvalue())
+
+
+def test_an_onnx_graph_with_several_inputs_expands_to_onnxruntime(model_dir, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    tmp, model = model_dir
+    _export_two_inputs(model, tmp / "two.onnx")
+    assert main(["expand", "two.onnx", "--out", "p.npz", "--no-progress"]) == 0
+    assert "inputs       x of shape (3,): x0..x2" in capsys.readouterr().out
+    poly = polynet.NetworkPolynomial.load(tmp / "p.npz")
+    points, _ = _forward(model, n=9)
+    x, y = points[:, :3].float().numpy(), points[:, 3:].reshape(9, 2, 2).float().numpy()
+    expected = ort.InferenceSession(str(tmp / "two.onnx")).run(None, {"x": x, "y": y})[0]
+    got = poly(points).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert main(["expand", "two.onnx", "--input-shape", "x=3", "yy=2,2"]) == 1
+    assert "did you mean 'y'?" in capsys.readouterr().err
+
+
+def test_from_onnx_takes_one_shape_per_free_input():
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["a", "b"], ["p"]), helper.make_node("Add", ["p", "a"], ["o"])],
+        "g",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", "k"]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n", "k"]),
+        ],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(polynet.PolynetError, match="free axes"):
+        polynet.from_onnx(proto)
+    with pytest.raises(polynet.PolynetError, match="gives 1 shapes but the ONNX graph has 2"):
+        polynet.from_onnx(proto, input_shape=((2,),))
+    for given in ({"a": (2,), "b": (2,)}, ((2,), (2,))):
+        net = polynet.from_onnx(proto, input_shape=given)
+        assert net.input_shapes == {"a": (2,), "b": (2,)}
+        poly = polynet.expand(net, input_shape=net.input_shapes)
+        a, b = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+        torch.testing.assert_close(poly(torch.cat([a, b], 1)), a * b + a)
