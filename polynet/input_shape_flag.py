@@ -51,8 +51,15 @@ def _sizes(text: str, word: str) -> Shape:
         raise ValueError(f"{word!r} gives no sizes; {FORMS}.")
     for part in parts:
         if not re.fullmatch(r"\d+", part) or int(part) < 1:
+            model = re.search(r"[:/\\]|\.[A-Za-z]", word) is not None
+            hint = (
+                " (if it is the model, name MODEL before --input-shape, which takes every "
+                "word after it)"
+                if model
+                else ""
+            )
             raise ValueError(
-                f"{word!r} is not a shape: {part!r} is not a size (an integer >= 1); {FORMS}."
+                f"{word!r} is not a shape: {part!r} is not a size (an integer >= 1){hint}; {FORMS}."
             )
     return tuple(int(p) for p in parts)
 

@@ -110,6 +110,7 @@ def test_the_flag_forms_give_what_expand_takes(words, expected):
         (["x=3", "x=4"], "'x' is given twice"),
         (["=3"], "'' is not an argument name"),
         (["x="], "'x=' gives no sizes"),
+        (["3", "2,2", "mods:Net"], "if it is the model, name MODEL before --input-shape"),
     ],
 )
 def test_bad_forms_are_usage_errors_naming_the_flag_and_its_forms(model_dir, capsys, words, match):
