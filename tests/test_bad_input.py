@@ -527,11 +527,11 @@ def test_sizes_past_a_million_gib_are_in_scientific_notation():
 def test_evaluation_refuses_over_budget_before_allocating(monkeypatch):
     from polynet import ExpansionTooLargeError
 
-    expand_module = importlib.import_module("polynet.expansion.dispatch")
+    memory = importlib.import_module("polynet.memory")
 
     net = _eval_slnn(5, [4], 2)
     poly = polynet.expand(net)
-    monkeypatch.setattr(expand_module, "memory_budget", lambda device: 64 << 10)
+    monkeypatch.setattr(memory, "memory_budget", lambda device: 64 << 10)
     x = np.zeros((5000, 5))
     with pytest.raises(
         ExpansionTooLargeError,

@@ -644,7 +644,7 @@ def test_two_processes_on_one_cache(zygote, tmp_path):
 # Run on the worker: its next fold task SIGKILLs the worker process.
 KILL_IN_FOLD_GROUP = """
 import os, signal
-import polynet.polynomial.store as s
+import polynet.expansion.store_walk as s
 def killer(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 s._fold_group = killer
@@ -652,7 +652,7 @@ s._fold_group = killer
 # Run on the worker: its next fold task waits 3 s (once), time to cancel it.
 SLOW_ONCE_IN_FOLD_GROUP = """
 import time
-import polynet.polynomial.store as s
+import polynet.expansion.store_walk as s
 real = s._fold_group
 def slow_once(*args, **kwargs):
     s._fold_group = real

@@ -15,7 +15,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from polynet.polynomial.network_polynomial import NetworkPolynomial
-from polynet.polynomial.truncation import _box, _keep, ranked_bounds
+from polynet.polynomial.truncation import box_record, kept_rows, ranked_bounds
 from polynet.validation import check_int, check_number
 
 __all__ = ["Sparsification", "sparsify", "NOTHING_TO_DROP"]
@@ -142,7 +142,7 @@ def sparsify(
             # A constant column still needs a box of positive width.
             flat = high <= low
             high = np.where(flat, low + 1e-12 * np.maximum(np.abs(low), 1.0), high)
-    order, bound = ranked_bounds(poly, low, high)
+    order, bound = ranked_bounds(poly.coefficients, poly.index, low, high)
     if tol is None:
         rtol = check_number(rtol, "rtol", low=0.0, strict=True)
         if points is not None:
@@ -162,10 +162,11 @@ def sparsify(
     else:
         max_err = rms_err = np.full(len(levels), np.nan)
     at = int(np.searchsorted(levels, k))
-    kept = _keep(
-        poly, order[:k], {"terms": k, "bound": float(bound[k]), **_box(low, high)}, dict(poly.info)
+    box = box_record(low, high)
+    kept = poly.with_terms(
+        kept_rows(poly._working_coefficients(), order[:k]),
+        {"terms": k, "bound": float(bound[k]), **box},
     )
-    box = _box(low, high)
     n_vars = poly.n_vars
     return Sparsification(
         polynomial=kept,

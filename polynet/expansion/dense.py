@@ -216,8 +216,9 @@ class Plan:
     @property
     def store_peak_bytes(self) -> float:
         """Estimated peak memory when the result goes to a store block by block (counted by
-        :func:`polynet.polynomial.store.store_peak_bytes`: blocks, threads, map cache, writer)."""
-        from polynet.polynomial.store import store_peak_bytes
+        :func:`polynet.expansion.store_walk.store_peak_bytes`: blocks, threads, map cache,
+        writer)."""
+        from polynet.expansion.store_walk import store_peak_bytes
 
         return store_peak_bytes(self)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,15 +20,16 @@ from polynet.expansion.dense import FloatOps, plan, walk
 from polynet.expansion.finite import check_finite
 from polynet.expansion.inputs import Inputs, is_several, n_variables, parse_inputs, tensor_arguments
 from polynet.expansion.network import Affine, LoweredNetwork, as_sequential, is_chain, lower
-from polynet.expansion.refusal import (
-    Refusal,
+from polynet.expansion.refusal import Refusal, check_counts, disk_free, largest_slice
+from polynet.memory import (  # noqa: F401 - DEFAULT_MEMORY_FRACTION: re-exported, 0.2's home
+    DEFAULT_MEMORY_FRACTION,
     available_bytes,
-    check_counts,
-    disk_free,
     fmt_bytes,
     fmt_seconds,
-    largest_slice,
+    memory_budget,
+    parse_bytes,
 )
+from polynet.memory import budget as _budget
 from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.threads import thread_policy
 
@@ -37,88 +37,7 @@ __all__ = ["Estimate", "estimate", "expand", "memory_budget", "parse_bytes"]
 
 logger = logging.getLogger(__name__)
 
-#: Share of the available (GPU or host) memory an expansion may use by default.
-DEFAULT_MEMORY_FRACTION = 0.5
-
 Exact = bool | Literal["modular", "flint", "sympy"]
-
-
-_SIZE_FORMS = (
-    "a number of bytes or a size like '4GiB' or '512MiB', or a share of the free memory "
-    "between 0 and 1 like 0.5"
-)
-
-
-def parse_bytes(value: int | float | str, name: str = "max_memory") -> int:
-    """Bytes from a number or a string like ``"2GiB"``, ``"512 MB"``.
-
-    ``name`` is the argument's name in the error message (the command line's
-    ``--max-memory`` is named there too).
-
-    Examples
-    --------
-    >>> parse_bytes("1.5 GiB")
-    1610612736
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not value > 0 or value == float("inf"):
-            raise ValueError(f"{name} must be positive: {_SIZE_FORMS}; got {value!r}.")
-        return int(value)
-    units = {
-        "": 1,
-        "b": 1,
-        "kb": 1e3,
-        "mb": 1e6,
-        "gb": 1e9,
-        "tb": 1e12,
-        "kib": 2**10,
-        "mib": 2**20,
-        "gib": 2**30,
-        "tib": 2**40,
-    }
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(value))
-    if not match or match.group(2).lower() not in units:
-        raise ValueError(
-            f"{name} must be {_SIZE_FORMS}; got {str(value)!r}. On the command line: "
-            "--max-memory 4GiB."
-        )
-    size = int(float(match.group(1)) * units[match.group(2).lower()])
-    if size <= 0:
-        raise ValueError(f"{name} must be positive: {_SIZE_FORMS}; got {str(value)!r}.")
-    return size
-
-
-def _budget(max_memory: int | float | str | None, device: torch.device) -> int:
-    """The memory budget: the default share of free memory, a share given as 0 < x < 1, or
-    bytes."""
-    if max_memory is None:
-        return memory_budget(device)
-    share = None
-    if isinstance(max_memory, float):
-        share = max_memory
-    elif isinstance(max_memory, str) and re.fullmatch(r"\s*(0?\.\d+)\s*", max_memory):
-        share = float(max_memory)
-    if share is not None and 0 < share < 1:
-        return memory_budget(device, share)
-    return parse_bytes(max_memory)
-
-
-def memory_budget(device: torch.device | str, fraction: float = DEFAULT_MEMORY_FRACTION) -> int:
-    """Default budget: ``fraction`` (half) of the free memory of ``device`` (host RAM for the
-    CPU)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * fraction)
-    try:
-        with open("/proc/meminfo") as fh:
-            info = dict(line.split(":", 1) for line in fh)
-        available = int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        import os
-
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return int(available * fraction)
 
 
 # Sizes and durations are written as refusals write them (scientific past 10^6 GiB).
@@ -413,9 +332,10 @@ def expand(
         its receptive fields' monomials only
         (:class:`~polynet.polynomial.sparse_polynomial.SparsePolynomial`, float path).
         ``"factored"``: for an MLP with one or two SLAF layers, the exact
-        :class:`~polynet.expansion.factored.FactoredPolynomial` p(x) = G(W1 x + b1), G sparse in
-        the first layer's pre-activations (any number of inputs). None (default): dense, or
-        sparse when the dense form is over ``max_memory`` and the sparse one fits.
+        :class:`~polynet.polynomial.factored_polynomial.FactoredPolynomial`
+        p(x) = G(W1 x + b1), G sparse in the first layer's pre-activations (any number of
+        inputs). None (default): dense, or sparse when the dense form is over ``max_memory``
+        and the sparse one fits.
 
     Returns
     -------
@@ -525,7 +445,7 @@ def expand(
     if store is not None:
         if exact:
             raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
-        from polynet.polynomial.store import expand_to_store
+        from polynet.expansion.store_walk import expand_to_store
 
         return expand_to_store(
             lowered,

@@ -307,8 +307,8 @@ def check_sparse_may_fit(
 ) -> None:
     """Re-raise ``refusal`` (adding why) when even a lower bound on the sparse form's size,
     from the first layer alone, is over the budget: nothing is lowered or enumerated."""
-    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION
     from polynet.expansion.refusal import _n_outputs, available_bytes
+    from polynet.memory import DEFAULT_MEMORY_FRACTION
 
     if budget is None:
         if device is None:

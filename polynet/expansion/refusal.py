@@ -14,48 +14,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from polynet.memory import available_bytes, fmt_bytes, fmt_count, fmt_seconds
+
 __all__ = ["Refusal", "fmt_bytes", "fmt_count", "fmt_seconds", "largest_slice"]
 
-#: Sizes and counts past this are written in scientific notation.
-_SCIENTIFIC = 1e6
 #: Degrees of the low-degree parts a refusal offers.
 OFFERED_DEGREES = (2, 3)
-
-
-def fmt_bytes(n: float) -> str:
-    """A size with a binary unit: ``'2.7 GiB'``, ``'8.6e+25 GiB'`` past a million GiB."""
-    if n >= 2**27:
-        gib = n / 2**30
-        return f"{gib:.1e} GiB" if gib >= _SCIENTIFIC else f"{gib:.1f} GiB"
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def fmt_count(n: int) -> str:
-    """A count with thousands separators, or ``'1.16e+33'`` past 10^15."""
-    return f"{n:.3g}" if n >= 1e15 else f"{n:,}"
-
-
-def fmt_seconds(s: float) -> str:
-    """A duration: ms, s, min, or years past 10^5 minutes."""
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 120:
-        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
-    if s < 6e6:
-        return f"{s / 60:.0f} min"
-    years = s / 3.15576e7
-    return f"{years:.1e} years" if years >= _SCIENTIFIC else f"{years:,.0f} years"
-
-
-def available_bytes(device) -> int:
-    """The memory a budget may at most ask for: all of the device's free memory."""
-    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION, memory_budget
-
-    return int(memory_budget(device) / DEFAULT_MEMORY_FRACTION)
 
 
 def largest_slice(fits, n: int) -> int:
@@ -250,7 +214,7 @@ def check_counts(model, input_shape, inputs, budget: int | None, device, store, 
 
     from polynet.errors import ExpansionTooLargeError, NotExpandableError
     from polynet.expansion.count import count_terms
-    from polynet.expansion.dispatch import DEFAULT_MEMORY_FRACTION
+    from polynet.memory import DEFAULT_MEMORY_FRACTION
 
     if any(m.training for m in model.modules()):
         return  # lower() says so, with the layer's name

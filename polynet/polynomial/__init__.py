@@ -4,12 +4,13 @@
 - ``exact``: :class:`ExactCoefficients`, integer numerators over one denominator;
 - value types: ``network_polynomial`` (:class:`NetworkPolynomial`, dense graded),
   ``sparse_polynomial`` (:class:`SparsePolynomial`, monomial codes), ``store``
-  (:class:`StoredPolynomial`, Zarr-backed);
+  (:class:`StoredPolynomial`, Zarr-backed: the format, its writer and reader),
+  ``factored_polynomial`` (:class:`FactoredPolynomial`, an MLP as G(W1 x + b1));
 - what is computed from a value, as functions over coefficient arrays and an index that the
   value classes bind (as in numpy.polynomial): ``evaluate`` and ``split_eval`` (no exponent
-  table), ``calculus`` (gradients, Hessians, integrals), ``truncation`` (drop small terms,
-  cut a degree), ``monomial_codes`` (one int64 per monomial), ``uncertainty`` (chaospy,
-  OpenTURNS).
+  table), ``calculus`` (derivatives and gradients), ``truncation`` (drop small terms,
+  cut a degree), ``monomial_codes`` (one int64 per monomial), ``blocks`` and ``homogeneous``
+  (graded blocks by leading exponents and by degree), ``uncertainty`` (chaospy, OpenTURNS).
 
 Nothing here imports :mod:`polynet.expansion`.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "SparsePolynomial",
     "StoredPolynomial",
     "ExactCoefficients",
+    "FactoredPolynomial",
 ]
 
 _HOMES = {
@@ -30,6 +32,7 @@ _HOMES = {
     "SparsePolynomial": "sparse_polynomial",
     "StoredPolynomial": "store",
     "ExactCoefficients": "exact",
+    "FactoredPolynomial": "factored_polynomial",
 }
 
 

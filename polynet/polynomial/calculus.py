@@ -1,8 +1,9 @@
-"""Partial derivatives of a network polynomial, as network polynomials.
+"""Partial derivatives of polynomial coefficients over a graded index.
 
 ∂/∂x_i of Σ c_e x^e is Σ e_i c_e x^{e - 1_i}: one scaled gather on the graded layout, into an
 index of one degree less (the graded prefix, so positions are those of the lowered exponents).
-Exact polynomials differentiate exactly.
+Exact coefficients (Fractions) differentiate exactly. ``NetworkPolynomial.derivative`` binds
+:func:`derivative_coefficients`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ import numpy as np
 import torch
 
 from polynet.polynomial.index import MonomialIndex
-from polynet.polynomial.network_polynomial import NetworkPolynomial
-from polynet.validation import check_int
 
-__all__ = ["derivative", "gradient"]
+__all__ = ["derivative", "derivative_coefficients", "gradient"]
 
 
 @lru_cache(maxsize=64)
@@ -36,70 +35,43 @@ def _derivative_map(n_vars: int, degree: int, i: int) -> tuple[np.ndarray, np.nd
     return src, dst, factor
 
 
-def _variable(poly: NetworkPolynomial, i: int | str) -> int:
-    if isinstance(i, str):
-        if i not in poly.variables:
-            raise ValueError(
-                f"variable {i!r} is not one of the polynomial's variables "
-                f"{poly.variables[:5]}{'...' if poly.n_vars > 5 else ''}."
-            )
-        return poly.variables.index(i)
-    i = check_int(i, "i", 0)
-    if i >= poly.n_vars:
-        raise ValueError(f"i must be < n_vars = {poly.n_vars}, got {i}.")
-    return i
-
-
-def derivative(poly: NetworkPolynomial, i: int | str) -> NetworkPolynomial:
-    """∂poly/∂x_i: a NetworkPolynomial over the index of one degree less.
-
-    Parameters
-    ----------
-    poly : NetworkPolynomial
-    i : int or str
-        The variable, by position or by name.
+def derivative_coefficients(
+    coefficients: torch.Tensor | np.ndarray, index: MonomialIndex, i: int
+) -> tuple[torch.Tensor | np.ndarray, MonomialIndex]:
+    """∂/∂x_i of every row of ``coefficients`` (n_outputs, index.size): the coefficients over
+    the index of one degree less, and that index.
 
     Examples
     --------
-    >>> import torch
     >>> idx = MonomialIndex(2, 2)   # p = x0 + 3 x0 x1
-    >>> p = NetworkPolynomial(idx, torch.tensor([[0.0, 1, 0, 0, 3, 0]]))
-    >>> derivative(p, 0).coefficients.tolist()   # 1 + 3 x1
-    [[1.0, 0.0, 3.0]]
+    >>> coef, low = derivative_coefficients(torch.tensor([[0.0, 1, 0, 0, 3, 0]]), idx, 0)
+    >>> coef.tolist(), low.degree   # 1 + 3 x1
+    ([[1.0, 0.0, 3.0]], 1)
     """
-    if not isinstance(poly, NetworkPolynomial):
-        raise TypeError(f"expected a NetworkPolynomial, got {type(poly).__name__}.")
-    i = _variable(poly, i)
-    degree = poly.index.degree
-    low = MonomialIndex(poly.n_vars, max(degree - 1, 0))
-    src, dst, factor = _derivative_map(poly.n_vars, degree, i)
-    if poly.exact:
-        exact = poly.exact_coefficients
-        coef = np.full((poly.n_outputs, low.size), Fraction(0), dtype=object)
-        coef[:, dst] = exact[:, src] * factor
-    else:
-        c = poly.coefficients
-        coef = c.new_zeros(c.shape[0], low.size)
-        dst_t = torch.from_numpy(dst.copy()).to(c.device)
-        src_t = torch.from_numpy(src.copy()).to(c.device)
-        factor_t = torch.from_numpy(factor.copy()).to(c.device, c.dtype)
-        coef[:, dst_t] = c[:, src_t] * factor_t
-    notes = {"derivative": [*poly.notes.get("derivative", []), poly.variables[i]]}
-    return NetworkPolynomial(
-        low,
-        coef,
-        degree_bound=max(poly.degree_bound - 1, 0),
-        variables=list(poly.variables),
-        n_network_parameters=poly.n_network_parameters,
-        slice=poly.slice,
-        input_shape=poly.input_shape,
-        raw_units=poly.raw_units,
-        notes=notes,
-    )
+    low = MonomialIndex(index.n_vars, max(index.degree - 1, 0))
+    src, dst, factor = _derivative_map(index.n_vars, index.degree, i)
+    if isinstance(coefficients, np.ndarray):  # exact: Fractions
+        coef = np.full((coefficients.shape[0], low.size), Fraction(0), dtype=object)
+        coef[:, dst] = coefficients[:, src] * factor
+        return coef, low
+    c = coefficients
+    coef = c.new_zeros(c.shape[0], low.size)
+    dst_t = torch.from_numpy(dst.copy()).to(c.device)
+    src_t = torch.from_numpy(src.copy()).to(c.device)
+    factor_t = torch.from_numpy(factor.copy()).to(c.device, c.dtype)
+    coef[:, dst_t] = c[:, src_t] * factor_t
+    return coef, low
 
 
-def gradient(poly: NetworkPolynomial) -> tuple[NetworkPolynomial, ...]:
-    """(∂poly/∂x_0, ..., ∂poly/∂x_{n-1}), each a NetworkPolynomial of one degree less."""
-    if not isinstance(poly, NetworkPolynomial):
+def derivative(poly, i: int | str):
+    """``poly.derivative(i)``: ∂poly/∂x_i by position or name (the function form of 0.2)."""
+    if not hasattr(poly, "derivative"):
         raise TypeError(f"expected a NetworkPolynomial, got {type(poly).__name__}.")
-    return tuple(derivative(poly, i) for i in range(poly.n_vars))
+    return poly.derivative(i)
+
+
+def gradient(poly) -> tuple:
+    """``poly.gradient()``: (∂poly/∂x_0, ..., ∂poly/∂x_{n-1})."""
+    if not hasattr(poly, "gradient"):
+        raise TypeError(f"expected a NetworkPolynomial, got {type(poly).__name__}.")
+    return poly.gradient()

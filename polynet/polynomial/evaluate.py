@@ -362,10 +362,13 @@ def evaluate(
 def _coefficients(
     poly_or_coeffs: Any, index: MonomialIndex | None
 ) -> tuple[Tensor, MonomialIndex, bool]:
-    from polynet.polynomial.network_polynomial import NetworkPolynomial
-
-    if isinstance(poly_or_coeffs, NetworkPolynomial):
-        return poly_or_coeffs.coefficients.to(torch.float64), poly_or_coeffs.index, False
+    # A value (NetworkPolynomial, or anything with an index and float coefficients): the
+    # value class is not imported here, the value binds these functions.
+    value_index = getattr(poly_or_coeffs, "index", None)
+    if isinstance(value_index, MonomialIndex) and torch.is_tensor(
+        getattr(poly_or_coeffs, "coefficients", None)
+    ):
+        return poly_or_coeffs.coefficients.to(torch.float64), value_index, False
     if index is None or not isinstance(index, MonomialIndex):
         raise TypeError(
             "evaluate() needs a NetworkPolynomial, or coefficients with index=MonomialIndex(n, "
@@ -454,8 +457,8 @@ def check_evaluation_budget(
 ) -> None:
     """Refuse, with the numbers, an evaluation at ``n_points`` points over the budget."""
     from polynet.errors import ExpansionTooLargeError
-    from polynet.expansion.dispatch import _budget
-    from polynet.expansion.refusal import fmt_bytes
+    from polynet.memory import budget as _budget
+    from polynet.memory import fmt_bytes
 
     index, n_out = poly.index, poly.n_outputs
     need = evaluation_bytes(index, n_out, n_points)

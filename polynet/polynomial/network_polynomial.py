@@ -32,8 +32,13 @@ from torch import Tensor
 
 from polynet.atomic import atomic_write
 from polynet.errors import PolynetError
+from polynet.polynomial.calculus import derivative_coefficients
+from polynet.polynomial.evaluate import evaluate_checked
 from polynet.polynomial.exact import ExactCoefficients
 from polynet.polynomial.index import MonomialIndex, exponents_at, monomial_name
+from polynet.polynomial.truncation import truncated_coefficients
+from polynet.polynomial.uncertainty import to_chaospy, to_openturns
+from polynet.validation import check_int
 
 __all__ = ["NetworkPolynomial", "Term", "ExactCoefficients", "Slice", "Provenance"]
 
@@ -557,23 +562,55 @@ class NetworkPolynomial:
         :class:`~polynet.errors.ExpansionTooLargeError` before an evaluation that would not
         fit in memory. Exact polynomials are evaluated from their float64 coefficients.
         """
-        from polynet.polynomial.evaluate import evaluate_checked
-
         out = evaluate_checked(self, x)
         return out if torch.is_tensor(x) else out.cpu().numpy()
 
-    # -- calculus and truncation (polynomial.calculus, polynomial.truncation) ---------------------
-    def derivative(self, i: int | str) -> NetworkPolynomial:
-        """∂self/∂x_i (by position or name): a polynomial of one degree less."""
-        from polynet.polynomial.calculus import derivative
+    # -- calculus and truncation: array functions of polynomial.calculus and .truncation ----------
+    def _variable_position(self, i: int | str) -> int:
+        if isinstance(i, str):
+            if i not in self.variables:
+                raise ValueError(
+                    f"variable {i!r} is not one of the polynomial's variables "
+                    f"{self.variables[:5]}{'...' if self.n_vars > 5 else ''}."
+                )
+            return self.variables.index(i)
+        i = check_int(i, "i", 0)
+        if i >= self.n_vars:
+            raise ValueError(f"i must be < n_vars = {self.n_vars}, got {i}.")
+        return i
 
-        return derivative(self, i)
+    def _working_coefficients(self) -> Tensor | np.ndarray:
+        """The coefficients the array functions work on: Fractions if exact, else floats."""
+        return self.exact_coefficients if self.exact else self.coefficients
+
+    def derivative(self, i: int | str) -> NetworkPolynomial:
+        """∂self/∂x_i (by position or name): a polynomial of one degree less.
+
+        Examples
+        --------
+        >>> idx = MonomialIndex(2, 2)   # p = x0 + 3 x0 x1
+        >>> p = NetworkPolynomial(idx, torch.tensor([[0.0, 1, 0, 0, 3, 0]]))
+        >>> p.derivative(0).coefficients.tolist()   # 1 + 3 x1
+        [[1.0, 0.0, 3.0]]
+        """
+        i = self._variable_position(i)
+        coef, low = derivative_coefficients(self._working_coefficients(), self.index, i)
+        notes = {"derivative": [*self.notes.get("derivative", []), self.variables[i]]}
+        return NetworkPolynomial(
+            low,
+            coef,
+            degree_bound=max(self.degree_bound - 1, 0),
+            variables=list(self.variables),
+            n_network_parameters=self.n_network_parameters,
+            slice=self.slice,
+            input_shape=self.input_shape,
+            raw_units=self.raw_units,
+            notes=notes,
+        )
 
     def gradient(self) -> tuple[NetworkPolynomial, ...]:
         """(∂self/∂x_0, ..., ∂self/∂x_{n-1})."""
-        from polynet.polynomial.calculus import gradient
-
-        return gradient(self)
+        return tuple(self.derivative(i) for i in range(self.n_vars))
 
     def truncate(
         self,
@@ -585,10 +622,42 @@ class NetworkPolynomial:
         high: ArrayLike | None = None,
     ) -> NetworkPolynomial:
         """Fewer terms: the top ``terms``, the fewest within a certified ``tol`` on the box
-        [low, high] (default [-1, 1]), or total degree ≤ ``degree``."""
-        from polynet.polynomial.truncation import truncate
+        [low, high] (default [-1, 1]), or total degree ≤ ``degree``
+        (:func:`polynet.polynomial.truncation.truncated_coefficients`).
 
-        return truncate(self, terms=terms, tol=tol, degree=degree, low=low, high=high)
+        Same variables (and exactness); ``info["truncation"]`` records what was kept and the
+        bound.
+        """
+        coef, index, record = truncated_coefficients(
+            self._working_coefficients(),
+            self.index,
+            self.coefficients,
+            terms=terms,
+            tol=tol,
+            degree=degree,
+            low=low,
+            high=high,
+        )
+        return self.with_terms(coef, record, index)
+
+    def with_terms(
+        self, coefficients: Tensor | np.ndarray, record: dict, index: MonomialIndex | None = None
+    ) -> NetworkPolynomial:
+        """This polynomial with fewer terms: ``coefficients`` over ``index`` (default: the same
+        index), ``info["truncation"] = record``."""
+        index = self.index if index is None else index
+        info = dict(self.info)
+        info["truncation"] = record
+        return NetworkPolynomial(
+            index,
+            coefficients,
+            degree_bound=(
+                self.degree_bound if index is self.index else min(self.degree_bound, index.degree)
+            ),
+            variables=list(self.variables),
+            n_network_parameters=self.n_network_parameters,
+            info=info,
+        )
 
     def to(self, device: torch.device | str) -> NetworkPolynomial:
         """A copy with the float coefficients on ``device`` (equal to this one)."""
@@ -711,14 +780,10 @@ class NetworkPolynomial:
 
     def to_chaospy(self, output: int | None = None) -> Any:
         """A ``numpoly.ndpoly`` for chaospy (:func:`polynet.polynomial.uncertainty.to_chaospy`)."""
-        from polynet.polynomial.uncertainty import to_chaospy
-
         return to_chaospy(self, output)
 
     def to_openturns(self, output: int = 0) -> Any:
         """An OpenTURNS function (:func:`polynet.polynomial.uncertainty.to_openturns`)."""
-        from polynet.polynomial.uncertainty import to_openturns
-
         return to_openturns(self, output)
 
     def _repr_latex_(self) -> str:

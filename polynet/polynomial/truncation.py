@@ -1,10 +1,13 @@
-"""Truncation of a network polynomial: by term count, by a certified error bound, by degree.
+"""Truncation of polynomial coefficients: by term count, by a certified error bound, by degree.
 
 On a box ∏ [low_i, high_i] a monomial is at most M_α = ∏ max(|low_i|, |high_i|)^{α_i} in size,
 so dropping a set of terms changes an output by at most Σ_dropped |c_α| M_α anywhere in the
 box. Keeping terms in decreasing order of |c_α| M_α makes that bound as small as it can be for
 each number of terms kept, so "the fewest terms whose dropped part is bounded by tol" is a
 prefix of that order.
+
+These are functions over coefficient arrays (float tensors, or object arrays of Fractions for
+exact polynomials) and a :class:`MonomialIndex`; ``NetworkPolynomial.truncate`` binds them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ import numpy as np
 import torch
 
 from polynet.polynomial.index import MonomialIndex
-from polynet.polynomial.network_polynomial import NetworkPolynomial
 from polynet.validation import check_int, check_number
 
-__all__ = ["truncate", "monomial_maxima", "ranked_bounds"]
+__all__ = ["truncate", "truncated_coefficients", "monomial_maxima", "ranked_bounds", "kept_rows"]
 
 
 def monomial_maxima(index: MonomialIndex, low=None, high=None) -> np.ndarray:
@@ -40,15 +42,20 @@ def monomial_maxima(index: MonomialIndex, low=None, high=None) -> np.ndarray:
     return np.prod(powers[index.exponents, np.arange(n)], axis=1)
 
 
-def ranked_bounds(poly: NetworkPolynomial, low=None, high=None) -> tuple[np.ndarray, np.ndarray]:
+def ranked_bounds(
+    coefficients: torch.Tensor | np.ndarray, index: MonomialIndex, low=None, high=None
+) -> tuple[np.ndarray, np.ndarray]:
     """The terms in keeping order and the bound left after keeping each prefix.
 
-    Returns ``(order, bound)``: ``order`` lists the non-zero monomials by decreasing
-    max_o |c_o,α| M_α; ``bound[k]`` (k = 0..len(order)) bounds max_o sup_box |p_o - p_o,k|
-    for the polynomial p_k that keeps the first k of them.
+    ``coefficients`` is (n_outputs, index.size), float. Returns ``(order, bound)``: ``order``
+    lists the non-zero monomials by decreasing max_o |c_o,α| M_α; ``bound[k]`` (k =
+    0..len(order)) bounds max_o sup_box |p_o - p_o,k| for the polynomial p_k that keeps the
+    first k of them.
     """
-    coef = np.abs(poly.coefficients.detach().cpu().numpy())
-    weighted = coef * monomial_maxima(poly.index, low, high)
+    if isinstance(coefficients, torch.Tensor):
+        coefficients = coefficients.detach().cpu().numpy()
+    coef = np.abs(np.asarray(coefficients, dtype=np.float64))
+    weighted = coef * monomial_maxima(index, low, high)
     score = weighted.max(axis=0)
     order = np.argsort(-score, kind="stable")
     order = order[score[order] > 0]
@@ -59,102 +66,82 @@ def ranked_bounds(poly: NetworkPolynomial, low=None, high=None) -> tuple[np.ndar
     return order, tail.max(axis=0)
 
 
-def truncate(
-    poly: NetworkPolynomial,
-    *,
-    terms: int | None = None,
-    tol: float | None = None,
-    degree: int | None = None,
-    low=None,
-    high=None,
-) -> NetworkPolynomial:
-    """A polynomial with fewer terms; give exactly one of ``terms``, ``tol``, ``degree``.
-
-    Parameters
-    ----------
-    terms : int, optional
-        Keep this many terms, the largest by |c_α| M_α on the box.
-    tol : float, optional
-        Keep the fewest terms whose dropped part is at most ``tol`` in absolute value
-        everywhere in the box (a certified bound, to float64 rounding).
-    degree : int, optional
-        Drop every term of total degree > ``degree`` (the result lives on the smaller index).
-    low, high : float or sequence, optional
-        The box for ``terms`` and ``tol`` (default [-1, 1]^n), in the polynomial's variables.
-
-    Returns
-    -------
-    NetworkPolynomial
-        Same variables (and exactness); ``info["truncation"]`` records what was kept and the
-        bound.
-
-    Examples
-    --------
-    >>> idx = MonomialIndex(1, 2)
-    >>> p = NetworkPolynomial(idx, torch.tensor([[1.0, 0.1, 0.01]], dtype=torch.float64))
-    >>> truncate(p, tol=0.05).coefficients.tolist()
-    [[1.0, 0.1, 0.0]]
-    """
-    if not isinstance(poly, NetworkPolynomial):
-        raise TypeError(f"expected a NetworkPolynomial, got {type(poly).__name__}.")
-    options = (("terms", terms), ("tol", tol), ("degree", degree))
-    given = [name for name, v in options if v is not None]
-    if len(given) != 1:
-        raise ValueError(
-            f"give exactly one of terms=, tol=, degree=; got {', '.join(given) or 'none'}."
-        )
-    info = dict(poly.info)
-    if degree is not None:
-        degree = check_int(degree, "degree", 0)
-        if low is not None or high is not None:
-            raise ValueError("low and high apply to terms= and tol=, not degree=.")
-        d = min(degree, poly.index.degree)
-        index = MonomialIndex(poly.n_vars, d)
-        if poly.exact:
-            coef = np.array(poly.exact_coefficients[:, : index.size], dtype=object)
-        else:
-            coef = poly.coefficients[:, : index.size].clone()
-        info["truncation"] = {"degree": d}
-        return NetworkPolynomial(
-            index,
-            coef,
-            degree_bound=min(poly.degree_bound, d),
-            variables=list(poly.variables),
-            n_network_parameters=poly.n_network_parameters,
-            info=info,
-        )
-    order, bound = ranked_bounds(poly, low, high)
-    if terms is not None:
-        k = min(check_int(terms, "terms", 0), len(order))
-    else:
-        tol = check_number(tol, "tol", low=0.0)
-        k = int(np.argmax(bound <= tol))  # bound is non-increasing and bound[-1] = 0
-    return _keep(poly, order[:k], {"terms": k, "bound": float(bound[k]), **_box(low, high)}, info)
+def kept_rows(coefficients: torch.Tensor | np.ndarray, rows: np.ndarray):
+    """The coefficients with every monomial but ``rows`` set to zero (same type and shape)."""
+    if isinstance(coefficients, np.ndarray):  # exact: Fractions
+        coef = np.full(coefficients.shape, Fraction(0), dtype=object)
+        coef[:, rows] = coefficients[:, rows]
+        return coef
+    coef = torch.zeros_like(coefficients)
+    rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(coefficients.device)
+    coef[:, rows_t] = coefficients[:, rows_t]
+    return coef
 
 
-def _box(low, high) -> dict:
+def box_record(low, high) -> dict:
+    """The box of a truncation, as the record stores it."""
+
     def as_list(v, default):
         return default if v is None else np.asarray(v, dtype=np.float64).tolist()
 
     return {"low": as_list(low, -1.0), "high": as_list(high, 1.0)}
 
 
-def _keep(poly: NetworkPolynomial, rows: np.ndarray, record: dict, info: dict) -> NetworkPolynomial:
-    if poly.exact:
-        exact = poly.exact_coefficients
-        coef = np.full(exact.shape, Fraction(0), dtype=object)
-        coef[:, rows] = exact[:, rows]
+def truncated_coefficients(
+    coefficients: torch.Tensor | np.ndarray,
+    index: MonomialIndex,
+    floats: torch.Tensor,
+    *,
+    terms: int | None = None,
+    tol: float | None = None,
+    degree: int | None = None,
+    low=None,
+    high=None,
+) -> tuple[torch.Tensor | np.ndarray, MonomialIndex, dict]:
+    """Fewer terms; exactly one of ``terms``, ``tol``, ``degree``.
+
+    ``coefficients`` are kept as they are (float or exact); ``floats`` are their float64
+    values, which rank the terms. Returns ``(coefficients, index, record)``: the index is
+    smaller for ``degree``; ``record`` says what was kept and the bound.
+    """
+    options = (("terms", terms), ("tol", tol), ("degree", degree))
+    given = [name for name, v in options if v is not None]
+    if len(given) != 1:
+        raise ValueError(
+            f"give exactly one of terms=, tol=, degree=; got {', '.join(given) or 'none'}."
+        )
+    if degree is not None:
+        degree = check_int(degree, "degree", 0)
+        if low is not None or high is not None:
+            raise ValueError("low and high apply to terms= and tol=, not degree=.")
+        d = min(degree, index.degree)
+        small = MonomialIndex(index.n_vars, d)
+        if isinstance(coefficients, np.ndarray):
+            coef = np.array(coefficients[:, : small.size], dtype=object)
+        else:
+            coef = coefficients[:, : small.size].clone()
+        return coef, small, {"degree": d}
+    order, bound = ranked_bounds(floats, index, low, high)
+    if terms is not None:
+        k = min(check_int(terms, "terms", 0), len(order))
     else:
-        c = poly.coefficients
-        coef = torch.zeros_like(c)
-        rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(c.device)
-        coef[:, rows_t] = c[:, rows_t]
-    info["truncation"] = record
-    return NetworkPolynomial(
-        poly.index,
-        coef,
-        degree_bound=poly.degree_bound,
-        variables=list(poly.variables),
-        n_network_parameters=poly.n_network_parameters,
-        info=info,
-    )
+        tol = check_number(tol, "tol", low=0.0)
+        k = int(np.argmax(bound <= tol))  # bound is non-increasing and bound[-1] = 0
+    record = {"terms": k, "bound": float(bound[k]), **box_record(low, high)}
+    return kept_rows(coefficients, order[:k]), index, record
+
+
+def truncate(poly, **options):
+    """``poly.truncate(**options)``: the function form polynet 0.2 had.
+
+    Examples
+    --------
+    >>> from polynet.polynomial.network_polynomial import NetworkPolynomial
+    >>> idx = MonomialIndex(1, 2)
+    >>> p = NetworkPolynomial(idx, torch.tensor([[1.0, 0.1, 0.01]], dtype=torch.float64))
+    >>> truncate(p, tol=0.05).coefficients.tolist()
+    [[1.0, 0.1, 0.0]]
+    """
+    if not hasattr(poly, "truncate"):
+        raise TypeError(f"expected a NetworkPolynomial, got {type(poly).__name__}.")
+    return poly.truncate(**options)

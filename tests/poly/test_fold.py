@@ -110,11 +110,11 @@ def test_expansion_with_small_budgets_equals_one_block(monkeypatch, pair, block)
 
 def test_thirty_inputs_degree_eight_fits_the_default_budget(monkeypatch):
     # Refused before at "about 28.0 GiB": the Gram matrix's product map no longer counts.
+    from polynet.expansion import store_walk
     from polynet.expansion.dispatch import estimate
-    from polynet.polynomial import store
 
     # The store counts a block per local thread: two of them, as on a small machine.
-    monkeypatch.setattr(store, "_local_workers", lambda: 2)
+    monkeypatch.setattr(store_walk, "_local_workers", lambda: 2)
     net = polynet.SLNN(30, [128, 64], [4, 2]).eval()
     est = estimate(net)
     assert est.n_monomials == comb(38, 8)

@@ -8,7 +8,7 @@ import torch
 
 import polynet
 from polynet import PolynetError
-from polynet.expansion import fold
+from polynet.expansion import fold, store_walk
 from polynet.polynomial import store
 from polynet.polynomial.store import StoredPolynomial, exponents_at, open_store
 
@@ -116,31 +116,31 @@ def test_store_estimate_follows_the_blocks_not_the_index(monkeypatch):
     from polynet.expansion.network import lower
 
     plans = {n: plan(lower(polynet.SLNN(n, [128, 64], [4, 2]).eval())) for n in (30, 40, 60)}
-    peaks = {n: store.store_peak_bytes(p, workers=2) for n, p in plans.items()}
+    peaks = {n: store_walk.store_peak_bytes(p, workers=2) for n, p in plans.items()}
     # 60 inputs, degree 8: 55 GB of coefficients; the store needs a few GiB (blocks, the map
     # cache, the unit powers of degree <= 4), growing with T(n, 4), not with the index.
     assert plans[60].result_bytes > 50e9
     assert peaks[30] < peaks[40] < peaks[60] < 5 * 2**30
     # Each thread of the local scheduler holds its own block, Gram chunk and group.
-    assert store.store_peak_bytes(plans[40], workers=4) > peaks[40]
-    monkeypatch.setattr(store, "_local_workers", lambda: 3)
+    assert store_walk.store_peak_bytes(plans[40], workers=4) > peaks[40]
+    monkeypatch.setattr(store_walk, "_local_workers", lambda: 3)
     assert estimate(polynet.SLNN(40, [128, 64], [4, 2]).eval()).store_peak_bytes == (
-        store.store_peak_bytes(plans[40], workers=3)
+        store_walk.store_peak_bytes(plans[40], workers=3)
     )
 
 
 def test_heap_guard_trims_only_past_its_limit(monkeypatch):
     calls = []
-    monkeypatch.setattr(store, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
-    store.HeapGuard(float("inf"))()
+    monkeypatch.setattr(store_walk, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    store_walk.HeapGuard(float("inf"))()
     assert calls == []
-    guard = store.HeapGuard(0)
+    guard = store_walk.HeapGuard(0)
     guard()
     guard()  # within TRIM_MIN_SECONDS of the first
-    if store._rss_bytes() is not None:
+    if store_walk._rss_bytes() is not None:
         assert calls == [0] and guard.trims == 1
-    monkeypatch.setattr(store, "_MALLOC_TRIM", None)  # no glibc: nothing to call
-    store.HeapGuard(0)()
+    monkeypatch.setattr(store_walk, "_MALLOC_TRIM", None)  # no glibc: nothing to call
+    store_walk.HeapGuard(0)()
 
 
 @pytest.mark.slow
