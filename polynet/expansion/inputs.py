@@ -131,11 +131,15 @@ def parse_inputs(model: nn.Module, input_shape, *, flag: str = "input_shape") ->
             missing = [k for k in names if k not in input_shape]
             if not hints and missing:
                 hints = [f"the arguments not given are {missing};"]
+            advice = (
+                f"give one shape per argument, keyed by its name: {shapes_example(names, flag)}."
+            )
+            if hints and hints[-1].endswith("?"):
+                advice = advice[0].upper() + advice[1:]
             raise NotExpandableError(
                 f"{flag} names {unknown} that are not arguments of {signature}; "
                 + (f"{' '.join(hints)} " if hints else "")
-                + f"give one shape per argument, keyed by its name: "
-                f"{shapes_example(names, flag)}."
+                + advice
             )
         given = [k for k in names if k in input_shape]
         if given != names[: len(given)]:
