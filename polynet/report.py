@@ -173,10 +173,10 @@ def report(
         Most panels of the activation figure.
     title : str, optional
         Report title (default: the architecture and checkpoint name).
-    input_shape : dict or tuple of shapes, optional
-        For a model whose ``forward()`` takes several tensors: their shapes, as for
-        :func:`polynet.expand`; ``data`` rows are then the inputs flattened and concatenated
-        in argument order.
+    input_shape : tuple of int, tuple of shapes or dict, optional
+        As for :func:`polynet.expand`: one sample's shape when the model does not tell it,
+        or for a ``forward()`` taking several tensors their shapes (``data`` rows are then
+        the inputs flattened and concatenated in argument order).
 
     Returns
     -------
@@ -212,15 +212,13 @@ def report(
         _data_section(resolved),
         _training_section(metadata),
     ]
-    several = None
-    if input_shape is not None:
-        from polynet.expansion.inputs import SplitInputs, parse_inputs
+    from polynet.expansion.inputs import SplitInputs, is_several, parse_inputs
 
-        inputs = parse_inputs(model, input_shape)
-        several = inputs.as_dict()
+    several = parse_inputs(model, input_shape).as_dict() if is_several(input_shape) else None
     # Slices and activations run the model on data rows: split them for several inputs.
     on_rows = model if several is None else SplitInputs(model, several)
-    theorem, poly = _polynomial_sections(model, resolved, max_memory, top, several, on_rows)
+    shape = input_shape if several is None else several
+    theorem, poly = _polynomial_sections(model, resolved, max_memory, top, shape, on_rows)
     sections += theorem
     if poly is not None:
         sections.append(_analysis_section(poly, resolved))
@@ -298,7 +296,7 @@ def _polynomial_sections(
     resolved: _Data,
     max_memory: int | str | None,
     top: int,
-    input_shape: dict[str, Any] | None = None,
+    input_shape: tuple | dict[str, Any] | None = None,
     on_rows: nn.Module | None = None,
 ) -> tuple[list[_Section], NetworkPolynomial | None]:
     theorem = _Section("Theorem 2: size of the network polynomial")
