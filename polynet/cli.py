@@ -641,7 +641,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         top=args.top,
         max_panels=args.max_panels,
         title=args.title,
-        input_shape=source.input_shape if isinstance(source.input_shape, dict) else None,
+        input_shape=source.input_shape if source.kind in ("class", "module", "onnx") else None,
     )
     print(f"wrote        {path}")
     print(f"wrote        {path.with_name('report.md')}")
