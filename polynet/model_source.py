@@ -378,18 +378,22 @@ def resolve(
             return ModelSource(model.eval(), "onnx", path, dict(several))
         found = tuple(model.input_shape)
         return ModelSource(ShapedModel(model, found, path.name).eval(), "onnx", path, found)
-    if is_several(shape):
-        raise CheckpointError(
-            f"--input-shape gives shapes by argument name or several shapes ({shape!r}), "
-            f"but {text!r} is a file whose model takes one input; several inputs are for a "
-            "model given as module:Class or an ONNX graph with several inputs. Give its one "
-            "sample shape as sizes, e.g. --input-shape 1 28 28."
-        )
     if path.is_file() and _is_program(path):
         from polynet.exported import load_program, program_module
 
         program, metadata = load_program(path)
         model = program_module(program)
+        if sum(n.op == "placeholder" for n in model.graph.nodes) > 1:  # several inputs
+            from polynet.exported import program_input_shapes
+
+            shapes = program_input_shapes(model, program)
+            given = _several_inputs(model, shape) if shape is not None else shapes
+            if given != shapes:
+                raise CheckpointError(
+                    f"--input-shape {given} does not fit {text!r}, exported on inputs of "
+                    f"shapes {shapes}; leave --input-shape out."
+                )
+            return ModelSource(model.eval(), "program", path, shapes, dict(metadata))
         recorded = metadata.get("input_shape")
         found = shape or (tuple(recorded) if recorded else None)
         if found is None:
@@ -398,6 +402,14 @@ def resolve(
             found = program_input_shape(program)
         model = ShapedModel(model, found, path.name).eval()
         return ModelSource(model, "program", path, tuple(found), dict(metadata))
+    if is_several(shape):
+        raise CheckpointError(
+            f"--input-shape gives shapes by argument name or several shapes ({shape!r}), "
+            f"but {text!r} is a file whose model takes one input; several inputs are for a "
+            "model given as module:Class, an ONNX graph or a .pt2 archive with several inputs. "
+            "Give its one "
+            "sample shape as sizes, e.g. --input-shape 1 28 28."
+        )
     from polynet.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, device=device)
@@ -434,7 +446,7 @@ def _dataset_metadata(data: Any) -> dict[str, Any] | None:
 def save(
     model: nn.Module,
     path: str | os.PathLike[str],
-    example_input: Tensor | None = None,
+    example_input: Tensor | tuple[Tensor, ...] | None = None,
     *,
     metadata: dict[str, Any] | None = None,
     data: Any = None,
@@ -452,9 +464,10 @@ def save(
         A polynomial model (SLAF layers, linear maps, products ...), trained.
     path : str or path-like
         Where to write.
-    example_input : Tensor, optional
+    example_input : Tensor or tuple of Tensor, optional
         One batch of input (any batch size); required for a module that is not a polynet
-        builder's. Its sample shape is recorded as ``input_shape``.
+        builder's. Its sample shape is recorded as ``input_shape``; for a ``forward()``
+        taking several tensors, a tuple with one batch per argument (``input_shapes``).
     metadata : dict, optional
         JSON values stored with the model. Record the data standardisation under
         ``"dataset"`` (what :meth:`polynet.data.Dataset.to_metadata` returns, or a dict with
@@ -474,7 +487,14 @@ def save(
     meta = dict(metadata or {})
     if data is not None:
         meta["dataset"] = _dataset_metadata(data)
-    if example_input is not None:
+    if isinstance(example_input, (tuple, list)):  # a forward() taking several tensors
+        from polynet.expansion.inputs import tensor_arguments
+
+        names = tensor_arguments(model)[0]
+        meta.setdefault(
+            "input_shapes", {k: list(x.shape[1:]) for k, x in zip(names, example_input)}
+        )
+    elif example_input is not None:
         meta.setdefault("input_shape", list(example_input.shape[1:]))
     try:
         check_saveable(model)

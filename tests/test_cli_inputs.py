@@ -306,3 +306,29 @@ def test_from_onnx_takes_one_shape_per_free_input():
         poly = polynet.expand(net, input_shape=net.input_shapes)
         a, b = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
         torch.testing.assert_close(poly(torch.cat([a, b], 1)), a * b + a)
+
+
+# --------------------------------------------------------------------------------------------
+# polynet.save of a model of several inputs
+# --------------------------------------------------------------------------------------------
+
+
+def test_save_with_one_example_per_input_writes_a_pt2_the_cli_expands(model_dir, capsys):
+    tmp, model = model_dir
+    example = (torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 2, 2, dtype=torch.float64))
+    path = polynet.save(model.double(), tmp / "m.pt2", example)
+    loaded = polynet.load(path)
+    points, expected = _forward(model, n=6)
+    with torch.no_grad():
+        got = loaded(points[:, :3], points[:, 3:].reshape(6, 2, 2))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    source = resolve(path)
+    assert source.input_shape == SHAPES
+    assert main(["expand", "m.pt2", "--out", "p.npz", "--no-progress"]) == 0
+    assert "             y of shape (2, 2): y0..y3" in capsys.readouterr().out
+    saved = polynet.NetworkPolynomial.load(tmp / "p.npz")
+    reference = polynet.expand(model, input_shape=SHAPES)
+    torch.testing.assert_close(saved.coefficients, reference.coefficients, rtol=1e-12, atol=1e-14)
+    assert main(["verify", "m.pt2", "--poly", "p.npz", "--no-progress"]) == 0
+    assert main(["count", "m.pt2", "--input-shape", "3", "2,3"]) == 1
+    assert "exported on inputs of shapes" in capsys.readouterr().err
