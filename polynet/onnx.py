@@ -1037,9 +1037,17 @@ def _reshape(b: _Builder, node, ins, attrs):
         per_sample = math.prod(d for i, d in enumerate(x.shape) if i not in batch_axes)
         fixed = math.prod(t for t in target if t is not _BATCH and t != -1)
         target = [
-            -1 if t is _BATCH else (per_sample // max(fixed, 1) if t == -1 else t) for t in target
+            None if t is _BATCH else (per_sample // max(fixed, 1) if t == -1 else t) for t in target
         ]
+        if per_sample == 0:  # -1 cannot stand for the batch next to an empty axis
+            return b.function(_reshape_batch, x, tuple(target), batch_axes[0], node=node)
+        target = [-1 if t is None else t for t in target]
     return b.function(torch.reshape, x, tuple(target), node=node)
+
+
+def _reshape_batch(x: Tensor, sizes: tuple, axis: int) -> Tensor:
+    """Reshape to ``sizes`` with None standing for x's batch size (an empty sample)."""
+    return x.reshape([x.shape[axis] if s is None else s for s in sizes])
 
 
 @_handles("Flatten")
@@ -1198,6 +1206,8 @@ def _scatter(b: _Builder, node, ins, attrs):
     if data_axis is None or (isinstance(updates, _Run) and updates_axis is None):
         raise _unsupported(node, "its data or its updates have no batch axis")
     axis = _norm_axis(int(attrs.get("axis", 0)), len(data.shape), node)
+    if any(u.size == 0 for u in _probe_values(updates)):  # an empty slice assigned
+        return data
     per_sample = None
     for d, idx, u in zip(*(_probe_values(v) for v in (data, indices, updates))):
         batch = d.shape[data_axis]
@@ -1225,6 +1235,8 @@ def _scatter(b: _Builder, node, ins, attrs):
                 "the input values), so it is not the same polynomial map for every sample."
             )
         per_sample = codes[0]
+    if (per_sample < 0).all():  # nothing written (an empty slice assigned): data unchanged
+        return data
     keep = (per_sample < 0).astype(data.probes[0].numpy().dtype)
     src = np.maximum(per_sample, 0)
     if isinstance(updates, _Run):

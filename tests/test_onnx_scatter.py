@@ -13,10 +13,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import polynet
 from polynet.errors import NotExpandableError
+from tests.poly.test_corpus import STEPS, _Drawn
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -222,3 +225,41 @@ def test_constant_indices_into_the_batch_axis_are_refused():
     )
     with pytest.raises(NotExpandableError, match="'first_sample'.*different entries in different"):
         polynet.from_onnx(model_bytes)
+
+
+# --------------------------------------------------------------------------------------------
+# Drawn graphs: item assignment, in-place ops and constants built like the input, exported
+# --------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    steps=st.lists(st.sampled_from([s for s in STEPS if s != "mix"]), min_size=1, max_size=4)
+    .filter(lambda s: s.count("square") + s.count("inplace_pow") <= 2)
+    .filter(lambda s: {"assign", "new_zeros_assign"} & set(s)),
+)
+def test_drawn_graphs_with_assignment_expand_to_onnxruntime(n, steps):
+    torch.manual_seed(0)
+    model = _Drawn(n, steps).eval()
+    model_bytes = _export(model, (n,))
+    poly = polynet.expand(polynet.from_onnx(model_bytes))
+    assert poly.degree <= model.degree
+    x = np.random.default_rng(3).standard_normal((6, n)).astype(np.float32)
+    expected = _runtime(model_bytes, x)
+    got = poly(torch.from_numpy(x).double()).numpy()
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL * np.abs(expected).max())
+
+
+def test_an_empty_slice_assigned_leaves_the_data_as_it_was():
+    """Shrunk from the drawn graphs: with one feature, ``out[:, :-1] = ...`` assigns nothing
+    (a ScatterND of zero updates after a Reshape to (batch, 0))."""
+    torch.manual_seed(0)
+    model = _Drawn(1, ["new_zeros_assign"]).eval()
+    model_bytes = _export(model, (1,))
+    poly = polynet.expand(polynet.from_onnx(model_bytes))
+    x = np.random.default_rng(4).standard_normal((5, 1)).astype(np.float32)
+    expected = _runtime(model_bytes, x)
+    np.testing.assert_allclose(
+        poly(torch.from_numpy(x).double()).numpy(), expected, rtol=RTOL, atol=ATOL
+    )

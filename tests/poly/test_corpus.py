@@ -228,8 +228,8 @@ class _Drawn(nn.Module):
                     raise ValueError("shape")
                 assert h.shape[0] == x.shape[0]
             elif step == "view_by_shape":
-                h = h.view(h.size(0), *h.shape[1:]).reshape(len(h), -1)
-                if h.ndim == 2 and x.shape[-1] == self.width:
+                h = h.view(h.size(0), *h.shape[1:]).reshape(h.shape[0], -1)
+                if len(h.shape) == 2 and h.ndim == 2 and x.shape[-1] == self.width:
                     h = h * 1.5
             elif step == "inplace_mul":
                 h = h.clone()
