@@ -15,8 +15,9 @@ Shapes are tracked by running each new op on two probe batches (2 and 3 samples)
 an ONNX ``Shape`` that differs between them is the batch size, and it may only flow into a
 Reshape or Expand target (as exporters write ``x.view(x.size(0), -1)``). Tensors computed from
 the batch size alone (``Range`` over it: the indices exporters build for ``out[:, :2] = h``) are
-evaluated at both probe batch sizes; they may only index a ScatterND/ScatterElements, which
-becomes an affine map of each sample when it writes the same entries in every sample.
+evaluated at both probe batch sizes; they may only index a ScatterND, ScatterElements or
+GatherElements, which becomes an affine map of each sample when it writes (reads) the same
+entries in every sample.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ class _PerBatch:
 
 
 #: Handlers that read a _PerBatch input (as indices or as a target shape).
-_PER_BATCH_READERS = frozenset({"ScatterND", "ScatterElements", "Reshape", "Expand"})
+_PER_BATCH_READERS = frozenset(
+    {"ScatterND", "ScatterElements", "GatherElements", "Reshape", "Expand"}
+)
 
 _BATCH = object()  # a Reshape/Expand target entry that is the batch size
 
@@ -450,7 +453,8 @@ class _Builder:
             raise _unsupported(
                 node,
                 "it computes with a tensor built from the batch size (an index over the "
-                "samples); polynet reads such indices only in ScatterND/ScatterElements",
+                "samples); polynet reads such indices only in ScatterND, ScatterElements "
+                "and GatherElements",
             )
         if handler is None:
             raise PolynetError(
@@ -1252,6 +1256,72 @@ def _scatter(b: _Builder, node, ins, attrs):
         raise _unsupported(node, "its constant updates differ between samples")
     fill = np.where(per_sample >= 0, fills[0][0], 0).astype(keep.dtype)
     return b.function(_scatter_fill, data, keep, fill, data_axis, node=node)
+
+
+def _gather_rows(data: Tensor, src: Tensor, axes, sample_shape) -> Tensor:
+    """ONNX GatherElements written sample by sample: each sample's entries at ``src``."""
+    data_axis, out_axis = axes
+    d = data.movedim(data_axis, 0)
+    out = d.reshape(d.shape[0], -1)[:, src]
+    return out.reshape(d.shape[0], *sample_shape).movedim(0, out_axis)
+
+
+@_handles("GatherElements")
+def _gather_elements(b: _Builder, node, ins, attrs):
+    """``torch.gather`` with a constant index (expanded to the batch by the exporter): a
+    selection of each sample's entries, the same in every sample."""
+    data, indices = ins
+    if isinstance(indices, _Run):
+        return b.refused(node, _gather_along(int(attrs.get("axis", 0))), data, indices)
+    if not isinstance(data, _Run):
+        raise _unsupported(node, "a constant indexed by a value built from the batch size")
+    data_axis = _one_batch_axis(data, node, "data")
+    out_axis = _one_batch_axis(indices, node, "indices")
+    if data_axis is None or out_axis is None:
+        raise NotExpandableError(
+            f"cannot expand ONNX node {node.name!r} (GatherElements): it selects samples of "
+            "the batch (its indices address the batch axis), which mixes the samples."
+        )
+    axis = _norm_axis(int(attrs.get("axis", 0)), len(data.shape), node)
+    per_sample = None
+    for d, idx in zip(*(_probe_values(v) for v in (data, indices))):
+        idx = np.asarray(idx).astype(np.int64)
+        idx = np.where(idx < 0, idx + d.shape[axis], idx)
+        codes = np.take_along_axis(np.arange(d.size).reshape(d.shape), idx, axis)
+        codes = np.moveaxis(codes, out_axis, 0)
+        batch = codes.shape[0]
+        where = np.unravel_index(codes.reshape(batch, -1), d.shape)
+        if np.any(where[data_axis] != np.arange(batch)[:, None]):
+            raise NotExpandableError(
+                f"cannot expand ONNX node {node.name!r} (GatherElements): it reads one "
+                "sample's values into another sample, which mixes the samples of a batch."
+            )
+        rest = [w for i, w in enumerate(where) if i != data_axis]
+        rest_shape = [n for i, n in enumerate(d.shape) if i != data_axis]
+        flat = np.ravel_multi_index(rest, rest_shape) if rest else np.zeros_like(where[0])
+        if not (flat == flat[:1]).all() or (
+            per_sample is not None and (flat[0] != per_sample).any()
+        ):
+            raise NotExpandableError(
+                f"cannot expand ONNX node {node.name!r} (GatherElements): it reads different "
+                "entries in different samples, so it is not one polynomial map per sample."
+            )
+        per_sample, sample_shape = flat[0], codes.shape[1:]
+    return b.function(
+        _gather_rows, data, per_sample, (data_axis, out_axis), tuple(sample_shape), node=node
+    )
+
+
+def _gather_along(axis: int) -> Callable[[Tensor, Tensor], Tensor]:
+    return functools.partial(_gather_elements_op, axis=axis)
+
+
+def _gather_elements_op(x: Tensor, index: Tensor, axis: int) -> Tensor:
+    size = x.shape[axis]
+    index = index.long()
+    # ONNX counts negative indices from the end; out-of-range ones (which onnxruntime refuses)
+    # only come from the random probe batches, and are clamped so the graph can be built.
+    return torch.gather(x, axis, torch.where(index < 0, index + size, index).clamp(0, size - 1))
 
 
 @_handles("Slice")

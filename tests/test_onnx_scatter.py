@@ -112,12 +112,24 @@ class ScatterBuffer(nn.Module):
         return x.scatter(1, self.idx.expand(x.shape[0], -1), x[:, :2] ** 2)
 
 
+class GatherBuffer(nn.Module):
+    """torch.gather with a constant index buffer: GatherElements, degree 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("idx", torch.tensor([[2, 0, 1, 1]]))
+
+    def forward(self, x):
+        return torch.gather(x, 1, self.idx.expand(x.shape[0], -1)) * x
+
+
 TORCH_MODELS = {
     "column_product": (ColumnProduct, (4,), "ScatterND"),
     "blocks": (Blocks, (3, 3), "ScatterND"),
     "constant_column": (ConstantColumn, (3,), "ScatterND"),
     "index_buffer": (IndexBuffer, (4,), "ScatterND"),
     "scatter_buffer": (ScatterBuffer, (4,), "ScatterElements"),
+    "gather_buffer": (GatherBuffer, (4,), "GatherElements"),
 }
 
 
@@ -212,6 +224,23 @@ def test_indices_computed_from_the_input_are_refused():
     )
     with pytest.raises(NotExpandableError, match="'sc'.*indices depend on the input values"):
         polynet.from_onnx(model_bytes)
+
+
+def test_gather_with_indices_from_the_input_is_refused_naming_the_node():
+    model_bytes = _graph(
+        [
+            helper.make_node("Slice", ["x", "s0", "s1", "ax"], ["first"]),  # (n, 1)
+            helper.make_node("Cast", ["first"], ["idx"], to=TensorProto.INT64),
+            helper.make_node("GatherElements", ["x", "idx"], ["y"], axis=1, name="pick"),
+        ],
+        [_ints("s0", [0]), _ints("s1", [1]), _ints("ax", [1])],
+    )
+    net = polynet.from_onnx(model_bytes)
+    x = np.array([[1.2, 5.0, 6.0, 7.0], [3.1, 5.0, 6.0, 7.0]], dtype=np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), _runtime(model_bytes, x))
+    with pytest.raises(NotExpandableError, match="pick"):
+        polynet.expand(net)
 
 
 def test_constant_indices_into_the_batch_axis_are_refused():
