@@ -292,3 +292,17 @@ def test_an_empty_slice_assigned_leaves_the_data_as_it_was():
     np.testing.assert_allclose(
         poly(torch.from_numpy(x).double()).numpy(), expected, rtol=RTOL, atol=ATOL
     )
+
+
+class SampleIndex(nn.Module):
+    """Adds each sample's position in the batch: not one polynomial map per sample."""
+
+    def forward(self, x):
+        return x + torch.arange(x.shape[0])[:, None]
+
+
+def test_arithmetic_with_the_sample_index_is_refused_naming_the_node():
+    model_bytes = _export(SampleIndex(), (3,))
+    assert "Range" in _op_types(model_bytes)
+    with pytest.raises(polynet.PolynetError, match="built from the batch size"):
+        polynet.from_onnx(model_bytes)
