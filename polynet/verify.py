@@ -211,7 +211,9 @@ def verify(
             expected = net(*split_inputs(full, several))
         else:
             expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
-        expected = expected.reshape(points.shape[0], -1)
+        # Several outputs (a tuple or dict): one polynomial per leaf, in pytree order.
+        leaves = torch.utils._pytree.tree_leaves(expected)
+        expected = torch.cat([leaf.reshape(points.shape[0], -1) for leaf in leaves], dim=1)
         got = _evaluate(poly.to(device), points, progress)
     abs_err, scale, rel_err = _errors(got, expected)
     # Judged on the data alone too: at high degree the box corners dominate max|net|, and a

@@ -332,3 +332,25 @@ def test_save_with_one_example_per_input_writes_a_pt2_the_cli_expands(model_dir,
     assert main(["verify", "m.pt2", "--poly", "p.npz", "--no-progress"]) == 0
     assert main(["count", "m.pt2", "--input-shape", "3", "2,3"]) == 1
     assert "exported on inputs of shapes" in capsys.readouterr().err
+
+
+def test_verify_a_model_of_several_inputs_and_a_dict_of_outputs():
+    """Each output leaf is one block of polynomial outputs, in pytree order."""
+
+    class TwoOut(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(3, 2)
+            self.b = torch.nn.Linear(2, 2)
+
+        def forward(self, x, y):
+            return {"p": self.a(x) * self.b(y), "q": self.a(x).sum(1)}
+
+    torch.manual_seed(0)
+    model = TwoOut().eval()
+    shapes = {"x": (3,), "y": (2,)}
+    poly = polynet.expand(model, input_shape=shapes)
+    assert poly.n_outputs == 3
+    report = polynet.verify(model, poly, n_box=50)
+    assert report.passed and report.max_rel_error < TOL
+    assert not polynet.verify(model, poly * 1.01, n_box=50).passed
