@@ -73,9 +73,10 @@ class VerificationReport:
 def _embed(poly: NetworkPolynomial, points: torch.Tensor) -> torch.Tensor:
     """Full network inputs for polynomial points (a slice fixes the other inputs; a
     re-centred polynomial is in u = x - x0)."""
-    full = points if poly.slice is None else poly.slice.embed(points)
     center = (poly.notes.get("taylor") or {}).get("center")
-    return full if center is None else full + torch.as_tensor(center).to(full)
+    if center is not None:  # one value per variable (a slice's own inputs); float64, as stored
+        points = points + torch.as_tensor(center, dtype=torch.float64, device=points.device)
+    return points if poly.slice is None else poly.slice.embed(points)
 
 
 def _check_whole(poly: NetworkPolynomial) -> None:
@@ -211,9 +212,7 @@ def verify(
             expected = net(*split_inputs(full, several))
         else:
             expected = net(full.reshape(-1, *shape) if shape and len(shape) > 1 else full)
-        # Several outputs (a tuple or dict): one polynomial per leaf, in pytree order.
-        leaves = torch.utils._pytree.tree_leaves(expected)
-        expected = torch.cat([leaf.reshape(points.shape[0], -1) for leaf in leaves], dim=1)
+        expected = _flat_outputs(expected, poly, points.shape[0])
         got = _evaluate(poly.to(device), points, progress)
     abs_err, scale, rel_err = _errors(got, expected)
     # Judged on the data alone too: at high degree the box corners dominate max|net|, and a
@@ -248,6 +247,18 @@ def verify(
         passed=passed,
         n_dropped_points=n_dropped,
     )
+
+
+def _flat_outputs(out, poly, n_points: int) -> torch.Tensor:
+    """The network's outputs as (points, n_outputs): a tuple/dict of tensors (a traced model
+    with several outputs) in the polynomial's column order, the outputs it names."""
+    if isinstance(out, torch.Tensor):
+        return out.reshape(n_points, -1)
+    from polynet.expansion.trace import _named_leaves  # the traced path's own leaf order
+
+    leaves = dict(_named_leaves(out))
+    names = list(poly.notes.get("outputs") or leaves)
+    return torch.cat([leaves[name].reshape(n_points, -1) for name in names], dim=1)
 
 
 #: Points evaluated between two updates of the progress bar: at least this many,

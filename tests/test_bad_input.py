@@ -607,13 +607,25 @@ def test_expand_degree_refuses_store():
         polynet.expand(_eval_slnn(3, [2], 2), degree=1, store="coeffs.zarr")
 
 
-def test_expand_degree_refuses_a_traced_model():
+def test_expand_sparse_or_factored_form_refuses_a_traced_model():
     class Square(nn.Module):
         def forward(self, x):
             return x * x
 
-    with pytest.raises(NotExpandableError, match=r"degree=, at= and form= need a chain model"):
-        polynet.expand(Square().eval(), degree=1, input_shape=(3,))
+    for form in ("sparse", "factored"):
+        with pytest.raises(NotExpandableError, match=rf"form='{form}' needs a chain model"):
+            polynet.expand(Square().eval(), form=form, input_shape=(3,))
+
+
+def test_expand_degree_on_a_traced_model_refuses_store_and_exact():
+    class Square(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    with pytest.raises(ValueError, match=r"degree= returns its polynomial in memory; store="):
+        polynet.expand(Square().eval(), degree=1, input_shape=(3,), store="coeffs.zarr")
+    with pytest.raises(NotExpandableError, match=r"exact= with degree= or at= is available for"):
+        polynet.expand(Square().eval(), degree=1, input_shape=(3,), exact=True)
 
 
 def test_expand_degree_over_the_budget_names_lower_degrees():
@@ -739,7 +751,7 @@ def test_unknown_onnx_opset_is_refused(tmp_path):
         polynet.expand(polynet.from_onnx(nan_model))
 
 
-def test_graph_model_with_store_is_refused(tmp_path):
+def test_graph_model_with_client_is_refused(tmp_path):
     class Square(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -749,5 +761,6 @@ def test_graph_model_with_store_is_refused(tmp_path):
             y = self.fc(x)
             return y * y + x.sum(1, keepdim=True)
 
-    with pytest.raises(NotExpandableError, match="needs a model whose forward\\(\\) is a chain"):
-        polynet.expand(Square().eval(), store=tmp_path / "g.zarr")
+    with pytest.raises(NotExpandableError, match="client= distributes the blocks of a chain"):
+        polynet.expand(Square().eval(), store=tmp_path / "g.zarr", client=object())
+    assert not (tmp_path / "g.zarr").exists()

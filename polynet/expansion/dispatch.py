@@ -167,18 +167,13 @@ def _check_training(model: nn.Module) -> None:
 
 def _expand_graph(
     model, exact, device, inputs, fixed, max_memory, input_shape, progress=False, store=None,
-    client=None,
+    client=None, degree=None, at=None,
 ):  # fmt: skip
+    from polynet.expansion import graph_partial as gp
     from polynet.expansion.graph import expand_graph
     from polynet.polynomial.index import MonomialIndex
 
-    if store is not None or client is not None:
-        raise NotExpandableError(
-            f"store= and client= need a model whose forward() is a chain of layers; "
-            f"{type(model).__name__} is expanded as a traced graph, which holds its result in "
-            "memory. Drop them (and use max_memory=), or expand a Sequential of table layers."
-        )
-
+    gp.check_graph_options(model, exact, store, client, degree, at)
     if exact:
         raise NotExpandableError(
             f"exact=True is not implemented yet for models that are not nn.Sequential chains "
@@ -193,27 +188,33 @@ def _expand_graph(
         entry = (inputs, values)
     elif fixed is not None:
         raise ValueError("fixed= only applies together with inputs=; pass both or neither.")
-    sketch = expand_graph(model, shape, device, symbolic=True, entry=entry)
-    from polynet.expansion.trace import check_same_ops
+    q = None
+    if degree is not None:
+        from polynet.validation import check_int
 
-    other = expand_graph(model, shape, device, symbolic=True, entry=entry, probe=1)
-    check_same_ops(sketch.ops, other.ops, model)
-    n = sketch.output.n_vars
-    peak = max(
-        (math.comb(n + r.degree, r.degree) * r.values * 8 * 3 for r in sketch.nodes), default=0
-    )
+        q = check_int(degree, "degree", 0, hint="degree=1 gives the constant and linear terms")
+    sketch = gp.graph_sketch(model, shape, device, entry)
+    n = sketch.n_vars
+    center = None
+    if at is not None:
+        from polynet.expansion.truncated import check_center
+
+        center = check_center(at, n)  # one value per variable (the slice's, with inputs=)
+    peak = gp.graph_peak_bytes(sketch.nodes, n, q)
     work_device = torch.device(device) if device is not None else None
     budget = _budget(max_memory, work_device or torch.device("cpu"))
+    if peak > budget and q is not None and q < sketch.degree_bound:
+        raise gp.refuse_truncated(n, q, sketch.n_outputs, peak, budget)
     if peak > budget:
 
         def slice_peak(k: int) -> int:
-            return max(math.comb(k + r.degree, r.degree) * r.values * 24 for r in sketch.nodes)
+            return gp.graph_peak_bytes(sketch.nodes, k)
 
         refusal = Refusal(
             "model",
             n,
             sketch.degree_bound,
-            math.prod(sketch.output.value_shape),
+            sketch.n_outputs,
             peak,
             budget,
             slice_inputs=largest_slice(lambda k: slice_peak(k) <= budget, n - 1),
@@ -224,7 +225,13 @@ def _expand_graph(
     bar = _progress(progress, len(sketch.nodes))
     try:
         result = expand_graph(
-            model, shape, device, entry=entry, on_node=None if bar is None else bar.update
+            model,
+            shape,
+            device,
+            entry=entry,
+            on_node=None if bar is None else bar.update,
+            truncate=q,
+            center=center,
         )
     finally:
         if bar is not None:
@@ -232,12 +239,19 @@ def _expand_graph(
     out = result.output
     coefficients = out.coefficients.reshape(out.coefficients.shape[0], -1).T.contiguous()
     seconds = time.perf_counter() - start
-    return NetworkPolynomial(
+    variables = graph_variables(shape, entry)
+    notes = None
+    if q is not None or center is not None:  # a Taylor part, or the polynomial re-centred
+        notes = gp.taylor_notes(q, center, sketch.degree_bound)
+        if center is not None:
+            variables = gp.taylor_variables(variables, n, isinstance(shape, Inputs))
+    poly = NetworkPolynomial(
         MonomialIndex(n, out.degree),
         coefficients,
-        degree_bound=out.degree,
+        degree_bound=max(sketch.degree_bound, out.degree),
         n_network_parameters=sum(p.numel() for p in model.parameters()),
-        variables=graph_variables(shape, entry),
+        variables=variables,
+        notes=notes,
         info={
             **({} if entry is None else {"inputs": entry[0], "fixed": entry[1].tolist()}),
             # Several inputs: no single sample shape; their shapes by argument, in order.
@@ -252,9 +266,24 @@ def _expand_graph(
             # The propagated degree after each node that depends on the input.
             "node_degrees": {row.node: row.degree for row in result.nodes},
             "seconds": seconds,
-            "engine": "float64 graph",
+            "engine": "float64 graph" + (" truncated" if q is not None else ""),
             "device": str(coefficients.device),
         },
+    )
+    if store is None:
+        return poly
+    # The result is in memory already (checked against the budget above): written as is.
+    from polynet.expansion.store_walk import write_store
+
+    return write_store(
+        store,
+        poly.index,
+        poly.coefficients,
+        degree_bound=poly.degree_bound,
+        variables=poly.variables,
+        n_network_parameters=poly.n_network_parameters,
+        info=dict(poly.info),
+        start=start,
     )
 
 
@@ -309,23 +338,27 @@ def expand(
         order, named ``x0, x1, ..., y0, ...``, and ``poly(points)`` takes the concatenated
         flattened inputs, ``torch.cat([x.flatten(1), y.flatten(1)], 1)``.
     progress : bool, default=False
-        Show a progress bar over the layers.
+        Show a progress bar over the layers (a traced model: over its traced nodes).
     store : str or Path, optional
         Write the coefficients block by block to this Zarr store (``"coeffs.zarr"``, needs
         the ``scale`` extra) instead of holding them in memory; returns a
         :class:`~polynet.polynomial.store.StoredPolynomial` backed by it. Float path only.
+        A traced model (custom ``forward()``) is not expanded out of core: its result is
+        computed in memory, under ``max_memory``, then written to the store.
     client : dask.distributed.Client, optional
         With ``store``: compute the blocks as Dask tasks on this cluster (default: Dask's
-        local threaded scheduler).
+        local threaded scheduler). Chains only: a traced model runs in this process.
     degree : int, optional
         Only the exact part of degree <= ``degree`` (the Taylor polynomial of that degree at
-        the origin, or at ``at``), by a layer walk truncated after every product; for any
-        number of inputs (chains only). The result's ``degree_bound`` stays the network's D
-        and ``notes["taylor"]`` says it is a part, not the whole network.
+        the origin, or at ``at``), by a layer walk (a traced model: every product, power and
+        SLAF) truncated after every product; for any number of inputs, sized by
+        C(n + degree, degree). The result's ``degree_bound`` stays the network's D and
+        ``notes["taylor"]`` says it is a part, not the whole network.
     at : array of n_inputs values, optional
-        Expand around this point: the polynomial in u = x - at (variables named ``u0, ...``),
-        with ``degree`` the network's Taylor polynomial there, else its whole polynomial
-        re-centred. Chains only.
+        Expand around this point: the polynomial in u = x - at (variables named ``u0, ...``;
+        ``u_x0, ..., u_y0, ...`` for several inputs; with ``inputs=``, one value per sliced
+        input), with ``degree`` the network's Taylor polynomial there, else its whole
+        polynomial re-centred.
     form : {"dense", "sparse", "factored"}, optional
         How the whole polynomial is held. ``"dense"``: every monomial of degree <= D in graded
         order (:class:`NetworkPolynomial`). ``"sparse"``: a chain expanded field by field over
@@ -380,21 +413,17 @@ def expand(
         _check_training(model)
         chain = chain_of(model)
         if chain is None:
-            if partial or form == "sparse":
+            if form in ("sparse", "factored"):
                 raise NotExpandableError(
-                    f"degree=, at= and form= need a chain model (Linear, SLAF, BatchNorm, "
-                    f"Conv, AvgPool layers in order); {type(model).__name__}'s forward() is "
-                    "not one. Expand it whole, or a slice with inputs= and fixed=."
-                )
-            if store is not None:
-                raise NotExpandableError(
-                    f"store={str(store)!r} needs a model whose forward() is a chain of layers; "
-                    "this one is expanded as a traced graph, which holds its result in memory. "
-                    "Drop store= (and use max_memory=), or expand a Sequential of table layers."
+                    f"form={form!r} needs a chain model (Linear, SLAF, BatchNorm, Conv, AvgPool "
+                    f"layers in order); {type(model).__name__}'s forward() is not one. Expand it "
+                    "dense (form=None), its low-degree part with degree=, or a slice with "
+                    "inputs= and fixed=."
                 )
             return _expand_graph(
-                model, exact, device, inputs, fixed, max_memory, input_shape, progress, None, client
-            )
+                model, exact, device, inputs, fixed, max_memory, input_shape, progress, store,
+                client, degree, at,
+            )  # fmt: skip
         # A custom forward() that is a plain chain of layers: the chain fast path, all options.
         model = chain
     if form == "factored":
@@ -590,10 +619,23 @@ class Estimate:
     seconds: float
 
     def __str__(self) -> str:
+        # nan: not estimated (the time of a traced graph or a truncated walk; the store of a
+        # truncated walk, which has none).
+        store = (
+            ""
+            if not math.isfinite(self.store_peak_bytes)
+            else " (a store does not lower it)"
+            if self.store_peak_bytes == self.peak_bytes
+            else f" or {_fmt_gib(self.store_peak_bytes)} with a store"
+        )
+        time = (
+            f", about {_fmt_seconds(self.seconds)} on this CPU"
+            if math.isfinite(self.seconds)
+            else ", time not estimated"
+        )
         return (
             f"{self.n_monomials:,} monomials ({_fmt_gib(self.result_bytes)}), peak "
-            f"{_fmt_gib(self.peak_bytes)} in memory or {_fmt_gib(self.store_peak_bytes)} "
-            f"with a store, about {_fmt_seconds(self.seconds)} on this CPU"
+            f"{_fmt_gib(self.peak_bytes)} in memory{store}{time}"
         )
 
 
@@ -603,11 +645,16 @@ def estimate(
     fixed: ArrayLike | Mapping[int, float] | None = None,
     *,
     input_shape: tuple[int, ...] | None = None,
+    degree: int | None = None,
 ) -> Estimate:
     """Memory and time of ``expand(model, ...)`` (float path), computed before any work.
 
     The time uses CPU rates measured on a 2-core AMD EPYC (``polynet.expansion.dense``); it is an
-    order of magnitude, not a promise.
+    order of magnitude, not a promise. ``degree`` sizes ``expand(model, degree=...)`` (the
+    degree ≤ q part: C(n + q, q) monomials); a model with a custom ``forward()`` is sized from
+    its traced nodes, as ``expand`` sizes it. Where the time is not estimated (traced graphs,
+    ``degree=``) ``seconds`` is nan, and ``store_peak_bytes`` is nan where no store is written
+    (``degree=``) or equals ``peak_bytes`` (a traced graph holds its result in memory).
 
     Examples
     --------
@@ -616,9 +663,37 @@ def estimate(
     >>> estimate(polynet.SLNN(3, [4], 2).eval()).n_monomials
     10
     """
+    model = as_sequential(resolve_model(model))
+    q = None
+    if degree is not None:
+        from polynet.validation import check_int
+
+        q = check_int(degree, "degree", 0, hint="degree=1 gives the constant and linear terms")
+    if not is_chain(model):
+        from polynet.expansion.graph import chain_of
+
+        chain = chain_of(model)
+        if chain is None:
+            return _estimate_graph(model, input_shape, inputs, fixed, q)
+        model = chain
     lowered = lower(model, input_shape, "cpu")
     if inputs is not None:
         lowered = _slice(lowered, inputs, fixed)
+    if q is not None:
+        from polynet.expansion.truncated import truncated_peak_bytes
+
+        size = math.comb(lowered.n_inputs + q, q)
+        last = lowered.stages[-1] if lowered.stages else None
+        n_out = (
+            1
+            if last is None
+            else last.out_features
+            if isinstance(last, Affine)
+            else last.coefficients.shape[0]
+        )
+        nan = float("nan")
+        peak = truncated_peak_bytes(lowered, q)
+        return Estimate(size, 8.0 * size * n_out, peak, nan, nan)
     the_plan = plan(lowered)
     return Estimate(
         the_plan.index.size,
@@ -627,6 +702,22 @@ def estimate(
         the_plan.store_peak_bytes,
         the_plan.seconds,
     )
+
+
+def _estimate_graph(model: nn.Module, input_shape, inputs, fixed, q: int | None) -> Estimate:
+    """The Estimate of a traced graph model, from the sketch ``expand`` sizes it by."""
+    from polynet.expansion.graph_partial import graph_peak_bytes, graph_sketch
+
+    _check_training(model)
+    shape = graph_input_shape(model, input_shape)
+    entry = None
+    if inputs is not None:
+        entry = slice_values(n_variables(shape), inputs, fixed)
+    sketch = graph_sketch(model, shape, None, entry)
+    d = sketch.degree_bound if q is None else min(q, sketch.degree_bound)
+    size = math.comb(sketch.n_vars + d, d)
+    peak = graph_peak_bytes(sketch.nodes, sketch.n_vars, q)
+    return Estimate(size, 8.0 * size * sketch.n_outputs, peak, peak, float("nan"))
 
 
 # `polynet.poly.expand` (0.2's name, still public) is this module's `expand` function, so the

@@ -26,6 +26,13 @@ import torch.fx
 from torch import Tensor, nn
 
 from polynet.errors import NotExpandableError
+from polynet.expansion.graph_truncation import (
+    capped,
+    truncated_at,
+    truncated_gram_into,
+    truncated_product,
+    truncation,
+)
 from polynet.expansion.rules import check_module
 from polynet.polynomial.index import MonomialIndex
 from polynet.slaf import SLAF
@@ -227,6 +234,9 @@ def multiply(a: PolyTensor, b: PolyTensor) -> PolyTensor:
         return a.with_coefficients(ca * cb, degree)
     shape = _broadcast_shapes(ca.shape[1:], cb.shape[1:])
     n = a.n_vars
+    q = truncation()
+    if q is not None and degree > q:  # degree= : only the pairs that land at degree <= q
+        return a.with_coefficients(truncated_product(ca, cb, n, a.degree, b.degree, q, shape), q)
     out = ca.new_zeros((_n_monomials(n, degree), *shape))
     pmap = _product_map(n, a.degree, b.degree, ca.device).reshape(ca.shape[0], cb.shape[0])
     per_row = cb.shape[0] * max(1, math.prod(shape))
@@ -313,18 +323,23 @@ def unit_polynomial_linear(p: Tensor, d: int, n: int, alpha: Tensor, linear: nn.
     k = alpha.shape[1] - 1
     w = linear.weight.detach().to(p)  # (o, m)
     t = lambda degree: _n_monomials(n, degree)  # noqa: E731
-    out = p.new_zeros((t(k * d), w.shape[0]))
+    out = p.new_zeros((t(capped(k * d)), w.shape[0]))
     out[0] += w @ alpha[:, 0]
     if linear.bias is not None:
         out[0] += linear.bias.detach().to(p)
     out[: p.shape[0]] += p @ (w * alpha[:, 1]).T
     powers = {1: p}
     for j in range(2, (k + 1) // 2 + 1):
-        prev = PolyTensor(powers[j - 1], (j - 1) * d, n)
+        prev = PolyTensor(powers[j - 1], capped((j - 1) * d), n)
         powers[j] = multiply(prev, PolyTensor(p, d, n)).coefficients
+    q = truncation()
     for i in range(2, k + 1):
         a, b = (i + 1) // 2, i // 2
         pa, pb = powers[a], powers[b]
+        if q is not None and i * d > q:  # degree= : the Gram's pairs of degree <= q only
+            da, db = capped(a * d), capped(b * d)
+            truncated_gram_into(out, pa, pb, w * alpha[:, i], n, da, db, q)
+            continue
         pmap = _product_map(n, a * d, b * d, p.device)
         for o in range(w.shape[0]):
             gram = (pa * (w[o] * alpha[:, i])) @ pb.T  # (T_a, T_b)
@@ -349,6 +364,8 @@ def expand_graph(
     entry: tuple[list[int], Any] | None = None,
     on_node: Any = None,
     probe: int = 0,
+    truncate: int | None = None,
+    center: Tensor | None = None,
 ) -> GraphExpansion:
     """Run ``model``'s traced forward on polynomial tensors of its flattened inputs.
 
@@ -359,6 +376,9 @@ def expand_graph(
     each node's degree; ``symbolic`` propagates only shapes and degrees. ``entry`` =
     (inputs, values of all inputs) expands in ``inputs`` only, the others held at ``values``;
     ``on_node(1)`` is called after each node of the degree table (a progress bar's update).
+    ``truncate`` = q keeps only the monomials of degree ≤ q after every product (the exact
+    degree ≤ q part, :mod:`polynet.expansion.graph_truncation`); ``center`` (one value per
+    variable) expands in u = x - center instead of x.
     """
     tensors = [*model.parameters(), *model.buffers()]
     home = tensors[0].device if tensors else torch.device("cpu")
@@ -380,21 +400,29 @@ def expand_graph(
     else:
         start = torch.zeros(n + 1, n, dtype=torch.float64, device=device)
         start[1:] = torch.eye(n, dtype=torch.float64, device=device)
+    if center is not None:  # x = center + u: the constant row takes the point
+        start[0] += torch.as_tensor(center, dtype=torch.float64, device=device) @ start[1:]
     start = start[:1] * 0 if symbolic else start
+    first = 1
+    if truncate == 0 and not symbolic:  # degree=0: the inputs' constant parts only
+        start, first = start[:1], 0
     # Each input's polynomials: its block of columns (the variables are concatenated).
     blocks = start.split([math.prod(s) for s in shapes], dim=1)
-    starts = [PolyTensor(b.reshape(b.shape[0], *s), 1, n, symbolic) for b, s in zip(blocks, shapes)]
+    starts = [
+        PolyTensor(b.reshape(b.shape[0], *s), first, n, symbolic) for b, s in zip(blocks, shapes)
+    ]
     from polynet.expansion.trace import run_traced
 
-    results, rows, ops = run_traced(
-        model,
-        shapes,
-        starts,
-        symbolic,
-        device,
-        on_node,
-        probe,
-    )
+    with truncated_at(None if symbolic else truncate):
+        results, rows, ops = run_traced(
+            model,
+            shapes,
+            starts,
+            symbolic,
+            device,
+            on_node,
+            probe,
+        )
     if len(results) == 1:
         out = results[0][1].poly
     else:  # several outputs: one polynomial per entry of each, in order

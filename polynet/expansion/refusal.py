@@ -123,61 +123,64 @@ class Refusal:
     def _up_to(self) -> str:
         return "up to about" if self.at_least else "up to"
 
-    def python_text(self) -> str:
-        """The message in Python syntax (what ``str(error)`` gives)."""
+    def _ways(self, syntax: dict[str, str]) -> list[str]:
+        """The alternatives that fit, written with ``syntax``'s arguments or flags."""
         ways = []
         if self.low_degree_sizes():
             ways.append(
-                "expand the exact part of degree <= q with "
-                + self._degrees(lambda q: f"degree={q}")
-                + ", or the local polynomial at a point x0 with degree=q, at=x0"
+                f"expand the exact part of degree <= {syntax['q']} with "
+                + self._degrees(lambda q: syntax["degree"].format(q=q))
+                + f", or the local polynomial at {syntax['at']}"
             )
         if self.slice_inputs:
             ways.append(
-                f"expand a slice of {self._up_to()} {self.slice_inputs} inputs with inputs=[...] "
-                "and fixed=... (the other inputs held at fixed values)"
+                f"expand a slice of {self._up_to()} {self.slice_inputs} inputs with "
+                + syntax["slice"]
             )
         if self.store_bytes is not None:
             ways.append(
-                f'write the result to disk block by block with store="coeffs.zarr" (about '
+                f"write the result to disk block by block with {syntax['store']} (about "
                 f"{fmt_bytes(self.store_bytes)} of memory, {fmt_bytes(self.result_bytes)} on disk)"
             )
         if self.factored:
-            ways.append(_FACTORED_WAY.format(call='form="factored"'))
+            ways.append(_FACTORED_WAY.format(call=syntax["factored"]))
         if self.raise_budget:
-            ways.append("raise max_memory=")
+            ways.append(f"raise {syntax['budget']}")
+        return ways
+
+    def python_text(self) -> str:
+        """The message in Python syntax (what ``str(error)`` gives)."""
+        ways = self._ways(_PYTHON)
         ways.append(f"count the terms without expanding with {self.count_hint}")
         return f"{self._head()}; " + "; ".join(ways) + "."
 
     def cli_text(self) -> str:
         """The message with the flags of ``polynet expand`` instead of Python arguments."""
-        ways = []
-        if self.low_degree_sizes():
-            ways.append(
-                "expand the exact part of degree <= Q with "
-                + self._degrees(lambda q: f"--degree {q}")
-                + ", or the local polynomial at a data row with --degree Q --at ROW"
-            )
-        if self.slice_inputs:
-            ways.append(
-                f"expand a slice of {self._up_to()} {self.slice_inputs} inputs with --inputs I "
-                "... [--fixed V ...]"
-            )
-        if self.store_bytes is not None:
-            ways.append(
-                f"write the result to disk block by block with --out coeffs.zarr (about "
-                f"{fmt_bytes(self.store_bytes)} of memory, {fmt_bytes(self.result_bytes)} on disk)"
-            )
-        if self.factored:
-            ways.append(
-                _FACTORED_WAY.format(call='polynet.expand(model, form="factored") in Python')
-            )
-        if self.raise_budget:
-            ways.append("raise --max-memory")
+        ways = self._ways(_CLI)
         if not ways:
             return f"{self._head()}."
         return f"{self._head()}; with polynet expand: " + "; ".join(ways) + "."
 
+
+#: How each alternative is asked for, in Python and on the command line.
+_PYTHON = {
+    "q": "q",
+    "degree": "degree={q}",
+    "at": "a point x0 with degree=q, at=x0",
+    "slice": "inputs=[...] and fixed=... (the other inputs held at fixed values)",
+    "store": 'store="coeffs.zarr"',
+    "factored": 'form="factored"',
+    "budget": "max_memory=",
+}
+_CLI = {
+    "q": "Q",
+    "degree": "--degree {q}",
+    "at": "a data row with --degree Q --at ROW",
+    "slice": "--inputs I ... [--fixed V ...]",
+    "store": "--out coeffs.zarr",
+    "factored": 'polynet.expand(model, form="factored") in Python',
+    "budget": "--max-memory",
+}
 
 _FACTORED_WAY = (
     "hold the whole polynomial exactly as G(W1 x + b1), a polynomial in the first layer's "

@@ -27,9 +27,10 @@ from polynet.expansion.dense import FloatOps, walk
 from polynet.expansion.fold import QuadraticFold
 from polynet.polynomial import store as _store
 from polynet.polynomial.blocks import Block
+from polynet.polynomial.index import MonomialIndex
 from polynet.polynomial.store import StoredPolynomial, open_store
 
-__all__ = ["expand_to_store", "store_peak_bytes", "HeapGuard"]
+__all__ = ["expand_to_store", "store_peak_bytes", "HeapGuard", "write_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -314,4 +315,55 @@ def expand_to_store(
     logger.info("expanded %d monomials into %s in %.3f s", index.size, path, seconds)
     if guard is not None:
         logger.debug("%d heap trims past %.2f GiB resident", guard.trims, guard.limit / 2**30)
+    return open_store(path)
+
+
+def write_store(
+    path: str | os.PathLike,
+    index: MonomialIndex,
+    coefficients: torch.Tensor,
+    *,
+    degree_bound: int,
+    variables: list[str] | None = None,
+    n_network_parameters: int | None = None,
+    info: dict | None = None,
+    start: float | None = None,
+) -> StoredPolynomial:
+    """Write coefficients held in memory, (n_outputs, index.size), into a store at ``path``.
+
+    The format of :func:`expand_to_store` (atomic, a CRC-32C per chunk); what the traced graph
+    engine uses for ``store=``, whose result is in memory before it is written.
+    """
+    zarr = _store._zarr()
+    start = time.perf_counter() if start is None else start
+    path = Path(path)
+    if path.exists() and not _store._is_store(path):
+        raise PolynetError(
+            f"{path} exists and is not a polynet store; choose another path or remove it."
+        )
+    with atomic_dir(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        array = _store._create_array(group, (coefficients.shape[0], index.size))
+        writer = _store._ChunkWriter(array, index.n_vars, index.degree)
+        for lo in range(0, index.size, _store.CHUNK_TERMS):
+            part = coefficients[:, lo : lo + _store.CHUNK_TERMS]
+            writer.put(lo, part.detach().cpu().numpy())
+        writer.close()
+        meta = {
+            "format": _store._FORMAT,
+            "version": _store._FORMAT_VERSION,
+            "n_vars": index.n_vars,
+            "index_degree": index.degree,
+            "degree_bound": degree_bound,
+            "variables": variables or [f"x{i}" for i in range(index.n_vars)],
+            "n_network_parameters": n_network_parameters,
+            "info": {**(info or {}), "seconds": time.perf_counter() - start, "blocks": 1},
+            "n_terms": writer.any_nonzero,
+            "n_terms_per_output": writer.nonzero.tolist(),
+            "degree": writer.max_degree,
+            "degree_profile": writer.profile.tolist(),
+            # The completion marker, written after every chunk.
+            "complete": True,
+        }
+        group.attrs["polynet"] = json.loads(json.dumps(meta))
     return open_store(path)

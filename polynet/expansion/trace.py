@@ -52,6 +52,7 @@ from polynet.expansion.graph import (
     unit_polynomial,
     unit_polynomial_linear,
 )
+from polynet.expansion.graph_truncation import capped, truncated_pairs, truncation
 from polynet.expansion.rules import ATEN_RULES, MODULE_RULES, AtenRule, check_module
 from polynet.polynomial.index import MonomialIndex
 from polynet.slaf import SLAF
@@ -639,7 +640,8 @@ class _Tracer:
             mask = (e == k).double()
             pk = Tracked(power(base.poly, k) if k else _one(base), base.axis, base.factor)
             if not self.symbolic and k:
-                pk.poly = pk.poly.with_coefficients(pk.poly.coefficients, base.poly.degree * k)
+                degree = capped(base.poly.degree * k)
+                pk.poly = pk.poly.with_coefficients(pk.poly.coefficients, degree)
             elif self.symbolic:
                 pk.poly = pk.poly.with_coefficients(pk.poly.coefficients[:1], base.poly.degree * k)
             term = self._affine_on(_aten.mul.Tensor, mul_rule, pk, mask, out)
@@ -685,19 +687,32 @@ class _Tracer:
         a, b = self.lookup(flat[ia]), self.lookup(flat[ib])
         ta, tb = a.poly.coefficients.shape[0], b.poly.coefficients.shape[0]
         degree = a.poly.degree + b.poly.degree
+        q = None if self.symbolic else truncation()
+        if q is not None and degree > q:
+            # degree= : row group by row group, each with the b rows it meets below degree q.
+            groups = truncated_pairs(self.n_vars, a.poly.degree, b.poly.degree, q, out.device)
+            degree = q
+        else:
+            groups = [(0, ta, tb, None)]
         n_out = 1 if self.symbolic else math.comb(self.n_vars + degree, degree)
-        pmap = None
-        if not self.symbolic:
+        if not self.symbolic and groups[0][3] is None:
             pmap = MonomialIndex(self.n_vars, degree).product_map(a.poly.degree, b.poly.degree)
-            pmap = torch.from_numpy(pmap.copy()).to(a.poly.coefficients.device)
+            groups = [(0, ta, tb, torch.from_numpy(pmap.copy()).to(a.poly.coefficients.device))]
         result: Tensor | None = None
-        step = max(1, (1 << 22) // max(1, tb * max(1, out.numel() // EXAMPLE_BATCH)))
-        for s in range(0, ta, step):
-            ca = a.poly.coefficients[s : s + step]
+        per_pair = max(1, out.numel() // EXAMPLE_BATCH)
+        chunks = [
+            (s, min(hi, s + step), cols, targets, lo)
+            for lo, hi, cols, targets in groups
+            for step in [max(1, (1 << 22) // (cols * per_pair))]
+            for s in range(lo, hi, step)
+        ]
+        for s, e, tb, targets, lo in chunks:
+            ca = a.poly.coefficients[s:e]
             rows = ca.shape[0] * tb
             pad = 1 if rows == EXAMPLE_BATCH else 0
             pa = ca.repeat_interleave(tb, 0)
-            pb = b.poly.coefficients.repeat((ca.shape[0],) + (1,) * (b.poly.coefficients.dim() - 1))
+            cb = b.poly.coefficients[:tb]
+            pb = cb.repeat((ca.shape[0],) + (1,) * (cb.dim() - 1))
             if pad:
                 pa = torch.cat([pa, pa.new_zeros((1, *pa.shape[1:]))])
                 pb = torch.cat([pb, pb.new_zeros((1, *pb.shape[1:]))])
@@ -722,7 +737,7 @@ class _Tracer:
             if self.symbolic:
                 result = c[:1]
             else:
-                result.index_add_(0, pmap[s : s + ca.shape[0]].reshape(-1), c)
+                result.index_add_(0, targets.reshape(-1)[(s - lo) * tb : (e - lo) * tb], c)
         return Tracked(PolyTensor(result, degree, self.n_vars, self.symbolic), axis, factor)
 
     # ------------------------------------------------------------ in place and views
@@ -880,7 +895,7 @@ class _Tracer:
             c = unit_polynomial_linear(
                 x.poly.coefficients, x.poly.degree, x.poly.n_vars, alpha, module
             )
-            p = PolyTensor(c, x.poly.degree * slaf.degree, x.poly.n_vars, False)
+            p = PolyTensor(c, capped(x.poly.degree * slaf.degree), x.poly.n_vars, False)
             self.set(output, Tracked(p, 0, 1))
         if getattr(module, "_polynet_suspended", False):
             del module._polynet_suspended
@@ -925,7 +940,7 @@ def _slaf_value(tracer: _Tracer, module: SLAF, x: Tracked) -> Tracked:
 
     value = Tracked(None, 0, 1, pending=compute)
     value.source = (x, module)
-    value.lazy_degree = x.poly.degree * module.degree
+    value.lazy_degree = capped(x.poly.degree * module.degree)
     value.lazy_shape = x.poly.value_shape
     return value
 

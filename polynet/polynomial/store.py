@@ -277,8 +277,12 @@ class StoredPolynomial:
 
     @property
     def notes(self) -> dict:
-        # A store holds a whole expansion (store= is refused with degree= and at=): no notes.
-        return {}
+        # A store holds a whole expansion (store= is refused with degree= and at=); what its
+        # info records beyond the typed fields (a traced graph's input_shapes, output names)
+        # reads as notes, as it does on a NetworkPolynomial.
+        from polynet.polynomial.network_polynomial import _INFO_KEYS
+
+        return {k: v for k, v in self.info.items() if k not in _INFO_KEYS and k != "blocks"}
 
     @property
     def _typed(self) -> tuple:
@@ -348,6 +352,7 @@ class StoredPolynomial:
             input_shape=self.input_shape,
             provenance=self.provenance,
             raw_units=self.raw_units,
+            notes=self.notes,
         )
 
     def _chunks(self) -> Iterator[tuple[int, np.ndarray]]:

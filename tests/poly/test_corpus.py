@@ -301,14 +301,15 @@ def test_functional_conv2d_with_keyword_arguments():
     assert _relative_error(poly, model, (1, 3, 3)) < TOL
 
 
-def test_store_on_a_graph_model_is_refused_not_ignored(tmp_path):
+def test_store_on_a_graph_model_is_written_not_ignored(tmp_path):
     from tests.poly.corpus_models import CheckedSquare
 
-    with pytest.raises(NotExpandableError, match="needs a model whose forward"):
-        polynet.expand(CheckedSquare().eval(), store=tmp_path / "c.zarr")
-    assert not (tmp_path / "c.zarr").exists()
-    with pytest.raises(NotExpandableError, match="client= need a model whose forward"):
-        polynet.expand(CheckedSquare().eval(), client=object())
+    model = CheckedSquare().eval()
+    stored = polynet.expand(model, store=tmp_path / "c.zarr")
+    assert (tmp_path / "c.zarr").exists()
+    assert _relative_error(stored.to_memory(), model, CheckedSquare.SHAPE) < TOL
+    with pytest.raises(NotExpandableError, match="client= distributes the blocks of a chain"):
+        polynet.expand(model, client=object())
 
 
 def test_progress_on_a_graph_model(capsys):
