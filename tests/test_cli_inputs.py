@@ -354,3 +354,17 @@ def test_verify_a_model_of_several_inputs_and_a_dict_of_outputs():
     report = polynet.verify(model, poly, n_box=50)
     assert report.passed and report.max_rel_error < TOL
     assert not polynet.verify(model, poly * 1.01, n_box=50).passed
+
+
+def test_a_store_and_a_taylor_part_of_a_several_input_model(model_dir, capsys):
+    pytest.importorskip("zarr")
+    tmp, model = model_dir
+    assert main(["expand", *_model_args("x=3", "y=2,2"), "--out", "p.zarr", "--no-progress"]) == 0
+    assert main(["verify", *_model_args("x=3", "y=2,2"), "--poly", "p.zarr", "--no-progress"]) == 0
+    assert "verification PASSED" in capsys.readouterr().out
+    args = ["expand", *_model_args("3", "2,2"), "--degree", "2", "--out", "t.npz"]
+    assert main([*args, "--no-progress"]) == 0
+    part = polynet.NetworkPolynomial.load(tmp / "t.npz")
+    reference = polynet.expand(model, input_shape=SHAPES, degree=2)
+    torch.testing.assert_close(part.coefficients, reference.coefficients, rtol=0, atol=0)
+    assert part.variables == reference.variables and part.n_vars == N_VARS
