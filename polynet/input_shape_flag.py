@@ -3,8 +3,9 @@
 ==============================  ==============================================================
 ``--input-shape 1 28 28``       one input tensor of sample shape (1, 28, 28)
 ``--input-shape x=3 y=2,2``     several inputs, named by ``forward()``'s arguments
-``--input-shape 3 2,2``         several inputs in ``forward()``'s argument order: once a word
-                                has a comma, each word is one input's shape (``4,`` is (4,))
+``--input-shape 3 2,2``         several inputs in ``forward()``'s argument order: once one of
+                                several words has a comma, each word is one input's shape
+                                (``4,`` is (4,)); ``2x2`` is ``2,2``
 ==============================  ==============================================================
 
 The words become what :func:`polynet.expand` takes as ``input_shape``: a tuple of sizes, a
@@ -39,12 +40,16 @@ FORMS = (
 Shape = tuple[int, ...]
 
 
+#: What separates the sizes of one shape: "2,2", "28x28".
+_SEPARATOR = re.compile(r"[,x×]")
+
+
 def _sizes(text: str, word: str) -> Shape:
-    """``"2,2"``, ``"(2, 2)"``, ``"3"`` or ``"3,"`` as sizes."""
+    """``"2,2"``, ``"(2, 2)"``, ``"28x28"``, ``"3"`` or ``"3,"`` as sizes."""
     inner = text.strip()
     if inner[:1] in "([" and inner[-1:] in ")]":
         inner = inner[1:-1]
-    parts = [p.strip() for p in inner.split(",")]
+    parts = [p.strip() for p in _SEPARATOR.split(inner)]
     if len(parts) > 1 and parts[-1] == "":
         parts.pop()  # "3," is the one-dimensional shape (3,), as in Python
     if not parts or parts == [""]:
@@ -109,7 +114,9 @@ def parse_input_shape(words: Sequence[str]) -> Shape | tuple[Shape, ...] | dict[
                 )
             shapes[name] = _sizes(text, word)
         return shapes
-    if any("," in w for w in words):
+    if len(words) == 1:  # "13", "13," or "1,28,28": the one input's shape
+        return _sizes(words[0], words[0])
+    if any(_SEPARATOR.search(w) for w in words):
         return tuple(_sizes(w, w) for w in words)
     return tuple(_sizes(w, w)[0] for w in words)
 
