@@ -67,13 +67,17 @@ def _add_model_arguments(p: argparse.ArgumentParser, input_shape: bool = True) -
         "--init-args", default=None, help="its constructor arguments as JSON, e.g. '{\"n\": 4}'"
     )
     if input_shape:
+        from polynet.input_shape_flag import InputShapeAction
+
         p.add_argument(
             "--input-shape",
-            type=_positive_int,
+            action=InputShapeAction,
             nargs="+",
             default=None,
+            metavar="SHAPE",
             help="shape of one input sample without the batch axis, when the model does not "
-            "record it",
+            "record it (1 28 28); for a forward() taking several tensors, one shape per "
+            "argument, by name (x=3 y=2,2) or in order (3 2,2)",
         )
 
 
@@ -443,6 +447,12 @@ def _print_polynomial(poly: Any, top: int) -> None:
 
     made = poly.provenance
     print(f"polynomial   {poly.n_outputs} output(s) in {poly.n_vars} variables")
+    several = poly.notes.get("input_shapes")  # a forward() taking several tensors
+    if several and getattr(poly, "slice", None) is None:  # a slice names its own variables
+        from polynet.expansion.inputs import Inputs
+
+        for i, line in enumerate(Inputs.from_notes(several).blocks()):
+            print(f"{'inputs' if i == 0 else '':<12} {line}")
     part = describe(poly)
     if part is not None:
         print(f"this is      {part}")
@@ -569,11 +579,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     source = _source(args)
     source.check_drawable()
+    model = source.model
+    if isinstance(source.input_shape, dict):  # several inputs: data rows are concatenated
+        from polynet.expansion.inputs import SplitInputs
+
+        model = SplitInputs(model, source.input_shape)
     x = None
     if not args.no_data:
         x = _points(source, args, "Drawing over the running statistics instead.").X_train
     plots.plot_activations(
-        source.model,
+        model,
         x,
         args.out,
         layers=args.layers,
@@ -626,6 +641,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         top=args.top,
         max_panels=args.max_panels,
         title=args.title,
+        input_shape=source.input_shape if source.kind in ("class", "module", "onnx") else None,
     )
     print(f"wrote        {path}")
     print(f"wrote        {path.with_name('report.md')}")

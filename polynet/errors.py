@@ -6,6 +6,9 @@ nearest builtin so ``except ValueError`` keeps working.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "PolynetError",
     "NotExpandableError",
@@ -18,6 +21,7 @@ __all__ = [
     "StoreError",
     "MissingExtraError",
     "PolynetWarning",
+    "did_you_mean",
 ]
 
 
@@ -98,3 +102,10 @@ class PolynetWarning(UserWarning):
 
 class StoreError(PolynetError, OSError):
     """A polynomial store or cached file that is damaged, incomplete or could not be written."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str:
+    """``"did you mean 'y'?"`` for the closest of ``choices`` to a mistyped ``word`` (up to
+    ``n``, joined by "or"), or ``""`` when none is close; for error messages."""
+    close = difflib.get_close_matches(word, list(choices), n=n)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

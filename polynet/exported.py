@@ -131,10 +131,11 @@ def read_program_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 def save_program(
     model: nn.Module,
     path: str | os.PathLike[str],
-    example_input: Tensor,
+    example_input: Tensor | tuple[Tensor, ...],
     metadata: dict[str, Any],
 ) -> Path:
-    """Export ``model`` (in evaluation mode) on ``example_input`` and write ``path``.
+    """Export ``model`` (in evaluation mode) on ``example_input`` (a tuple for a ``forward()``
+    taking several tensors) and write ``path``.
 
     The batch axis is exported as dynamic when the model allows it, so the program runs on
     any batch size. Written to a temporary name in the same directory, then renamed.
@@ -157,14 +158,16 @@ def save_program(
     return path
 
 
-def _export(model: nn.Module, x: Tensor) -> Any:
+def _export(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> Any:
+    args = tuple(x) if isinstance(x, (tuple, list)) else (x,)  # several inputs: one batch
     try:
         batch = torch.export.Dim("batch", min=1)
-        return torch.export.export(model, (x,), dynamic_shapes=({0: batch},), strict=False)
+        dynamic = tuple({0: batch} for _ in args)
+        return torch.export.export(model, args, dynamic_shapes=dynamic, strict=False)
     except Exception:  # a model that fixes its batch size: export it with the example's
         pass
     try:
-        return torch.export.export(model, (x,), strict=False)
+        return torch.export.export(model, args, strict=False)
     except Exception as exc:
         raise CheckpointError(
             f"cannot export {type(model).__name__} with torch.export ({type(exc).__name__}: "
@@ -244,9 +247,9 @@ _DROP = ("_assert", "sym_constrain_range", "_assert_tensor_metadata")
 
 
 class _Translator:
-    def __init__(self, gm: torch.fx.GraphModule, example: Tensor) -> None:
+    def __init__(self, gm: torch.fx.GraphModule, example: Tensor | list[Tensor]) -> None:
         self.gm = gm
-        self.example = example
+        self.examples = list(example) if isinstance(example, (list, tuple)) else [example]
         self.table = _table()
         self.graph = torch.fx.Graph()
         self.root = nn.Module()
@@ -288,13 +291,16 @@ class _Translator:
             args = torch.fx.node.map_arg(node.args, lambda n: self.value.get(n))
             kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: self.value.get(n))
             if node.op == "placeholder":
-                if self.new:
+                k = len(self.new)
+                if k >= len(self.examples):
                     raise NotExpandableError(
-                        "the exported program takes more than one input; polynet expands a "
-                        "model of one input tensor."
+                        f"the exported program takes more than {len(self.examples)} input(s); "
+                        "give one example tensor per input."
                     )
-                self.value[node] = self.example
-                self.new[node] = self.graph.placeholder("x")
+                self.value[node] = self.examples[k]
+                # One input keeps the name x; several keep forward()'s argument names.
+                name = "x" if len(self.examples) == 1 else node.name
+                self.new[node] = self.graph.placeholder(name)
                 continue
             if node.op == "get_attr":
                 obj = self.gm
@@ -554,44 +560,59 @@ def _rebuild_slaf(gm: nn.Module, path: str, x: Tensor, y: Tensor) -> nn.Module |
     return None
 
 
-def program_module(program: Any, example_input: Tensor | None = None) -> torch.fx.GraphModule:
+def program_module(
+    program: Any, example_input: Tensor | tuple[Tensor, ...] | None = None
+) -> torch.fx.GraphModule:
     """An ``fx.GraphModule`` in torch ops computing what ``program`` computes (in float64
     when expanded), for :func:`polynet.expand`.
 
     Parameters
     ----------
     program : torch.export.ExportedProgram
-    example_input : Tensor, optional
-        One batch of input; default: the program's own example input, else zeros of the
-        exported input shape.
+    example_input : Tensor or tuple of Tensor, optional
+        One batch of input (one tensor per input); default: the program's own example
+        inputs, else zeros of the exported input shapes.
     """
     gm = program.module()
-    if example_input is None:
-        example_input = _example(program)
-    if example_input.is_floating_point():
+    examples = _examples(program) if example_input is None else example_input
+    examples = list(examples) if isinstance(examples, (tuple, list)) else [examples]
+    if all(e.is_floating_point() for e in examples):
         # Fold the constants in float64, as polynet evaluates a model (from the same weights).
         gm = gm.to(torch.float64)
-        example_input = example_input.to(torch.float64)
+        examples = [e.to(torch.float64) for e in examples]
     with torch.no_grad():
-        module = _Translator(gm, example_input).run()
+        module = _Translator(gm, examples).run()
     return module.eval()
 
 
 def _example(program: Any) -> Tensor:
+    return _examples(program)[0]
+
+
+def _examples(program: Any) -> list[Tensor]:
+    """One example batch per user input of the program."""
     examples = getattr(program, "example_inputs", None)
-    if examples and examples[0]:
-        first = examples[0][0]
-        if torch.is_tensor(first):
-            return first
+    if examples and examples[0] and all(torch.is_tensor(e) for e in examples[0]):
+        return list(examples[0])
+    found = []
     for spec in program.graph_signature.input_specs:
         if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT:
             node = next(n for n in program.graph.nodes if n.name == spec.arg.name)
             val = node.meta["val"]
             shape = [s if isinstance(s, int) else 2 for s in val.shape]
-            return torch.zeros(shape, dtype=val.dtype)
-    raise NotExpandableError("the exported program has no tensor input.")
+            found.append(torch.zeros(shape, dtype=val.dtype))
+    if not found:
+        raise NotExpandableError("the exported program has no tensor input.")
+    return found
 
 
 def program_input_shape(program: Any) -> tuple[int, ...]:
     """The shape of one input sample (without the batch axis) the program was exported on."""
     return tuple(int(s) for s in _example(program).shape[1:])
+
+
+def program_input_shapes(module: torch.fx.GraphModule, program: Any) -> dict[str, tuple]:
+    """``{argument: sample shape}`` of a program taking several inputs, named as the
+    translated ``module``'s ``forward()`` takes them."""
+    names = [n.name for n in module.graph.nodes if n.op == "placeholder"]
+    return {k: tuple(int(s) for s in e.shape[1:]) for k, e in zip(names, _examples(program))}

@@ -23,7 +23,6 @@ TypeError: unknown fit option 'epoch'; did you mean 'epochs'? See polynet.traini
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from polynet.errors import did_you_mean
 from polynet.validation import check_int, check_number
 
 __all__ = ["FitOptions", "fit_options"]
@@ -207,12 +207,7 @@ _NAMES = tuple(f.name for f in dataclasses.fields(FitOptions))
 def _check_names(names: Mapping[str, Any]) -> None:
     for name in names:
         if name not in _NAMES:
-            close = difflib.get_close_matches(name, _NAMES, n=3)
-            hint = (
-                f"did you mean {' or '.join(repr(c) for c in close)}?"
-                if close
-                else (f"the options are {', '.join(_NAMES)}.")
-            )
+            hint = did_you_mean(name, _NAMES, n=3) or f"the options are {', '.join(_NAMES)}."
             raise TypeError(f"unknown fit option {name!r}; {hint} See polynet.training.FitOptions.")
 
 

@@ -71,8 +71,9 @@ class ModelSource:
         Where it came from.
     path : Path or None
         The file read (the state_dict file for a class).
-    input_shape : tuple of int or None
-        One input sample's shape (no batch axis), when known.
+    input_shape : tuple of int, dict or None
+        One input sample's shape (no batch axis), when known; for a ``forward()`` taking
+        several tensors, ``{argument: shape}`` in argument order.
     metadata : dict
         Checkpoint-style metadata: ``"dataset"`` (name, params, feature names, ``scaler``,
         ``target_scaler``) and anything else recorded.
@@ -83,7 +84,7 @@ class ModelSource:
     model: nn.Module
     kind: Kind
     path: Path | None = None
-    input_shape: tuple[int, ...] | None = None
+    input_shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     checkpoint: Any = None
 
@@ -282,6 +283,30 @@ def _through_export(
     return ShapedModel(module, shape, type(model).__name__).eval(), shape
 
 
+def _several_inputs(model: nn.Module, shape: Any) -> dict[str, tuple[int, ...]] | None:
+    """``{argument: shape}`` for a model given several input shapes or whose forward() needs
+    several tensors (checked against its signature); None for a one-input model."""
+    from polynet.expansion import inputs as several_inputs
+
+    is_several, parse_inputs = several_inputs.is_several, several_inputs.parse_inputs
+    shapes_example, tensor_arguments = (
+        several_inputs.shapes_example,
+        several_inputs.tensor_arguments,
+    )
+
+    names, required = tensor_arguments(model)
+    if not is_several(shape) and required <= 1:
+        return None
+    if shape is None:
+        raise CheckpointError(
+            f"{type(model).__name__}.forward({', '.join(names)}) takes {required} input "
+            "tensors; give each one's sample shape (no batch axis): "
+            f"{shapes_example(names[:required], '--input-shape')}."
+        )
+    inputs = parse_inputs(model, shape if is_several(shape) else (shape,), flag="--input-shape")
+    return dict(zip(inputs.names, inputs.shapes))
+
+
 def _short(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
     return " ".join(lines)[:300]
@@ -292,7 +317,7 @@ def resolve(
     *,
     state_dict: str | os.PathLike[str] | None = None,
     init_args: dict[str, Any] | str | None = None,
-    input_shape: tuple[int, ...] | list[int] | None = None,
+    input_shape: tuple[int, ...] | list[int] | tuple | dict[str, Any] | None = None,
     device: torch.device | str | None = None,
 ) -> ModelSource:
     """The model ``source`` names, in evaluation mode, with what its source records.
@@ -307,8 +332,10 @@ def resolve(
         ``.safetensors``).
     init_args : dict or JSON str, optional
         For ``module:Class``: the constructor's keyword arguments.
-    input_shape : tuple of int, optional
-        One input sample's shape, when the source does not record it.
+    input_shape : tuple of int, tuple of shapes or dict, optional
+        One input sample's shape, when the source does not record it; for a class or module
+        whose ``forward()`` takes several tensors, one shape per argument (in order, or
+        ``{argument: shape}``), checked against the signature.
     device : torch.device or str, optional
         Where to put a checkpoint's model (default CPU).
 
@@ -318,9 +345,14 @@ def resolve(
         A file that is missing, of another format (the message says which and what to do),
         damaged, or weights that do not fit the class.
     """
-    shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+    from polynet.expansion.inputs import is_several
+
+    if input_shape is None or is_several(input_shape):
+        shape = input_shape
+    else:
+        shape = tuple(int(s) for s in input_shape)
     if isinstance(source, nn.Module):
-        return ModelSource(source, "module", None, shape)
+        return ModelSource(source, "module", None, _several_inputs(source, shape) or shape)
     text = os.fspath(source)
     if (state_dict is not None or init_args is not None) and not _is_class_spec(text):
         raise CheckpointError(
@@ -330,6 +362,9 @@ def resolve(
     if _is_class_spec(text):
         found = _from_class(text, state_dict, init_args)
         model = found.model
+        several = _several_inputs(model, shape)
+        if several is not None:  # traced on real shapes by expand: no export needed
+            return ModelSource(model, "class", found.path, several)
         if not _symbolically_traceable(model):
             model, shape = _through_export(model, shape)
         return ModelSource(model, "class", found.path, shape)
@@ -338,6 +373,9 @@ def resolve(
         from polynet.onnx import from_onnx
 
         model = from_onnx(path, input_shape=shape)
+        several = getattr(model, "input_shapes", None)  # a graph with several inputs
+        if several:
+            return ModelSource(model.eval(), "onnx", path, dict(several))
         found = tuple(model.input_shape)
         return ModelSource(ShapedModel(model, found, path.name).eval(), "onnx", path, found)
     if path.is_file() and _is_program(path):
@@ -345,6 +383,17 @@ def resolve(
 
         program, metadata = load_program(path)
         model = program_module(program)
+        if sum(n.op == "placeholder" for n in model.graph.nodes) > 1:  # several inputs
+            from polynet.exported import program_input_shapes
+
+            shapes = program_input_shapes(model, program)
+            given = _several_inputs(model, shape) if shape is not None else shapes
+            if given != shapes:
+                raise CheckpointError(
+                    f"--input-shape {given} does not fit {text!r}, exported on inputs of "
+                    f"shapes {shapes}; leave --input-shape out."
+                )
+            return ModelSource(model.eval(), "program", path, shapes, dict(metadata))
         recorded = metadata.get("input_shape")
         found = shape or (tuple(recorded) if recorded else None)
         if found is None:
@@ -353,6 +402,14 @@ def resolve(
             found = program_input_shape(program)
         model = ShapedModel(model, found, path.name).eval()
         return ModelSource(model, "program", path, tuple(found), dict(metadata))
+    if is_several(shape):
+        raise CheckpointError(
+            f"--input-shape gives shapes by argument name or several shapes ({shape!r}), "
+            f"but {text!r} is a file whose model takes one input; several inputs are for a "
+            "model given as module:Class, an ONNX graph or a .pt2 archive with several inputs. "
+            "Give its one "
+            "sample shape as sizes, e.g. --input-shape 1 28 28."
+        )
     from polynet.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, device=device)
@@ -389,7 +446,7 @@ def _dataset_metadata(data: Any) -> dict[str, Any] | None:
 def save(
     model: nn.Module,
     path: str | os.PathLike[str],
-    example_input: Tensor | None = None,
+    example_input: Tensor | tuple[Tensor, ...] | None = None,
     *,
     metadata: dict[str, Any] | None = None,
     data: Any = None,
@@ -407,9 +464,10 @@ def save(
         A polynomial model (SLAF layers, linear maps, products ...), trained.
     path : str or path-like
         Where to write.
-    example_input : Tensor, optional
+    example_input : Tensor or tuple of Tensor, optional
         One batch of input (any batch size); required for a module that is not a polynet
-        builder's. Its sample shape is recorded as ``input_shape``.
+        builder's. Its sample shape is recorded as ``input_shape``; for a ``forward()``
+        taking several tensors, a tuple with one batch per argument (``input_shapes``).
     metadata : dict, optional
         JSON values stored with the model. Record the data standardisation under
         ``"dataset"`` (what :meth:`polynet.data.Dataset.to_metadata` returns, or a dict with
@@ -429,7 +487,14 @@ def save(
     meta = dict(metadata or {})
     if data is not None:
         meta["dataset"] = _dataset_metadata(data)
-    if example_input is not None:
+    if isinstance(example_input, (tuple, list)):  # a forward() taking several tensors
+        from polynet.expansion.inputs import tensor_arguments
+
+        names = tensor_arguments(model)[0]
+        meta.setdefault(
+            "input_shapes", {k: list(x.shape[1:]) for k, x in zip(names, example_input)}
+        )
+    elif example_input is not None:
         meta.setdefault("input_shape", list(example_input.shape[1:]))
     try:
         check_saveable(model)
@@ -530,13 +595,36 @@ def points(
         table = read_table(data, target)
     X = table.X
     if source.input_shape is not None:
-        width = int(np.prod(source.input_shape))
-        if X.shape[1] != width:
-            raise DataError(
-                f"{os.fspath(data)!r} has {X.shape[1]} feature columns "
-                f"({table.feature_names}) but the model takes {width} inputs; choose the "
-                "columns (--target names the one to leave out)."
-            )
+        _check_width(X.shape[1], source.input_shape, data, table.feature_names)
     if info.get("scaler"):
         X = Standardizer.from_dict(info["scaler"]).transform(X)
     return Points(X, X, table.y, table.feature_names)
+
+
+def _check_width(n_columns: int, shape: Any, data: Any, columns: list[str]) -> None:
+    """Refuse a data file whose feature columns are not the model's inputs, flattened (and
+    for several inputs concatenated in argument order)."""
+    import numpy as np
+
+    from polynet.errors import DataError
+    from polynet.expansion.inputs import Inputs
+
+    if isinstance(shape, dict):
+        inputs = Inputs.from_notes(shape)
+        if n_columns != inputs.n:
+            blocks = "; ".join(inputs.blocks())
+            raise DataError(
+                f"{os.fspath(data)!r} has {n_columns} feature columns ({columns}) but the "
+                f"model takes {inputs.n} input values, its {len(inputs.names)} input tensors "
+                f"flattened and concatenated in argument order ({blocks}); give a file with "
+                f"{inputs.n} feature columns in that order (--target names the column to "
+                "leave out)."
+            )
+        return
+    width = int(np.prod(shape))
+    if n_columns != width:
+        raise DataError(
+            f"{os.fspath(data)!r} has {n_columns} feature columns "
+            f"({columns}) but the model takes {width} inputs; choose the "
+            "columns (--target names the one to leave out)."
+        )

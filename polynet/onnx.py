@@ -13,7 +13,11 @@ model computes and ``polynet.expand`` refuses it naming that node.
 The first axis of every input is the batch and stays free: the module runs on any batch size.
 Shapes are tracked by running each new op on two probe batches (2 and 3 samples); an entry of
 an ONNX ``Shape`` that differs between them is the batch size, and it may only flow into a
-Reshape or Expand target (as exporters write ``x.view(x.size(0), -1)``).
+Reshape or Expand target (as exporters write ``x.view(x.size(0), -1)``). Tensors computed from
+the batch size alone (``Range`` over it: the indices exporters build for ``out[:, :2] = h``) are
+evaluated at both probe batch sizes; they may only index a ScatterND, ScatterElements or
+GatherElements, which becomes an affine map of each sample when it writes (reads) the same
+entries in every sample.
 """
 
 from __future__ import annotations
@@ -102,7 +106,31 @@ class _ShapeValue:
         return np.where(self.batch, np.int64(_SENTINELS[k]), self.values).astype(self.values.dtype)
 
 
+@dataclass
+class _PerBatch:
+    """A value that depends on the batch size only (``Range`` over it, the indices exporters
+    build for ``out[:, :2] = ...``): its values at the two probe batch sizes."""
+
+    values: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def batch_axes(self) -> tuple[int, ...]:
+        a, b = self.values
+        if a.ndim != b.ndim:
+            return ()
+        return tuple(i for i in range(a.ndim) if a.shape[i] != b.shape[i])
+
+
+#: Handlers that read a _PerBatch input (as indices or as a target shape).
+_PER_BATCH_READERS = frozenset(
+    {"ScatterND", "ScatterElements", "GatherElements", "Reshape", "Expand"}
+)
+
 _BATCH = object()  # a Reshape/Expand target entry that is the batch size
+
+
+def _sample(shape: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape)
 
 
 def _np_dtype(elem_type: int) -> np.dtype:
@@ -147,7 +175,15 @@ class _Builder:
         for op in model.opset_import:
             if op.domain in ("", "ai.onnx"):
                 self.opset = op.version
-        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        from polynet.expansion.inputs import is_several
+
+        #: Shapes of several inputs, by ONNX input name or in order (``input_shape=``).
+        self.several = input_shape if is_several(input_shape) else None
+        self.input_shape = (
+            None
+            if input_shape is None or self.several is not None
+            else tuple(int(s) for s in input_shape)
+        )
         self.declared_batch: int | None = None
         self.names: set[str] = set()
         self.fusable: dict[str, nn.Linear] = {}
@@ -251,10 +287,12 @@ class _Builder:
         if self.input_shape is not None and len(inputs) > 1:
             raise PolynetError(
                 f"input_shape applies to a model with one input; this one has {len(inputs)} "
-                f"({', '.join(i.name for i in inputs)})."
+                f"({', '.join(i.name for i in inputs)}): give one shape per input, "
+                "{name: shape} or in order."
             )
-        for vi in inputs:
-            env[vi.name] = self._placeholder(vi)
+        given = self._given_shapes(inputs)
+        for vi, shape in zip(inputs, given):
+            env[vi.name] = self._placeholder(vi, shape)
         self._count_consumers(g)
         self.graph_outputs = {o.name for o in g.output}
         self._walk(g.node, ChainMap(env))
@@ -264,8 +302,37 @@ class _Builder:
         gm.eval()
         # The shape of one sample of the first input, for polynet.expand(..., input_shape=).
         gm.input_shape = self.sample_shapes[0]
+        if len(inputs) > 1:  # {forward() argument: sample shape}, as expand takes them
+            gm.input_shapes = {
+                _ident(vi.name): shape for vi, shape in zip(inputs, self.sample_shapes)
+            }
         gm.onnx_opset = self.opset
         return gm
+
+    def _given_shapes(self, inputs: list[Any]) -> list[tuple[int, ...] | None]:
+        """The sample shape given for each ONNX input (None: as the file records it)."""
+        from polynet.errors import did_you_mean
+
+        if self.several is None:
+            return [self.input_shape] * len(inputs)
+        names = [vi.name for vi in inputs]
+        if isinstance(self.several, dict):
+            by_name = {**{_ident(n): n for n in names}, **{n: n for n in names}}
+            unknown = [k for k in self.several if k not in by_name]
+            if unknown:
+                hint = " ".join(h for h in (did_you_mean(k, names) for k in unknown) if h)
+                raise PolynetError(
+                    f"input_shape names {unknown}, which are not inputs of the ONNX graph "
+                    f"{names}; {hint + ' ' if hint else ''}give one shape per input name."
+                )
+            shapes = {by_name[k]: v for k, v in self.several.items()}
+            return [_sample(shapes[n]) if n in shapes else None for n in names]
+        if len(self.several) != len(inputs):
+            raise PolynetError(
+                f"input_shape gives {len(self.several)} shapes but the ONNX graph has "
+                f"{len(inputs)} inputs {names}; give one shape per input, in order."
+            )
+        return [_sample(v) for v in self.several]
 
     def _output_arg(self, value: Any, name: str) -> Any:
         if isinstance(value, _Run):
@@ -285,7 +352,7 @@ class _Builder:
                 if a.g is not None and a.g.node:
                     self._count_consumers(a.g)
 
-    def _placeholder(self, vi: Any) -> _Run:
+    def _placeholder(self, vi: Any, given: tuple[int, ...] | None) -> _Run:
         t = vi.type.tensor_type
         if not vi.type.HasField("tensor_type") or t.elem_type == 0:
             raise PolynetError(f"ONNX input {vi.name!r} is not a tensor.")
@@ -304,16 +371,16 @@ class _Builder:
         if dims[0] is not None and self.declared_batch is None:
             self.declared_batch = dims[0]
         sample = dims[1:]
-        if self.input_shape is not None:
-            if len(self.input_shape) != len(sample) or any(
-                d is not None and d != s for d, s in zip(sample, self.input_shape)
+        if given is not None:
+            if len(given) != len(sample) or any(
+                d is not None and d != s for d, s in zip(sample, given)
             ):
                 shown = ["batch", *("?" if d is None else str(d) for d in sample)]
                 raise PolynetError(
-                    f"input_shape {self.input_shape} does not fit ONNX input {vi.name!r} of "
+                    f"input_shape {given} does not fit ONNX input {vi.name!r} of "
                     f"shape ({', '.join(shown)}); give the shape of one sample."
                 )
-            sample = list(self.input_shape)
+            sample = list(given)
         if any(d is None for d in sample):
             raise PolynetError(
                 f"ONNX input {vi.name!r} has free axes besides the batch axis "
@@ -369,12 +436,26 @@ class _Builder:
             )
         if consts and op not in _NO_FOLD:
             return self._fold(node, ins)
+        no_run = all(not isinstance(v, _Run) for v in ins)
+        per_batch = any(isinstance(v, _PerBatch) for v in ins)
+        if per_batch and no_run and op not in _NO_FOLD:
+            return self._fold_per_batch(node, ins)
         if any(isinstance(v, _ShapeValue) for v in ins) and op in _SHAPE_FOLDABLE:
-            if all(not isinstance(v, _Run) for v in ins):
+            if no_run:
                 return self._fold_shape(node, ins)
         handler = _HANDLERS.get(op)
+        if no_run and op != "ConstantOfShape" and any(isinstance(v, _ShapeValue) for v in ins):
+            # Range(0, batch size), a constant expanded to the batch: sample indices
+            return self._fold_per_batch(node, ins)
         if handler is None and any(isinstance(v, _ShapeValue) for v in ins):
             raise _unsupported(node, "it builds a tensor whose size is the batch size")
+        if per_batch and op not in _PER_BATCH_READERS:
+            raise _unsupported(
+                node,
+                "it computes with a tensor built from the batch size (an index over the "
+                "samples); polynet reads such indices only in ScatterND, ScatterElements "
+                "and GatherElements",
+            )
         if handler is None:
             raise PolynetError(
                 f"ONNX op {op} (node {node.name!r}) is not supported by polynet.from_onnx. "
@@ -436,6 +517,26 @@ class _Builder:
             )
         return outs
 
+    def _fold_per_batch(self, node: Any, ins: list[Any]) -> list[Any]:
+        """Evaluate a node whose inputs depend on the batch size only, at both probe batch
+        sizes: a constant when both agree, else a :class:`_PerBatch`."""
+        runs = []
+        for k, batch in enumerate(_PROBE_BATCHES):
+            feeds = {}
+            for n, v in zip(node.input, ins):
+                if not n:
+                    continue
+                if isinstance(v, _ShapeValue):
+                    v = np.where(v.batch, batch, v.values).astype(v.values.dtype)
+                elif isinstance(v, _PerBatch):
+                    v = v.values[k]
+                feeds[n] = v
+            runs.append(self._evaluate(node, feeds))
+        return [
+            a if a.shape == b.shape and np.array_equal(a, b) else _PerBatch((a, b))
+            for a, b in zip(*runs)
+        ]
+
     def _if(self, node: Any, ins: list[Any], env: ChainMap) -> list[Any]:
         cond = ins[0]
         if not isinstance(cond, np.ndarray):
@@ -493,7 +594,7 @@ def _is_const(v: Any) -> bool:
 
 
 def _operand(v: Any, node: Any) -> Any:
-    if isinstance(v, _ShapeValue):
+    if isinstance(v, (_ShapeValue, _PerBatch)):
         raise _unsupported(node, "it does arithmetic with the batch size")
     return v
 
@@ -895,6 +996,19 @@ def _size(b: _Builder, node, ins, attrs):
 def _target(value: Any, node: Any) -> list[Any]:
     if isinstance(value, _ShapeValue):
         return [_BATCH if m else int(v) for v, m in zip(value.values, value.batch)]
+    if isinstance(value, _PerBatch):
+        a, b = (v.reshape(-1) for v in value.values)
+        if a.shape != b.shape or a.dtype.kind not in "iu":
+            raise _unsupported(node, "its target shape's length depends on the batch size")
+        target: list[Any] = []
+        for u, w in zip(a.tolist(), b.tolist()):
+            if u == w:
+                target.append(int(u))
+            elif (u, w) == _PROBE_BATCHES:
+                target.append(_BATCH)
+            else:
+                raise _unsupported(node, "its target shape computes with the batch size")
+        return target
     if _is_const(value):
         return [int(v) for v in value.reshape(-1)]
     raise _unsupported(node, "its target shape depends on the values of the input")
@@ -927,9 +1041,17 @@ def _reshape(b: _Builder, node, ins, attrs):
         per_sample = math.prod(d for i, d in enumerate(x.shape) if i not in batch_axes)
         fixed = math.prod(t for t in target if t is not _BATCH and t != -1)
         target = [
-            -1 if t is _BATCH else (per_sample // max(fixed, 1) if t == -1 else t) for t in target
+            None if t is _BATCH else (per_sample // max(fixed, 1) if t == -1 else t) for t in target
         ]
+        if per_sample == 0:  # -1 cannot stand for the batch next to an empty axis
+            return b.function(_reshape_batch, x, tuple(target), batch_axes[0], node=node)
+        target = [-1 if t is None else t for t in target]
     return b.function(torch.reshape, x, tuple(target), node=node)
+
+
+def _reshape_batch(x: Tensor, sizes: tuple, axis: int) -> Tensor:
+    """Reshape to ``sizes`` with None standing for x's batch size (an empty sample)."""
+    return x.reshape([x.shape[axis] if s is None else s for s in sizes])
 
 
 @_handles("Flatten")
@@ -1009,6 +1131,197 @@ def _take(x: Tensor, index: Tensor, axis: int) -> Tensor:
     return torch.index_select(x, axis, index.reshape(-1).long()).reshape(
         *x.shape[:axis], *index.shape, *x.shape[axis + 1 :]
     )
+
+
+def _probe_values(v: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A value at the two probe batches, as arrays."""
+    if isinstance(v, _Run):
+        return tuple(p.detach().cpu().numpy() for p in v.probes)  # type: ignore[return-value]
+    if isinstance(v, _PerBatch):
+        return v.values
+    return (np.asarray(v), np.asarray(v))
+
+
+def _scatter_codes(op: str, shape, indices: np.ndarray, updates_shape, axis: int) -> np.ndarray:
+    """For each entry of a scatter's output: the flat index of the update written there (the
+    last one for a repeated index, as onnxruntime does), or -1 where data is kept."""
+    codes = np.full(shape, -1, dtype=np.int64)
+    written = np.arange(math.prod(updates_shape), dtype=np.int64).reshape(updates_shape)
+    indices = np.asarray(indices).astype(np.int64)
+    if op == "ScatterND":
+        k = indices.shape[-1]
+        rows = indices.reshape(-1, k)
+        codes[tuple(rows.T)] = written.reshape(rows.shape[0], *shape[k:])
+    else:  # ScatterElements
+        indices = np.where(indices < 0, indices + shape[axis], indices)
+        np.put_along_axis(codes, indices, written, axis)
+    return codes
+
+
+def _scatter_rows(data: Tensor, updates: Tensor, keep: Tensor, src: Tensor, axes) -> Tensor:
+    """ONNX ScatterND/ScatterElements written sample by sample: each sample's output is its
+    data where ``keep`` is 1 and its updates gathered at ``src`` elsewhere (affine)."""
+    data_axis, updates_axis = axes
+    d = data.movedim(data_axis, 0)
+    flat = d.reshape(d.shape[0], -1)
+    u = updates.movedim(updates_axis, 0).reshape(d.shape[0], -1)
+    out = flat * keep + u[:, src] * (1 - keep)
+    return out.reshape(d.shape).movedim(0, data_axis)
+
+
+def _scatter_fill(data: Tensor, keep: Tensor, fill: Tensor, data_axis: int) -> Tensor:
+    """A scatter of constant updates: each sample's data where ``keep`` is 1, ``fill`` else."""
+    d = data.movedim(data_axis, 0)
+    out = d.reshape(d.shape[0], -1) * keep + fill
+    return out.reshape(d.shape).movedim(0, data_axis)
+
+
+def _one_batch_axis(v: Any, node: Any, what: str) -> int | None:
+    axes = v.batch_axes if isinstance(v, (_Run, _PerBatch)) else ()
+    if len(axes) > 1:
+        raise _unsupported(node, f"its {what} has the batch size on more than one axis")
+    return axes[0] if axes else None
+
+
+@_handles("ScatterND", "ScatterElements")
+def _scatter(b: _Builder, node, ins, attrs):
+    """Item assignment (``out[:, :2] = h``): affine in data and updates when the indices are
+    constants, or enumerate the samples (exporters build them from the batch size) and
+    address the same entries in every sample."""
+    data, indices, updates = ins[:3]
+    op = node.op_type
+    reduction = attrs.get("reduction", "none")
+    if reduction != "none":
+        raise NotExpandableError(
+            f"cannot expand ONNX node {node.name!r} ({op}) with reduction={reduction!r}: "
+            "polynet reads scatters with reduction='none' (item assignment) only; export "
+            "plain assignment (out[idx] = v), or index_add/scatter_add written as an addition."
+        )
+    if isinstance(indices, _Run):
+        raise NotExpandableError(
+            f"cannot expand ONNX node {node.name!r} ({op}): its indices depend on the input "
+            "values, so where the updates go changes with the input; that is not a polynomial "
+            "map. Index with constants."
+        )
+    if not isinstance(data, _Run):
+        raise _unsupported(node, "it writes into a constant that does not hold the batch axis")
+    data_axis = _one_batch_axis(data, node, "data")
+    updates_axis = _one_batch_axis(updates, node, "updates")
+    if data_axis is None or (isinstance(updates, _Run) and updates_axis is None):
+        raise _unsupported(node, "its data or its updates have no batch axis")
+    axis = _norm_axis(int(attrs.get("axis", 0)), len(data.shape), node)
+    if any(u.size == 0 for u in _probe_values(updates)):  # an empty slice assigned
+        return data
+    per_sample = None
+    for d, idx, u in zip(*(_probe_values(v) for v in (data, indices, updates))):
+        batch = d.shape[data_axis]
+        codes = np.moveaxis(_scatter_codes(op, d.shape, idx, u.shape, axis), data_axis, 0)
+        codes = codes.reshape(batch, -1)
+        if updates_axis is not None:  # the update's sample must be the sample it goes to
+            where = np.unravel_index(np.maximum(codes, 0), u.shape)
+            sample = np.broadcast_to(np.arange(batch)[:, None], codes.shape)
+            if np.any((codes >= 0) & (where[updates_axis] != sample)):
+                raise NotExpandableError(
+                    f"cannot expand ONNX node {node.name!r} ({op}): it writes one sample's "
+                    "values into another sample (its indices address the batch axis), which "
+                    "mixes the samples of a batch."
+                )
+            rest = [w for i, w in enumerate(where) if i != updates_axis]
+            rest_shape = [s for i, s in enumerate(u.shape) if i != updates_axis]
+            flat = np.ravel_multi_index(rest, rest_shape) if rest else np.zeros_like(codes)
+            codes = np.where(codes >= 0, flat, -1)
+        if not (codes == codes[:1]).all() or (
+            per_sample is not None and (codes[0] != per_sample).any()
+        ):
+            raise NotExpandableError(
+                f"cannot expand ONNX node {node.name!r} ({op}): it writes different entries "
+                "in different samples (indices that address the batch axis, or that depend on "
+                "the input values), so it is not the same polynomial map for every sample."
+            )
+        per_sample = codes[0]
+    if (per_sample < 0).all():  # nothing written (an empty slice assigned): data unchanged
+        return data
+    keep = (per_sample < 0).astype(data.probes[0].numpy().dtype)
+    src = np.maximum(per_sample, 0)
+    if isinstance(updates, _Run):
+        return b.function(
+            _scatter_rows, data, updates, keep, src, (data_axis, updates_axis), node=node
+        )
+    fills = []
+    for u in _probe_values(updates):
+        rows = u.reshape(1, -1) if updates_axis is None else np.moveaxis(u, updates_axis, 0)
+        rows = rows.reshape(rows.shape[0], -1)[:, src]
+        fills.append(rows)
+    if any(not (f == fills[0][:1]).all() for f in fills):
+        raise _unsupported(node, "its constant updates differ between samples")
+    fill = np.where(per_sample >= 0, fills[0][0], 0).astype(keep.dtype)
+    return b.function(_scatter_fill, data, keep, fill, data_axis, node=node)
+
+
+def _gather_rows(data: Tensor, src: Tensor, axes, sample_shape) -> Tensor:
+    """ONNX GatherElements written sample by sample: each sample's entries at ``src``."""
+    data_axis, out_axis = axes
+    d = data.movedim(data_axis, 0)
+    out = d.reshape(d.shape[0], -1)[:, src]
+    return out.reshape(d.shape[0], *sample_shape).movedim(0, out_axis)
+
+
+@_handles("GatherElements")
+def _gather_elements(b: _Builder, node, ins, attrs):
+    """``torch.gather`` with a constant index (expanded to the batch by the exporter): a
+    selection of each sample's entries, the same in every sample."""
+    data, indices = ins
+    if isinstance(indices, _Run):
+        return b.refused(node, _gather_along(int(attrs.get("axis", 0))), data, indices)
+    if not isinstance(data, _Run):
+        raise _unsupported(node, "a constant indexed by a value built from the batch size")
+    data_axis = _one_batch_axis(data, node, "data")
+    out_axis = _one_batch_axis(indices, node, "indices")
+    if data_axis is None or out_axis is None:
+        raise NotExpandableError(
+            f"cannot expand ONNX node {node.name!r} (GatherElements): it selects samples of "
+            "the batch (its indices address the batch axis), which mixes the samples."
+        )
+    axis = _norm_axis(int(attrs.get("axis", 0)), len(data.shape), node)
+    per_sample = None
+    for d, idx in zip(*(_probe_values(v) for v in (data, indices))):
+        idx = np.asarray(idx).astype(np.int64)
+        idx = np.where(idx < 0, idx + d.shape[axis], idx)
+        codes = np.take_along_axis(np.arange(d.size).reshape(d.shape), idx, axis)
+        codes = np.moveaxis(codes, out_axis, 0)
+        batch = codes.shape[0]
+        where = np.unravel_index(codes.reshape(batch, -1), d.shape)
+        if np.any(where[data_axis] != np.arange(batch)[:, None]):
+            raise NotExpandableError(
+                f"cannot expand ONNX node {node.name!r} (GatherElements): it reads one "
+                "sample's values into another sample, which mixes the samples of a batch."
+            )
+        rest = [w for i, w in enumerate(where) if i != data_axis]
+        rest_shape = [n for i, n in enumerate(d.shape) if i != data_axis]
+        flat = np.ravel_multi_index(rest, rest_shape) if rest else np.zeros_like(where[0])
+        if not (flat == flat[:1]).all() or (
+            per_sample is not None and (flat[0] != per_sample).any()
+        ):
+            raise NotExpandableError(
+                f"cannot expand ONNX node {node.name!r} (GatherElements): it reads different "
+                "entries in different samples, so it is not one polynomial map per sample."
+            )
+        per_sample, sample_shape = flat[0], codes.shape[1:]
+    return b.function(
+        _gather_rows, data, per_sample, (data_axis, out_axis), tuple(sample_shape), node=node
+    )
+
+
+def _gather_along(axis: int) -> Callable[[Tensor, Tensor], Tensor]:
+    return functools.partial(_gather_elements_op, axis=axis)
+
+
+def _gather_elements_op(x: Tensor, index: Tensor, axis: int) -> Tensor:
+    size = x.shape[axis]
+    index = index.long()
+    # ONNX counts negative indices from the end; out-of-range ones (which onnxruntime refuses)
+    # only come from the random probe batches, and are clamped so the graph can be built.
+    return torch.gather(x, axis, torch.where(index < 0, index + size, index).clamp(0, size - 1))
 
 
 @_handles("Slice")
@@ -1404,7 +1717,9 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({*_HANDLERS, "If", "Constant"}))
 
 
 def from_onnx(
-    model: str | os.PathLike | bytes | Any, *, input_shape: Sequence[int] | None = None
+    model: str | os.PathLike | bytes | Any,
+    *,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] | Mapping[str, Any] | None = None,
 ) -> torch.fx.GraphModule:
     """An ONNX model as a ``torch.fx.GraphModule`` computing the same function.
 
@@ -1412,9 +1727,11 @@ def from_onnx(
     ----------
     model : str, os.PathLike, bytes or onnx.ModelProto
         The ``.onnx`` file, its bytes, or a loaded model.
-    input_shape : tuple of int, optional
+    input_shape : tuple of int, tuple of shapes or dict, optional
         The shape of one sample (without the batch axis), needed when the ONNX input leaves
-        axes other than the batch axis free.
+        axes other than the batch axis free; for a graph with several inputs, one shape per
+        input in order or ``{input name: shape}`` (``module.input_shapes`` then holds all of
+        them by ``forward()`` argument).
 
     Returns
     -------

@@ -150,6 +150,7 @@ def report(
     top: int = 20,
     max_panels: int = 16,
     title: str | None = None,
+    input_shape: dict[str, Any] | tuple | None = None,
 ) -> Path:
     """Write ``report.html`` and ``report.md`` about a trained network into ``out_dir``.
 
@@ -172,6 +173,10 @@ def report(
         Most panels of the activation figure.
     title : str, optional
         Report title (default: the architecture and checkpoint name).
+    input_shape : tuple of int, tuple of shapes or dict, optional
+        As for :func:`polynet.expand`: one sample's shape when the model does not tell it,
+        or for a ``forward()`` taking several tensors their shapes (``data`` rows are then
+        the inputs flattened and concatenated in argument order).
 
     Returns
     -------
@@ -207,12 +212,19 @@ def report(
         _data_section(resolved),
         _training_section(metadata),
     ]
-    theorem, poly = _polynomial_sections(model, resolved, max_memory, top)
+    from polynet.expansion.inputs import SplitInputs, is_several, parse_inputs
+
+    several = parse_inputs(model, input_shape).as_dict() if is_several(input_shape) else None
+    # Slices and activations run the model on data rows: split them for several inputs.
+    on_rows = model if several is None else SplitInputs(model, several)
+    shape = input_shape if several is None else several
+    theorem, poly = _polynomial_sections(model, resolved, max_memory, top, shape, on_rows)
     sections += theorem
     if poly is not None:
         sections.append(_analysis_section(poly, resolved))
-    sections.append(_image_section(model, resolved))
-    sections.append(_activation_section(model, resolved, max_panels))
+    if several is None:
+        sections.append(_image_section(model, resolved))
+    sections.append(_activation_section(on_rows, resolved, max_panels))
     sections = [s for s in sections if s.blocks]
     _write_markdown(out / "report.md", heading, sections)
     path = out / "report.html"
@@ -280,10 +292,15 @@ def _training_section(metadata: dict[str, Any]) -> _Section:
 
 
 def _polynomial_sections(
-    model: nn.Module, resolved: _Data, max_memory: int | str | None, top: int
+    model: nn.Module,
+    resolved: _Data,
+    max_memory: int | str | None,
+    top: int,
+    input_shape: tuple | dict[str, Any] | None = None,
+    on_rows: nn.Module | None = None,
 ) -> tuple[list[_Section], NetworkPolynomial | None]:
     theorem = _Section("Theorem 2: size of the network polynomial")
-    counts = _step(theorem, "Theorem 2 does not apply", lambda: count_terms(model))
+    counts = _step(theorem, "Theorem 2 does not apply", lambda: count_terms(model, input_shape))
     if counts is not None:
         theorem.text(
             "An SLNN in evaluation mode is a polynomial of total degree at most D = ∏k in its "
@@ -294,7 +311,11 @@ def _polynomial_sections(
     if counts is None:
         section.problem("the network was not expanded: it is not a polynomial (see above).")
         return [theorem, section], None
-    poly = _step(section, "expansion refused", lambda: expand(model, max_memory=max_memory))
+    poly = _step(
+        section,
+        "expansion refused",
+        lambda: expand(model, max_memory=max_memory, input_shape=input_shape),
+    )
     if poly is None:
         return [theorem, section], None
     if resolved.dataset is not None:  # one naming scheme: feature names when known
@@ -328,7 +349,7 @@ def _polynomial_sections(
             _Figure("degree_profile.png", _png(fig), "Coefficient mass by total degree.")
         )
     if resolved.X is not None:
-        _slice_figure(section, model, poly, resolved)
+        _slice_figure(section, model if on_rows is None else on_rows, poly, resolved)
     return [theorem, section], poly
 
 

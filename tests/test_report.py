@@ -108,3 +108,27 @@ def test_report_without_slafs_or_data(tmp_path):
     assert "## Model" in md
     html = (tmp_path / "r" / "report.html").read_text()
     assert '<p class="problem">' in html
+
+
+def test_report_takes_the_input_shape_of_a_model_that_does_not_tell_it(tmp_path):
+    """A conv model of one's own: its shape from input_shape=, verified on data rows."""
+    from torch import nn
+
+    from polynet import SLAF
+
+    class ConvNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 2)
+            self.act = SLAF(2, 2)
+            self.fc = nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.fc(self.act(self.conv(x.reshape(-1, 1, 3, 3))).flatten(1))
+
+    torch.manual_seed(0)
+    net = ConvNet().eval()
+    path = report(net, tmp_path, data=torch.randn(20, 9), input_shape=(9,))
+    text = path.with_name("report.md").read_text()
+    assert "**PASSED**" in text
+    assert "monomials C(9+2, 2)" in text

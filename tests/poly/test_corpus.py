@@ -34,10 +34,7 @@ ORT_TOL = 1e-5
 N_POINTS = 16
 
 #: Models whose ONNX export polynet.from_onnx cannot read, and why.
-ONNX_SKIPS = {
-    "ZerosLikeScatter": "torch's exporter writes `out[:, :2] = ...` as ScatterND over a "
-    "Range of the batch size, which polynet.from_onnx does not read",
-}
+ONNX_SKIPS: dict[str, str] = {}
 
 
 def _flat(out, n: int) -> torch.Tensor:
@@ -177,28 +174,45 @@ STEPS = (
     "linear",
     "square",
     "check",
+    "view_by_shape",
     "inplace_mul",
     "inplace_add",
+    "inplace_pow",
     "like_fill",
+    "ones_like",
     "assign",
+    "new_zeros_assign",
     "divide",
     "pad_cat",
     "mix",
 )
 
+#: Ops that mix the samples of a batch, each refused naming it (as in the message).
+MIXES = {
+    "sum": (lambda h: h - h.sum(0, keepdim=True), ".sum()"),
+    "mean": (lambda h: h - h.mean(0, keepdim=True), ".mean()"),
+    "index": (lambda h: h * h[:1], "indexing"),
+    "cumsum": (lambda h: h.cumsum(0), ".cumsum()"),
+    "flip": (lambda h: h.flip(0), ".flip()"),
+    "roll": (lambda h: torch.roll(h, 1, 0), "torch.roll"),
+    "gram": (lambda h: h @ (h.T @ h), "@"),
+    "batch_norm": (lambda h: F.batch_norm(h, None, None, training=True), "F.batch_norm"),
+}
+
 
 class _Drawn(nn.Module):
     """A chain of drawn steps on a (B, width) value; 'mix' steps must be refused."""
 
-    def __init__(self, n: int, steps: list[str]) -> None:
+    def __init__(self, n: int, steps: list[str], mix: str = "mean") -> None:
         super().__init__()
         self.steps = steps
         self.width = n
+        self.mix = MIXES[mix][0]
         self.layers = nn.ModuleList(nn.Linear(n, n) for _ in steps)
         self.register_buffer("scale", torch.linspace(0.5, 1.5, n))
         self.degree = 1
         for step in steps:
-            if step == "square":
+            if step in ("square", "inplace_pow"):
                 self.degree *= 2
         self.out = nn.Linear(n, 1)
 
@@ -213,42 +227,58 @@ class _Drawn(nn.Module):
                 if h.dim() != 2 or h.size(-1) != self.width:
                     raise ValueError("shape")
                 assert h.shape[0] == x.shape[0]
+            elif step == "view_by_shape":
+                h = h.view(h.size(0), *h.shape[1:]).reshape(h.shape[0], -1)
+                if len(h.shape) == 2 and h.ndim == 2 and x.shape[-1] == self.width:
+                    h = h * 1.5
             elif step == "inplace_mul":
                 h = h.clone()
                 h.mul_(self.scale)
             elif step == "inplace_add":
                 h = h + 0
                 h += self.scale
+            elif step == "inplace_pow":
+                h = h.clone()
+                h.pow_(2)
             elif step == "like_fill":
                 c = torch.full_like(h, 0.25)
                 h = h - c
+            elif step == "ones_like":
+                h = h * torch.ones_like(h) + torch.zeros_like(h) - 0.5 * torch.ones_like(h)
             elif step == "assign":
                 out = torch.zeros_like(h)
                 out[:, 0] = h[:, 0] * 2
                 out[:, 1:] = h[:, 1:]
+                h = out
+            elif step == "new_zeros_assign":
+                out = h.new_zeros(h.shape)
+                out[:, -1] = h[:, -1]
+                out[:, :-1] = 0.5 * h[:, :-1] + 1.0
                 h = out
             elif step == "divide":
                 h = torch.divide(h, 2.0)
             elif step == "pad_cat":
                 h = torch.cat([h, h.new_ones(h.size(0), 1)], dim=1)[:, : self.width]
             elif step == "mix":
-                h = h - h.mean(0, keepdim=True)
+                h = self.mix(h)
         return self.out(h)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     n=st.integers(1, 3),
     steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=5).filter(
-        lambda s: s.count("square") <= 2
+        lambda s: s.count("square") + s.count("inplace_pow") <= 2
     ),
+    mix=st.sampled_from(sorted(MIXES)),
 )
-def test_drawn_graphs_expand_or_refuse_batch_mixing(n, steps):
+def test_drawn_graphs_expand_or_refuse_batch_mixing(n, steps, mix):
     torch.manual_seed(0)
-    model = _Drawn(n, steps).eval()
+    model = _Drawn(n, steps, mix).eval()
     if "mix" in steps:
-        with pytest.raises(NotExpandableError, match="mixes the samples"):
+        with pytest.raises(NotExpandableError, match="mixes the samples") as info:
             polynet.expand(model, input_shape=(n,))
+        assert f"cannot expand {MIXES[mix][1]} at " in str(info.value)
         return
     poly = polynet.expand(model, input_shape=(n,))
     assert poly.degree <= model.degree
