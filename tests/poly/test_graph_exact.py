@@ -35,13 +35,11 @@ from tests.poly.corpus_models import (
     ZerosLikeScatter,
 )
 from tests.poly.graph_models import CustomSLNN, SquareCNN, warmed
-from tests.poly.test_corpus import STEPS, _Drawn
+from tests.poly.test_corpus import ONNX_SKIPS, STEPS, _Drawn
 from tests.poly.test_graph import CASES as GRAPH_CASES
 
 #: |float - exact| relative to the largest coefficient.
 EXACT_FLOAT_RTOL = 1e-10
-#: Models whose ONNX export polynet.from_onnx does not read (see test_corpus.ONNX_SKIPS).
-ONNX_SKIPS = {"ZerosLikeScatter"}
 
 
 def _assert_exact_matches_float(exact, approx) -> None:
