@@ -59,6 +59,9 @@ from polynet.slaf import SLAF
 
 __all__ = ["EXAMPLE_BATCH", "Tracked", "run_traced"]
 
+#: Bilinear ops whose first argument is an added input: ``beta * input + alpha * (a @ b)``.
+_BIAS_FIRST = frozenset({"addmm", "baddbmm", "addbmm", "addmv", "addr"})
+
 #: Samples in the example batch. Prime and > 1, so the batch axis is told apart from the
 #: other axes by its size and a merged axis (B·f) by divisibility.
 EXAMPLE_BATCH = 7
@@ -578,6 +581,9 @@ class _Tracer:
                 if broadcasts:
                     c = self.constant(a, first, real_first.dim())
                     items.append(_expand_batch(c, a, first, batch))
+                elif i == 0 and func.overloadpacket.__name__ in _BIAS_FIRST:
+                    # addmm/baddbmm's added input broadcasts against the output: one sample.
+                    items.append(self.constant(a, first, real_first.dim()))
                 else:
                     items.append(a.double())
             else:
@@ -712,6 +718,14 @@ class _Tracer:
             raise _Refusal("expects at most two input-dependent operands.")
         ia, ib = idx
         a, b = self.lookup(flat[ia]), self.lookup(flat[ib])
+        # addmm/baddbmm: beta·input + alpha·(a @ b). The pairs of monomials below run with
+        # beta = 0; the constant input (the bias) is added once, to the constant row.
+        with_bias = func.overloadpacket.__name__ in _BIAS_FIRST
+        if with_bias and 0 in idx:
+            raise _Refusal(
+                "its added input and both factors depend on the input; add the input-dependent "
+                "term separately (torch.bmm(a, b) + c)."
+            )
         ta, tb = a.poly.coefficients.shape[0], b.poly.coefficients.shape[0]
         degree = a.poly.degree + b.poly.degree
         q = None if self.symbolic else truncation()
@@ -754,7 +768,11 @@ class _Tracer:
                 else x
                 for i, x in enumerate(items)
             ]
+            if with_bias:
+                items[0] = self.constant(flat[0], a, out.dim())
             a2, k2 = torch.utils._pytree.tree_unflatten(items, spec)
+            if with_bias:
+                k2 = {**k2, "beta": 0}
             r = func(*a2, **k2)
             pairs = self.unlift(r, out, rows + pad, 0, keep=True)
             c = pairs.poly.coefficients[:rows]
@@ -765,6 +783,15 @@ class _Tracer:
                 result = c[:1]
             else:
                 result.index_add_(0, targets.reshape(-1)[(s - lo) * tb : (e - lo) * tb], c)
+        if with_bias and not self.symbolic:
+            # The bias: the op on zero factors (one sample), into the constant row.
+            items = list(flat)
+            items[0] = self.constant(flat[0], a, out.dim())
+            items[ia] = self.lift(a, a.poly.degree, 1, zero=True)
+            items[ib] = self.lift(b, b.poly.degree, 1, zero=True)
+            a2, k2 = torch.utils._pytree.tree_unflatten(items, spec)
+            bias = self.unlift(func(*a2, **k2), out, 1, 0).poly.coefficients
+            result[0] += bias[0]
         value = Tracked(PolyTensor(result, degree, self.n_vars, self.symbolic), axis, factor)
         if self.recorder is not None:
             self.recorder.bilinear(self, func, flat, spec, ia, ib, out, value)

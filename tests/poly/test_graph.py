@@ -215,3 +215,48 @@ def test_graph_polynomial_records_the_degree_of_each_node(tmp_path):
     poly = polynet.expand(warmed(Residual(), (3,)))
     assert poly.info["node_degrees"] == {"inp": 1, "lin": 1, "slaf": 2, "add": 2, "out": 2}
     poly.save(tmp_path / "p.npz")
+
+
+class _BatchedBias(nn.Module):
+    """Attention-style scores with an added bias: ``baddbmm(bias, q, k)``, the bias a parameter
+    broadcast over the batch or expanded to it (as ViT code expands its class token)."""
+
+    def __init__(self, expand: bool):
+        super().__init__()
+        self.expand = expand
+        self.q, self.k = nn.Linear(3, 4), nn.Linear(3, 4)
+        self.bias = nn.Parameter(torch.randn(1, 2, 2))
+
+    def forward(self, x):
+        q, k = self.q(x).view(-1, 2, 2), self.k(x).view(-1, 2, 2)
+        bias = self.bias.expand(x.shape[0], 2, 2) if self.expand else self.bias
+        return torch.baddbmm(bias, q, k, beta=0.5, alpha=2.0).flatten(1)
+
+
+class _ClassToken(nn.Module):
+    """A learned token expanded to the batch and concatenated before the data, then squared."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(2, 3)
+        self.token = nn.Parameter(torch.randn(1, 1, 3))
+
+    def forward(self, x):
+        h = self.embed(x).unsqueeze(1)
+        h = torch.cat([self.token.expand(x.shape[0], -1, -1), h], dim=1)
+        return (h * h.flip(1)).sum(1)
+
+
+@pytest.mark.parametrize("model", [_BatchedBias(False), _BatchedBias(True), _ClassToken()])
+def test_a_bias_added_to_a_product_of_two_inputs_counts_once(model):
+    # baddbmm's bias was added once per pair of monomials (off by about 10 absolute) before.
+    torch.manual_seed(0)
+    model = model.eval().double()
+    shape = (model.q.in_features,) if hasattr(model, "q") else (2,)
+    x = torch.randn(20, *shape, dtype=torch.float64)
+    for exact in (False, True):
+        poly = polynet.expand(model, input_shape=shape, exact=exact)
+        assert torch.allclose(poly(x), model(x), rtol=1e-10, atol=1e-12), exact
+    whole = polynet.expand(model, input_shape=shape)
+    low = polynet.expand(model, input_shape=shape, degree=1)
+    assert torch.allclose(low.coefficients, whole.coefficients[:, : low.index.size], atol=1e-12)
