@@ -106,6 +106,26 @@ class _ShapeValue:
         return np.where(self.batch, np.int64(_SENTINELS[k]), self.values).astype(self.values.dtype)
 
 
+def _broadcast_constant(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """A constant the graph expanded to the batch size (``Expand(bias, Shape(x)[0], ...)``, as
+    exporters write ``bias.expand(x.size(0), -1, -1)``), as the same constant with size 1 on
+    those axes, which broadcasts the same way; None when ``a`` and ``b`` (its values at the two
+    probe batch sizes) are anything else (sample indices, shapes)."""
+    if a.ndim != b.ndim or a.ndim == 0:
+        return None
+    axes = [i for i in range(a.ndim) if a.shape[i] != b.shape[i]]
+    if not axes or any((a.shape[i], b.shape[i]) != _PROBE_BATCHES for i in axes):
+        return None
+    first_a, first_b = a, b
+    for i in axes:
+        first_a = np.take(first_a, [0], axis=i)
+        first_b = np.take(first_b, [0], axis=i)
+    same = np.array_equal(np.broadcast_to(first_a, a.shape), a) and np.array_equal(
+        np.broadcast_to(first_b, b.shape), b
+    )
+    return first_a if same and np.array_equal(first_a, first_b) else None
+
+
 @dataclass
 class _PerBatch:
     """A value that depends on the batch size only (``Range`` over it, the indices exporters
@@ -449,6 +469,14 @@ class _Builder:
             return self._fold_per_batch(node, ins)
         if handler is None and any(isinstance(v, _ShapeValue) for v in ins):
             raise _unsupported(node, "it builds a tensor whose size is the batch size")
+        if per_batch and op not in _PER_BATCH_READERS:
+            # A constant expanded to the batch size meets the data: it broadcasts as itself.
+            constants = [
+                _broadcast_constant(*v.values) if isinstance(v, _PerBatch) else v for v in ins
+            ]
+            if all(c is not None for c in constants):
+                ins = constants
+                per_batch = False
         if per_batch and op not in _PER_BATCH_READERS:
             raise _unsupported(
                 node,

@@ -363,6 +363,26 @@ class PolyAttention(nn.Module):
         return torch.bmm(scores, v).flatten(1)
 
 
+class BiasedScores(nn.Module):
+    """Attention scores with a learned relative-position bias expanded to the batch, as
+    transformer code writes it: ``baddbmm(bias, q, kᵀ)`` (degree 2)."""
+
+    SHAPE, DEGREE = (3, 2), 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(2, 2)
+        self.k = nn.Linear(2, 2)
+        self.position = nn.Parameter(torch.randn(1, 3, 3))
+
+    def forward(self, x):
+        if x.dim() != 3:
+            raise ValueError(f"expected (batch, tokens, features), got {tuple(x.shape)}")
+        bias = self.position.expand(x.shape[0], -1, -1)
+        scores = torch.baddbmm(bias, self.q(x), self.k(x).transpose(1, 2), alpha=0.5)
+        return scores.flatten(1)
+
+
 class ExponentBuffer(nn.Module):
     """pow with a tensor of whole-number exponents (a buffer)."""
 
@@ -460,6 +480,7 @@ MODELS = [
     TransposedConv1d,
     TransposedConv2dBN,
     PolyAttention,
+    BiasedScores,
     ExponentBuffer,
     PaddedConv,
     OuterProduct,
