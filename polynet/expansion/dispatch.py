@@ -1,4 +1,10 @@
-"""expand: a trained network collapsed into one explicit polynomial per output."""
+"""expand: a trained network collapsed into one explicit polynomial per output.
+
+One dispatcher: :func:`expand` checks its options once (:class:`Request`), :func:`route`
+decides which engine runs (a traced graph, the factored form, a chain's Taylor part, or the
+whole chain: dense, sparse by receptive fields, or into a store), and that engine alone
+expands. :func:`estimate` sizes the same routes without expanding.
+"""
 
 from __future__ import annotations
 
@@ -165,11 +171,14 @@ def _check_training(model: nn.Module) -> None:
             )
 
 
-def _expand_graph(
-    model, exact, device, inputs, fixed, max_memory, input_shape, progress=False, store=None,
-    client=None, degree=None, at=None,
-):  # fmt: skip
+def _expand_traced(model: nn.Module, request: Request):
+    """A model whose forward() is not a chain: traced on real shapes, then the float walk
+    inside the trace, or an exact engine over the program it records."""
     from polynet.expansion import graph_partial as gp
+
+    exact, device, inputs, fixed = request.exact, request.device, request.inputs, request.fixed
+    max_memory, input_shape, progress = request.max_memory, request.input_shape, request.progress
+    store, client, degree, at = request.store, request.client, request.degree, request.at
     from polynet.expansion.graph import expand_graph
     from polynet.polynomial.index import MonomialIndex
 
@@ -327,9 +336,10 @@ def expand(
         polynet checkpoint. An ``nn.Sequential`` of table layers (Linear, SLAF with a
         polynomial basis, BatchNorm1d/2d, Dropout, Identity, Flatten, Conv1d/Conv2d,
         AvgPool1d/2d), or a ``forward()`` that only chains such layers, takes the chain fast
-        path; any other ``forward()`` is traced with torch.fx and run on tensors of
-        polynomials (products, powers, sums, cat, reshapes, reductions, einsum/matmul with
-        constants; see :mod:`polynet.expansion.rules`). The model is not modified.
+        path; any other ``forward()`` runs once on an example batch while each ATen op is
+        replayed on tensors of polynomials (products, powers, sums, cat, reshapes,
+        reductions, einsum/matmul; see :mod:`polynet.expansion.rules`). The model is not
+        modified.
     exact : bool or {"modular", "flint", "sympy"}, default=False
         False: float64 arithmetic. True: exact rationals (every float64 weight and folded
         SLAF coefficient is the dyadic rational it is), by the fastest engine installed;
@@ -410,48 +420,112 @@ def expand(
     >>> bool(torch.allclose(poly(x), net.double()(x)))
     True
     """
+    request = Request(
+        exact, device, inputs, fixed, max_memory, input_shape, progress, store, client, degree,
+        at, form,
+    )  # fmt: skip
     model = as_sequential(resolve_model(model))
-    if form not in (None, "dense", "sparse", "factored"):
-        raise ValueError(f"form must be 'dense', 'sparse' or 'factored', got {form!r}.")
-    sparse = {None: None, "dense": False, "sparse": True, "factored": None}[form]
-    partial = degree is not None or at is not None or form == "factored"
-    if partial:
-        _check_partial_options(degree, at, form, store, client, exact, inputs)
     check_finite(model)
-    if device is not None:
-        from polynet.training import resolve_device
+    engine, model = route(model, request)
+    return _ENGINES[engine](model, request)
 
-        device = resolve_device(device)
+
+@dataclass(frozen=True)
+class Request:
+    """What :func:`expand` was asked, checked once: the options every engine reads."""
+
+    exact: Exact = False
+    device: torch.device | None = None
+    inputs: Sequence[int] | None = None
+    fixed: ArrayLike | Mapping[int, float] | None = None
+    max_memory: int | float | str | None = None
+    input_shape: tuple[int, ...] | None = None
+    progress: bool = False
+    store: str | Path | None = None
+    client: object | None = None
+    degree: int | None = None
+    at: ArrayLike | torch.Tensor | None = None
+    form: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.form not in (None, "dense", "sparse", "factored"):
+            raise ValueError(f"form must be 'dense', 'sparse' or 'factored', got {self.form!r}.")
+        if self.partial:
+            _check_partial_options(
+                self.degree, self.at, self.form, self.store, self.client, self.exact, self.inputs
+            )
+        if self.device is not None:
+            from polynet.training import resolve_device
+
+            object.__setattr__(self, "device", resolve_device(self.device))
+
+    @property
+    def partial(self) -> bool:
+        """A part of the polynomial or another form of it, not the dense whole."""
+        return self.degree is not None or self.at is not None or self.form == "factored"
+
+
+def route(model: nn.Module, request: Request) -> tuple[str, nn.Module]:
+    """The one decision of which engine expands ``model``: ``"traced"`` (a forward() that is
+    not a chain of table layers), ``"factored"``, ``"taylor"`` (a chain's degree <= q part or
+    its polynomial at a point) or ``"chain"`` (the whole chain: dense, sparse by receptive
+    fields, or into a store), with the model it runs on (a custom forward() that only chains
+    table layers runs as that chain, with every option)."""
     if not is_chain(model):
         from polynet.expansion.graph import chain_of
 
         _check_training(model)
         chain = chain_of(model)
         if chain is None:
-            if form in ("sparse", "factored"):
+            if request.form in ("sparse", "factored"):
                 raise NotExpandableError(
-                    f"form={form!r} needs a chain model (Linear, SLAF, BatchNorm, Conv, AvgPool "
-                    f"layers in order); {type(model).__name__}'s forward() is not one. Expand it "
-                    "dense (form=None), its low-degree part with degree=, or a slice with "
-                    "inputs= and fixed=."
+                    f"form={request.form!r} needs a chain model (Linear, SLAF, BatchNorm, Conv, "
+                    f"AvgPool layers in order); {type(model).__name__}'s forward() is not one. "
+                    "Expand it dense (form=None), its low-degree part with degree=, or a slice "
+                    "with inputs= and fixed=."
                 )
-            return _expand_graph(
-                model, exact, device, inputs, fixed, max_memory, input_shape, progress, store,
-                client, degree, at,
-            )  # fmt: skip
-        # A custom forward() that is a plain chain of layers: the chain fast path, all options.
+            return "traced", model
         model = chain
-    if form == "factored":
-        from polynet.expansion.factored import expand_factored
+    if request.form == "factored":
+        return "factored", model
+    if request.partial:
+        return "taylor", model
+    return "chain", model
 
-        return expand_factored(model, device=device, input_shape=input_shape)
-    if partial:
-        from polynet.expansion.truncated import expand_taylor
 
-        options = dict(inputs=inputs, fixed=fixed, max_memory=max_memory, input_shape=input_shape)
-        return expand_taylor(model, degree, at, exact=exact, device=device, **options)
+def _expand_factored(model: nn.Module, request: Request):
+    from polynet.expansion.factored import expand_factored
+
+    return expand_factored(model, device=request.device, input_shape=request.input_shape)
+
+
+def _expand_taylor(model: nn.Module, request: Request) -> NetworkPolynomial:
+    from polynet.expansion.truncated import expand_taylor
+
+    return expand_taylor(
+        model,
+        request.degree,
+        request.at,
+        exact=request.exact,
+        device=request.device,
+        inputs=request.inputs,
+        fixed=request.fixed,
+        max_memory=request.max_memory,
+        input_shape=request.input_shape,
+    )
+
+
+def _expand_chain(model: nn.Module, request: Request):
+    """A whole chain: dense in memory (float or exact), into a store, or field by field (the
+    sparse form, for conv nets whose dense form does not fit or when asked)."""
+    exact, device, inputs, store = request.exact, request.device, request.inputs, request.store
     start = time.perf_counter()
-    budget = _budget(max_memory, torch.device(device or "cpu")) if max_memory is not None else None
+    budget = (
+        _budget(request.max_memory, torch.device(device or "cpu"))
+        if request.max_memory is not None
+        else None
+    )
+    sparse = {None: None, "dense": False, "sparse": True}[request.form]
     early = None  # the refusal from counts, when the sparse form may still fit
     # Without convolutions every monomial lies in the one field of all inputs: the sparse form
     # is the dense one, so it is tried automatically only for conv nets.
@@ -459,18 +533,20 @@ def expand(
         sparse = False
     if not sparse:
         try:
-            check_counts(model, input_shape, inputs, budget, device, store, exact)
+            check_counts(model, request.input_shape, inputs, budget, device, store, exact)
         except ExpansionTooLargeError as exc:
             if sparse is False or exact or store is not None or inputs is not None:
                 raise
             from polynet.expansion.field_expand import check_sparse_may_fit
 
-            check_sparse_may_fit(model, budget, device, exc, input_shape)
+            check_sparse_may_fit(model, budget, device, exc, request.input_shape)
             early = exc
-    lowered, variables, info = lower_sliced(model, input_shape, device, inputs, fixed)
+    lowered, variables, info = lower_sliced(
+        model, request.input_shape, device, inputs, request.fixed
+    )
     work_device = _work_device(lowered, device)
     the_plan = plan(lowered)
-    budget = _budget(max_memory, work_device)
+    budget = _budget(request.max_memory, work_device)
     n_params = sum(p.numel() for p in model.parameters())
     if sparse or sparse is None and not (exact or store or inputs is not None):
         from polynet.expansion.field_expand import expand_sparse
@@ -496,15 +572,16 @@ def expand(
             the_plan,
             work_device,
             store,
-            client=client,
+            client=request.client,
             variables=variables,
             n_network_parameters=n_params,
             info={**info, "engine": "float64", "device": str(work_device)},
             start=start,
         )
-    if client is not None:
+    if request.client is not None:
         raise ValueError('client= runs blocks into a store; pass store="coeffs.zarr" too.')
-    progress_bar = _progress(progress, len([s for s in the_plan.steps if s.kind != "input"]))
+    steps = len([s for s in the_plan.steps if s.kind != "input"])
+    progress_bar = _progress(request.progress, steps)
     try:
         if exact:
             coefficients = _expand_exact(lowered, exact, the_plan, work_device, progress_bar)
@@ -532,6 +609,15 @@ def expand(
         n_network_parameters=n_params,
         info={**info, "seconds": seconds, "engine": engine, "device": str(work_device)},
     )
+
+
+#: The engines :func:`route` picks from.
+_ENGINES = {
+    "traced": _expand_traced,
+    "factored": _expand_factored,
+    "taylor": _expand_taylor,
+    "chain": _expand_chain,
+}
 
 
 def lower_sliced(
