@@ -184,6 +184,7 @@ STEPS = (
     "new_zeros_assign",
     "divide",
     "pad_cat",
+    "outer_bias",
     "mix",
 )
 
@@ -210,9 +211,10 @@ class _Drawn(nn.Module):
         self.mix = MIXES[mix][0]
         self.layers = nn.ModuleList(nn.Linear(n, n) for _ in steps)
         self.register_buffer("scale", torch.linspace(0.5, 1.5, n))
+        self.outer = nn.Parameter(torch.randn(1, n, n))
         self.degree = 1
         for step in steps:
-            if step in ("square", "inplace_pow"):
+            if step in ("square", "inplace_pow", "outer_bias"):
                 self.degree *= 2
         self.out = nn.Linear(n, 1)
 
@@ -259,6 +261,10 @@ class _Drawn(nn.Module):
                 h = torch.divide(h, 2.0)
             elif step == "pad_cat":
                 h = torch.cat([h, h.new_ones(h.size(0), 1)], dim=1)[:, : self.width]
+            elif step == "outer_bias":
+                # An outer product of the value with itself plus a bias expanded to the batch.
+                bias = self.outer.expand(h.shape[0], -1, -1)
+                h = torch.baddbmm(bias, h.unsqueeze(2), h.unsqueeze(1), beta=0.5).sum(2)
             elif step == "mix":
                 h = self.mix(h)
         return self.out(h)
@@ -268,7 +274,7 @@ class _Drawn(nn.Module):
 @given(
     n=st.integers(1, 3),
     steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=5).filter(
-        lambda s: s.count("square") + s.count("inplace_pow") <= 2
+        lambda s: s.count("square") + s.count("inplace_pow") + s.count("outer_bias") <= 2
     ),
     mix=st.sampled_from(sorted(MIXES)),
 )
