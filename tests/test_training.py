@@ -394,7 +394,15 @@ def test_sigint_to_polynet_train_leaves_a_loadable_checkpoint(tmp_path):
     ]
     argv += ["--epochs", "100000", "--threads", "1", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # A shell that starts the suite in the background (`cmd &`) ignores SIGINT, and the child
+    # would inherit that: give it the default disposition, as a terminal would.
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         # Wait until the progress bar (stderr) shows a few epochs done.
         seen = b""
