@@ -786,3 +786,15 @@ def test_graph_model_with_client_is_refused(tmp_path):
     with pytest.raises(NotExpandableError, match="client= distributes the blocks of a chain"):
         polynet.expand(Square().eval(), store=tmp_path / "g.zarr", client=object())
     assert not (tmp_path / "g.zarr").exists()
+
+
+def test_at_a_data_row_of_a_model_without_data_says_to_give_the_values():
+    from types import SimpleNamespace
+
+    from polynet.expansion.truncated import point_from_checkpoint
+
+    onnx_like = SimpleNamespace(metadata={})
+    with pytest.raises(ValueError, match=r"--at 3 names a row of the model's data.*--at 0\.5,1,0"):
+        point_from_checkpoint(onnx_like, "3")
+    assert point_from_checkpoint(onnx_like, "0.5,").tolist() == [0.5]
+    assert point_from_checkpoint(onnx_like, "1,-2.5").tolist() == [1.0, -2.5]

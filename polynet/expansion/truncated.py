@@ -754,7 +754,8 @@ def point_from_checkpoint(ckpt, spec: str) -> np.ndarray:
     split, _, row = text.rpartition(":")
     if "," in text or (not row.isdigit()):
         try:
-            return np.array([float(v) for v in text.split(",")], dtype=np.float64)
+            # "0.5," is one input's value (a bare "0" is a row number).
+            return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
         except ValueError:
             raise ValueError(
                 f"--at must be 'test:I', 'train:I', a row number I, or comma-separated input "
@@ -765,7 +766,15 @@ def point_from_checkpoint(ckpt, spec: str) -> np.ndarray:
         raise ValueError(f"--at names the split 'test' or 'train', got {split!r} in {spec!r}.")
     from polynet import data
 
-    ds = data.from_metadata(ckpt.metadata)
+    metadata = getattr(ckpt, "metadata", None) or {}
+    if "dataset" not in metadata:
+        raise ValueError(
+            f"--at {spec} names a row of the model's data, but this model carries no data (an "
+            "ONNX file, a .pt2 archive, module:Class, or a checkpoint trained on arrays); give "
+            "the point as its input values separated by commas, e.g. --at 0.5,1,0 (one input: "
+            "--at 0.5,)."
+        )
+    ds = data.from_metadata(metadata)
     rows = ds.X_test if split == "test" else ds.X_train
     i = int(row)
     if i >= len(rows):
