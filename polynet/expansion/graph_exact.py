@@ -98,17 +98,22 @@ def check_program_budget(
     )
 
 
-def check_modular_budget(program: Program, budget: int, name: str) -> None:
-    """Refuse a dense modular walk whose values would not fit in ``budget``."""
+def check_modular_budget(
+    program: Program, budget: int, name: str, degree: int | None = None
+) -> None:
+    """Refuse a dense modular walk (held at degree <= ``degree`` when given) whose values
+    would not fit in ``budget``."""
     n = program.n_vars
-    index_size = math.comb(n + program.degree, program.degree)
+    top = program.degree if degree is None else min(degree, program.degree)
+    index_size = math.comb(n + top, top)
     # Dense residues (float64) of the live values, an outer product's scratch, the result.
-    need = program_cost(program).peak_terms * 8 * 4 + index_size * program.n_outputs * 40
+    cost = program_cost(program, max_degree=degree)
+    need = cost.peak_terms * 8 * 4 + index_size * program.n_outputs * 40
     if need <= budget:
         return
     raise ExpansionTooLargeError(
         f"expanding {name} exactly with exact='modular' needs about {fmt_bytes(need)}, over "
-        f"the budget of {fmt_bytes(budget)} (C({n}+{program.degree}, {program.degree}) = "
+        f"the budget of {fmt_bytes(budget)} (C({n}+{top}, {top}) = "
         f"{fmt_count(index_size)} monomials in {n} inputs); expand a slice with inputs=[...] "
         "and fixed=..., raise max_memory=, or expand in float64 with exact=False."
     )
@@ -129,11 +134,8 @@ def expand_program_exact(
     if engine == "modular":
         from polynet.expansion.ir_dense import expand_program_modular
 
-        check_modular_budget(program, budget, name)
-        whole = expand_program_modular(program)
-        if top == program.degree:
-            return index, whole
-        return index, whole.fractions()[:, : index.size]  # graded order: a prefix
+        check_modular_budget(program, budget, name, degree)
+        return index, expand_program_modular(program, degree)
     check_program_budget(program, engine, budget, name, degree)
     return index, expand_program(program, engine, index, max_degree=degree, on_node=on_node)
 
@@ -141,10 +143,10 @@ def expand_program_exact(
 def check_sketch_budget(sketch, engine: str, budget: int, name: str, q: int | None = None) -> None:
     """Refuse from the symbolic trace alone (before the probes that record the program) a
     model one of whose values already exceeds the budget as ring terms or dense residues
-    (held at degree <= ``q`` when given, except on the modular engine)."""
+    (held at degree <= ``q`` when given)."""
     n = sketch.n_vars
     per_term = BYTES_PER_TERM.get(engine, 32)
-    cap = q if q is not None and engine != "modular" else None
+    cap = q
     degree = sketch.degree_bound if q is None else min(q, sketch.degree_bound)
     n_out = sketch.n_outputs
 

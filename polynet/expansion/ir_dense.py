@@ -131,23 +131,37 @@ def _product_map(n: int, a: int, b: int) -> Tensor:
     return torch.from_numpy(MonomialIndex(n, a + b).product_map(a, b).copy()).reshape(-1)
 
 
-def _times(ar, a: Value, b: Value, n: int) -> Value:
-    """Entrywise product of two values of the same entries: folds the outer products."""
-    degree = a.degree + b.degree
-    pmap = _product_map(n, a.degree, b.degree)
-    out = a.t.new_zeros((_terms(n, degree), a.t.shape[1]))
+def _times(ar, a: Value, b: Value, n: int, q: int | None = None) -> Value:
+    """Entrywise product of two values of the same entries: folds the outer products; with
+    ``q``, only its part of degree <= q (which depends only on the factors' parts of degree
+    <= q, so a walk truncated after every product is exact there)."""
+    degree = a.degree + b.degree if q is None else min(a.degree + b.degree, q)
+    size = _terms(n, degree)
+    pmap = _product_map(n, a.degree, b.degree).reshape(a.t.shape[0], b.t.shape[0])
+    out = a.t.new_zeros((size, a.t.shape[1]))
     step = max(1, (1 << 24) // max(1, b.t.shape[0] * a.t.shape[1]))
     for s in range(0, a.t.shape[0], step):
-        outer = ar.reduce(a.t[s : s + step, None] * b.t[None])
-        part = pmap.reshape(a.t.shape[0], b.t.shape[0])[s : s + step].reshape(-1)
-        out.index_add_(0, part, outer.reshape(-1, a.t.shape[1]))
+        outer = ar.reduce(a.t[s : s + step, None] * b.t[None]).reshape(-1, a.t.shape[1])
+        part = pmap[s : s + step].reshape(-1)
+        if degree < a.degree + b.degree:  # graded order: degree <= q is the prefix
+            keep = part < size
+            part, outer = part[keep], outer[keep]
+        out.index_add_(0, part, outer)
         out = ar.reduce(out)
     return Value(out, degree, a.e + b.e)
 
 
-def walk_program(program: Program, ar) -> list[Value]:
+def _capped(v: Value, n: int, q: int | None) -> Value:
+    """``v``'s part of degree <= q (itself without ``q``)."""
+    if q is None or v.degree <= q:
+        return v
+    return Value(v.t[: _terms(n, q)], q, v.e)
+
+
+def walk_program(program: Program, ar, q: int | None = None) -> list[Value]:
     """The output values of ``program`` in the arithmetic ``ar`` (FloatArithmetic or
-    ModArithmetic), one :class:`Value` per output node."""
+    ModArithmetic), one :class:`Value` per output node; with ``q``, their parts of degree
+    <= q, every value truncated as it is made."""
     n = program.n_vars
     values: list[Value | None] = [None] * len(program.nodes)
     last = program.last_uses()
@@ -155,14 +169,14 @@ def walk_program(program: Program, ar) -> list[Value]:
     for k, node in enumerate(program.nodes):
         if not needed[k]:
             continue
-        values[k] = _node(ar, node, values, n)
+        values[k] = _capped(_node(ar, node, values, n, q), n, q)
         for o in operands(node):
             if last[o] == k:
                 values[o] = None
     return [values[o] for o in program.outputs]
 
 
-def _node(ar, node, values: list, n: int) -> Value:
+def _node(ar, node, values: list, n: int, q: int | None = None) -> Value:
     if isinstance(node, Input):
         linear = node.matrix.to_dense().T  # (n_vars, entries)
         c, ec = ar.number(node.constant)
@@ -189,7 +203,7 @@ def _node(ar, node, values: list, n: int) -> Value:
         for o, idx in zip(node.operands, node.indices):
             v = values[o]
             picked = Value(v.t[:, torch.from_numpy(idx.astype(np.int64))], v.degree, v.e)
-            acc = picked if acc is None else _times(ar, acc, picked, n)
+            acc = picked if acc is None else _times(ar, acc, picked, n, q)
         return acc
     if isinstance(node, Univariate):
         v = values[node.operand]
@@ -199,7 +213,7 @@ def _node(ar, node, values: list, n: int) -> Value:
         k_max = node.alpha.shape[1] - 1
         acc = Value(alpha[group, k_max][None], 0, ea)  # Horner
         for i in range(k_max - 1, -1, -1):
-            acc = _times(ar, acc, z, n)
+            acc = _times(ar, acc, z, n, q)
             acc = _add(ar, acc, Value(alpha[group, i][None], 0, ea), n)
         return acc
     if isinstance(node, Bilinear):
@@ -212,7 +226,7 @@ def _node(ar, node, values: list, n: int) -> Value:
         if len(node.out):
             left = Value(a.t[:, torch.from_numpy(node.left.astype(np.int64))], a.degree, a.e)
             right = Value(b.t[:, torch.from_numpy(node.right.astype(np.int64))], b.degree, b.e)
-            pairs = _times(ar, left, right, n)  # one column per (out, left, right)
+            pairs = _times(ar, left, right, n, q)  # one column per (out, left, right)
             rows = node.out.astype(np.int64)
             scatter = SparseMatrix.from_triplets(
                 (node.size, len(rows)), rows, np.arange(len(rows)), node.weight
@@ -222,9 +236,10 @@ def _node(ar, node, values: list, n: int) -> Value:
     raise TypeError(f"unknown node {type(node).__name__}")  # pragma: no cover
 
 
-def _stack(program: Program, outs: list[Value], ar, e: int) -> Tensor:
-    """The outputs' coefficients (n_outputs, T(D)) at scale e."""
-    size = _terms(program.n_vars, program.degree)
+def _stack(program: Program, outs: list[Value], ar, e: int, q: int | None = None) -> Tensor:
+    """The outputs' coefficients (n_outputs, T(D)) at scale e (T(min(D, q)) with ``q``)."""
+    top = program.degree if q is None else min(program.degree, q)
+    size = _terms(program.n_vars, top)
     cols = []
     for v in outs:
         t = ar.rescale(v.t, v.e, e)
@@ -238,29 +253,31 @@ def expand_program_float(program: Program) -> Tensor:
     return _stack(program, walk_program(program, ar), ar, 0)
 
 
-def expand_program_modular(program: Program) -> ExactCoefficients:
-    """Exact coefficients (n_outputs, T(D)) of ``program`` by residues modulo primes."""
+def expand_program_modular(program: Program, q: int | None = None) -> ExactCoefficients:
+    """Exact coefficients (n_outputs, T(D)) of ``program`` by residues modulo primes; with
+    ``q``, of its part of degree <= q, (n_outputs, T(min(D, q)))."""
     from polynet.expansion.modular import _reconstruct, primes_for
 
-    bound = _stack(program, walk_program(program, FloatArithmetic(True)), FloatArithmetic(), 0)
+    absolute = walk_program(program, FloatArithmetic(True), q)
+    bound = _stack(program, absolute, FloatArithmetic(), 0, q)
     bound = float(bound.abs().max()) if bound.numel() else 0.0
     if not math.isfinite(bound):
         raise OverflowError("the model's coefficients overflow float64; an exact bound fails.")
     first = primes_for(_PRIME_BITS, 1)[0]
     ar = ModArithmetic(first)
-    outs = walk_program(program, ar)
+    outs = walk_program(program, ar, q)
     scale = max(v.e for v in outs)
     needed = math.log2(max(bound, 1e-300) * 1.001 + 2.0**-scale) + scale + 2
     count = max(1, math.ceil(needed / math.log2(first)))
     while sum(math.log2(p) for p in primes_for(_PRIME_BITS, count)) < needed:
         count += 1
     primes = primes_for(_PRIME_BITS, count)
-    residues = [_stack(program, outs, ar, scale).numpy()]
+    residues = [_stack(program, outs, ar, scale, q).numpy()]
     for p in primes[1:]:
         ar = ModArithmetic(p)
-        outs = walk_program(program, ar)
+        outs = walk_program(program, ar, q)
         if max(v.e for v in outs) != scale:  # pragma: no cover - scales depend on floats only
             raise RuntimeError("internal error: scales differ between primes.")
-        residues.append(_stack(program, outs, ar, scale).numpy())
+        residues.append(_stack(program, outs, ar, scale, q).numpy())
     shape = residues[0].shape
     return _reconstruct(residues, primes, shape, 1 << scale)

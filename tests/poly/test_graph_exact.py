@@ -437,3 +437,26 @@ def test_exact_at_a_point_is_the_whole_polynomial_recentred():
     assert sympy.expand(shifted - at.to_sympy()[0].as_expr()) == 0
     local = polynet.expand(model, at=x0, degree=1, exact=True)
     assert (local.exact_coefficients == at.exact_coefficients[:, :4]).all()
+
+
+def test_modular_degree_part_is_walked_at_degree_q_not_computed_whole():
+    # exact="modular" with degree= used to compute the whole polynomial and keep a prefix.
+    class Squares(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            h = self.a(x)
+            for _ in range(3):
+                h = h * h  # degree 8 in 8 inputs: C(16, 8) = 12,870 terms per entry
+            return h.sum(1, keepdim=True)
+
+    torch.manual_seed(18)
+    model = Squares().eval()
+    with pytest.raises(polynet.ExpansionTooLargeError, match="exactly with modular needs"):
+        polynet.expand(model, exact="modular", max_memory="1MiB")
+    part = polynet.expand(model, exact="modular", degree=2, max_memory="1MiB")
+    ring = polynet.expand(model, exact="sympy", degree=2)
+    assert part.index.degree == 2 and (part.exact_coefficients == ring.exact_coefficients).all()
+    _assert_exact_matches_float(part, polynet.expand(model, degree=2))
