@@ -288,8 +288,12 @@ def truncated_peak_bytes(lowered: LoweredNetwork, q: int) -> float:
             w2 * math.comb(nv + max(q - 1, 0), max(q - 1, 0)) * 8.0 * 2
         )  # powers w^a, a >= 2, at degree < q
     if where == "u" and not identity:
-        peak += n_out * t * 8.0 + min(m1**q, 1 << 30) * 8.0 + CHUNK_ELEMENTS * 8.0 * 2
-    return peak + CHUNK_ELEMENTS * 8.0
+        slab = min(CHUNK_ELEMENTS, n * m1 * m1)  # the push-forward's slab of S_a
+        peak += n_out * t * 8.0 + min(m1**q, 1 << 30) * 8.0 + slab * 8.0 * 2
+    # One chunk of an outer product of two blocks (each at most T(q) wide) over the rows, at
+    # most CHUNK_ELEMENTS: a small network's scratch is its own size, not the chunk's.
+    rows = max([m1, *widths, n_out])
+    return peak + min(CHUNK_ELEMENTS, rows * t * t) * 8.0
 
 
 def expand_truncated(lowered: LoweredNetwork, q: int, device) -> Tensor:
