@@ -175,6 +175,7 @@ def _expand_traced(model: nn.Module, request: Request):
     """A model whose forward() is not a chain: traced on real shapes, then the float walk
     inside the trace, or an exact engine over the program it records."""
     from polynet.expansion import graph_partial as gp
+    from polynet.expansion.truncated import refuse_truncated, taylor_notes, taylor_variables
 
     exact, device, inputs, fixed = request.exact, request.device, request.inputs, request.fixed
     max_memory, input_shape, progress = request.max_memory, request.input_shape, request.progress
@@ -224,7 +225,7 @@ def _expand_traced(model: nn.Module, request: Request):
         work_device = torch.device(device) if device is not None else None
         budget = _budget(max_memory, work_device or torch.device("cpu"))
         if peak > budget and q is not None and q < sketch.degree_bound:
-            raise gp.refuse_truncated(n, q, sketch.n_outputs, peak, budget)
+            raise refuse_truncated(n, q, peak, budget, n_outputs=sketch.n_outputs)
         if peak > budget:
 
             def slice_peak(k: int) -> int:
@@ -265,9 +266,9 @@ def _expand_traced(model: nn.Module, request: Request):
     variables = graph_variables(shape, entry)
     notes = None
     if q is not None or center is not None:  # a Taylor part, or the polynomial re-centred
-        notes = gp.taylor_notes(q, center, sketch.degree_bound)
+        notes = taylor_notes(q, center, sketch.degree_bound)
         if center is not None:
-            variables = gp.taylor_variables(variables, n, isinstance(shape, Inputs))
+            variables = taylor_variables(variables, n, isinstance(shape, Inputs))
     poly = NetworkPolynomial(
         index,
         coefficients,

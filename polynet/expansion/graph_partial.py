@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 from torch import nn
 
-from polynet.errors import ExpansionTooLargeError, NotExpandableError
+from polynet.errors import NotExpandableError
 from polynet.expansion.graph import NodeDegree, expand_graph
 
 __all__ = [
@@ -33,9 +31,6 @@ __all__ = [
     "check_graph_options",
     "graph_peak_bytes",
     "graph_sketch",
-    "refuse_truncated",
-    "taylor_notes",
-    "taylor_variables",
 ]
 
 
@@ -95,41 +90,3 @@ def check_graph_options(model: nn.Module, exact, store, client, degree, at) -> N
         )
     if exact and store is not None:
         raise ValueError("store= writes float64 coefficients; use exact=False with store=.")
-
-
-def refuse_truncated(
-    n: int, q: int, n_outputs: int, peak: float, budget: float
-) -> ExpansionTooLargeError:
-    """The refusal of a degree ≤ q part over the budget, with the lower degrees' sizes."""
-    from polynet.expansion.refusal import fmt_bytes, fmt_count
-
-    lower = ", ".join(
-        f"degree={r}: {fmt_count(math.comb(n + r, r))} terms" for r in range(1, min(q, 4))
-    )
-    outputs = f" x {n_outputs} outputs" if n_outputs > 1 else ""
-    return ExpansionTooLargeError(
-        f"the degree <= {q} part in {n} inputs has {fmt_count(math.comb(n + q, q))} monomials"
-        f"{outputs} and needs about {fmt_bytes(peak)}, over the budget of {fmt_bytes(budget)}; "
-        f"ask for a lower degree ({lower or 'degree=1'}), expand a subset of the inputs with "
-        "inputs= and fixed=, or raise max_memory=."
-    )
-
-
-def taylor_variables(names: list[str] | None, n: int, several: bool) -> list[str]:
-    """Names of the variables u = x - x0: ``u0, ...`` (``u_x0, ..., u_y0, ...`` for several
-    inputs, where the index alone would repeat)."""
-    names = names or [f"x{i}" for i in range(n)]
-    if several:
-        return [f"u_{v}" for v in names]
-    return [("u" + v[1:]) if v.startswith("x") else f"u{i}" for i, v in enumerate(names)]
-
-
-def taylor_notes(q: int | None, center: np.ndarray | None, network_degree: int) -> dict[str, Any]:
-    """``notes["taylor"]`` as the chain path writes it."""
-    return {
-        "taylor": {
-            "degree": q,
-            "center": None if center is None else center.tolist(),
-            "network_degree": network_degree,
-        }
-    }

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ from polynet.expansion.ir import (
     Univariate,
     operands,
 )
-from polynet.expansion.ring_walk import Ring, make_ring
+from polynet.expansion.ring_walk import Ring, dense_fractions, make_ring
 from polynet.polynomial.index import MonomialIndex
 
 __all__ = ["expand_program", "ProgramCost", "program_cost"]
@@ -211,15 +210,8 @@ def expand_program(
         if on_node is not None:
             on_node(1)
     entries = [p for o in program.outputs for p in values[o]]
-    if max_degree is not None:  # affine paths (a residual of the inputs) are not cut yet
-        entries = [ring.truncate(p, max_degree) for p in entries]
-    out = np.full((len(entries), index.size), Fraction(0), dtype=object)
-    for row, p in enumerate(entries):
-        terms = ring.terms(p)
-        if terms:
-            exps = np.array(list(terms.keys()), dtype=np.int64).reshape(len(terms), -1)
-            out[row, index.position(exps)] = list(terms.values())
-    return out
+    # With max_degree: affine paths (a residual of the inputs) are not cut until here.
+    return dense_fractions(ring, entries, index, max_degree)
 
 
 class ProgramCost:

@@ -17,7 +17,7 @@ import numpy as np
 from polynet.expansion.network import Affine, LoweredNetwork
 from polynet.polynomial.index import MonomialIndex
 
-__all__ = ["expand_sparse", "Ring"]
+__all__ = ["expand_sparse", "Ring", "dense_fractions", "horner", "make_ring"]
 
 Ring = Literal["flint", "sympy"]
 
@@ -98,13 +98,31 @@ def _affine(ring: Any, aff: Affine, units: list[Any]) -> list[Any]:
     return out
 
 
-def _horner(ring: Any, alpha: np.ndarray, z: Any) -> Any:
+def horner(ring: Any, alpha: np.ndarray, z: Any, degree: int | None = None) -> Any:
+    """Σ_i alpha[i] z^i by Horner's rule; with ``degree``, its part of degree <= ``degree``
+    (truncated after every product, which is exact for that part)."""
     acc = ring.zero + ring.scalar(alpha[-1])
     for a in alpha[-2::-1]:
         acc = acc * z
+        if degree is not None:
+            acc = ring.truncate(acc, degree)
         if a != 0:
             acc = acc + ring.scalar(a)
     return acc
+
+
+def dense_fractions(
+    ring: Any, polys: list[Any], index: MonomialIndex, degree: int | None = None
+) -> np.ndarray:
+    """Ring elements as their coefficients over ``index``: an object array of Fraction of
+    shape (len(polys), index.size); with ``degree``, only their terms of degree <= it."""
+    out = np.full((len(polys), index.size), Fraction(0), dtype=object)
+    for row, p in enumerate(polys):
+        terms = ring.terms(p if degree is None else ring.truncate(p, degree))
+        if terms:
+            exps = np.array(list(terms.keys()), dtype=np.int64).reshape(len(terms), -1)
+            out[row, index.position(exps)] = list(terms.values())
+    return out
 
 
 def expand_sparse(lowered: LoweredNetwork, kind: Ring, index: MonomialIndex) -> np.ndarray:
@@ -116,11 +134,5 @@ def expand_sparse(lowered: LoweredNetwork, kind: Ring, index: MonomialIndex) -> 
             units = _affine(ring, stage, units)
         else:
             alpha = stage.coefficients.cpu().numpy()
-            units = [_horner(ring, alpha[j], z) for j, z in enumerate(units)]
-    out = np.full((len(units), index.size), Fraction(0), dtype=object)
-    for o, unit in enumerate(units):
-        terms = ring.terms(unit)
-        if terms:
-            exps = np.array(list(terms.keys()), dtype=np.int64).reshape(len(terms), -1)
-            out[o, index.position(exps)] = list(terms.values())
-    return out
+            units = [horner(ring, alpha[j], z) for j, z in enumerate(units)]
+    return dense_fractions(ring, units, index)

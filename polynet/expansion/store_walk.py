@@ -8,7 +8,6 @@ The store format, its chunk writer and reader are :mod:`polynet.polynomial.store
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import math
 import os
@@ -266,10 +265,7 @@ def expand_to_store(
     zarr = _store._zarr()
     start = time.perf_counter() if start is None else start
     path = Path(path)
-    if path.exists() and not _store._is_store(path):
-        raise PolynetError(
-            f"{path} exists and is not a polynet store; choose another path or remove it."
-        )
+    _store.check_target(path)
     index = the_plan.index
     rss = _rss_bytes()  # the local threads trim the heap past this plus the live count
     guard = None if rss is None or client is not None else HeapGuard(rss + _live_bytes(the_plan))
@@ -291,27 +287,18 @@ def expand_to_store(
                     n_blocks += 1
                 del values, vals  # not held while the next wave computes
         else:  # the last layer was not fused: the walk held the result already
-            for lo in range(0, index.size, _store.CHUNK_TERMS):
-                writer.put(lo, result[:, lo : lo + _store.CHUNK_TERMS].cpu().numpy())
+            _store.write_in_chunks(writer, result)
         writer.close()
         seconds = time.perf_counter() - start
-        meta = {
-            "format": _store._FORMAT,
-            "version": _store._FORMAT_VERSION,
-            "n_vars": index.n_vars,
-            "index_degree": index.degree,
-            "degree_bound": lowered.degree_bound,
-            "variables": variables or [f"x{i}" for i in range(index.n_vars)],
-            "n_network_parameters": n_network_parameters,
-            "info": {**(info or {}), "seconds": seconds, "blocks": n_blocks},
-            "n_terms": writer.any_nonzero,
-            "n_terms_per_output": writer.nonzero.tolist(),
-            "degree": writer.max_degree,
-            "degree_profile": writer.profile.tolist(),
-            # The completion marker, written after every chunk.
-            "complete": True,
-        }
-        group.attrs["polynet"] = json.loads(json.dumps(meta))
+        _store.mark_complete(
+            group,
+            writer,
+            index,
+            degree_bound=lowered.degree_bound,
+            variables=variables,
+            n_network_parameters=n_network_parameters,
+            info={**(info or {}), "seconds": seconds, "blocks": n_blocks},
+        )
     logger.info("expanded %d monomials into %s in %.3f s", index.size, path, seconds)
     if guard is not None:
         logger.debug("%d heap trims past %.2f GiB resident", guard.trims, guard.limit / 2**30)
@@ -337,33 +324,20 @@ def write_store(
     zarr = _store._zarr()
     start = time.perf_counter() if start is None else start
     path = Path(path)
-    if path.exists() and not _store._is_store(path):
-        raise PolynetError(
-            f"{path} exists and is not a polynet store; choose another path or remove it."
-        )
+    _store.check_target(path)
     with atomic_dir(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         array = _store._create_array(group, (coefficients.shape[0], index.size))
         writer = _store._ChunkWriter(array, index.n_vars, index.degree)
-        for lo in range(0, index.size, _store.CHUNK_TERMS):
-            part = coefficients[:, lo : lo + _store.CHUNK_TERMS]
-            writer.put(lo, part.detach().cpu().numpy())
+        _store.write_in_chunks(writer, coefficients)
         writer.close()
-        meta = {
-            "format": _store._FORMAT,
-            "version": _store._FORMAT_VERSION,
-            "n_vars": index.n_vars,
-            "index_degree": index.degree,
-            "degree_bound": degree_bound,
-            "variables": variables or [f"x{i}" for i in range(index.n_vars)],
-            "n_network_parameters": n_network_parameters,
-            "info": {**(info or {}), "seconds": time.perf_counter() - start, "blocks": 1},
-            "n_terms": writer.any_nonzero,
-            "n_terms_per_output": writer.nonzero.tolist(),
-            "degree": writer.max_degree,
-            "degree_profile": writer.profile.tolist(),
-            # The completion marker, written after every chunk.
-            "complete": True,
-        }
-        group.attrs["polynet"] = json.loads(json.dumps(meta))
+        _store.mark_complete(
+            group,
+            writer,
+            index,
+            degree_bound=degree_bound,
+            variables=variables,
+            n_network_parameters=n_network_parameters,
+            info={**(info or {}), "seconds": time.perf_counter() - start, "blocks": 1},
+        )
     return open_store(path)

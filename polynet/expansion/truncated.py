@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +33,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
 
+from polynet.errors import ExpansionTooLargeError
 from polynet.expansion.dense import _groups
 from polynet.expansion.network import Affine, LoweredNetwork, UnitPolynomials
 from polynet.polynomial.homogeneous import (  # noqa: F401 - 0.2 names, re-exported
@@ -410,7 +410,7 @@ def _fused_last(z: _Poly, alpha: Tensor, v: Tensor, c: Tensor, q: int) -> list[T
 def expand_truncated_exact(lowered: LoweredNetwork, q: int, index: MonomialIndex, kind: str):
     """Exact coefficients (object array of Fraction) of the degree ≤ q part, by the ring walk
     of :mod:`polynet.expansion.ring_walk` truncated after every product."""
-    from polynet.expansion.ring_walk import _affine, make_ring
+    from polynet.expansion.ring_walk import _affine, dense_fractions, horner, make_ring
 
     ring = make_ring(kind, lowered.n_inputs)
     units = list(ring.gens)
@@ -419,36 +419,8 @@ def expand_truncated_exact(lowered: LoweredNetwork, q: int, index: MonomialIndex
             units = _affine(ring, stage, units)
         else:
             alpha = stage.coefficients.cpu().numpy()
-            units = [_horner_truncated(ring, alpha[j], z, q) for j, z in enumerate(units)]
-    out = np.full((len(units), index.size), Fraction(0), dtype=object)
-    for o, unit in enumerate(units):
-        terms = {e: c for e, c in ring.terms(unit).items() if sum(e) <= q}
-        if terms:
-            exps = np.array(list(terms.keys()), dtype=np.int64).reshape(len(terms), -1)
-            out[o, index.position(exps)] = list(terms.values())
-    return out
-
-
-def _truncate_ring(ring, p, q: int):
-    """The terms of degree ≤ q of a ring element (python-flint or SymPy)."""
-    if hasattr(ring, "ctx"):
-        terms = p.to_dict()
-        if all(sum(e) <= q for e in terms):
-            return p
-        return ring.ctx.from_dict({e: c for e, c in terms.items() if sum(e) <= q})
-    terms = dict(p.terms())
-    if all(sum(e) <= q for e in terms):
-        return p
-    return ring.ring.from_dict({e: c for e, c in terms.items() if sum(e) <= q})
-
-
-def _horner_truncated(ring, alpha: np.ndarray, z, q: int):
-    acc = ring.zero + ring.scalar(alpha[-1])
-    for a in alpha[-2::-1]:
-        acc = _truncate_ring(ring, acc * z, q)
-        if a != 0:
-            acc = acc + ring.scalar(a)
-    return acc
+            units = [horner(ring, alpha[j], z, q) for j, z in enumerate(units)]
+    return dense_fractions(ring, units, index, q)
 
 
 def check_center(at: ArrayLike | Tensor, n: int) -> np.ndarray:
@@ -491,6 +463,43 @@ def _fmt(n: float) -> str:
     return f"{n:.3g}" if n >= 1e6 else f"{n:,.0f}"
 
 
+def refuse_truncated(
+    n: int, q: int, peak: float, budget: float, *, n_outputs: int = 1, exact: bool = False
+) -> ExpansionTooLargeError:
+    """The refusal of a degree ≤ q part over the budget, with the lower degrees' sizes."""
+    from polynet.memory import fmt_bytes
+
+    lower = ", ".join(f"degree={r}: {_fmt(math.comb(n + r, r))} terms" for r in range(1, min(q, 4)))
+    outputs = f" x {n_outputs} outputs" if n_outputs > 1 else ""
+    return ExpansionTooLargeError(
+        f"the degree <= {q} part in {n} inputs has {_fmt(math.comb(n + q, q))} monomials"
+        f"{outputs} and needs about {fmt_bytes(peak)}{' on the exact path' if exact else ''}, "
+        f"over the budget of {fmt_bytes(budget)}; ask for a lower degree "
+        f"({lower or 'degree=1'}), expand a subset of the inputs with inputs= and fixed=, or "
+        "raise max_memory=."
+    )
+
+
+def taylor_variables(names: list[str] | None, n: int, several: bool = False) -> list[str]:
+    """Names of the variables u = x - x0: ``u0, ...`` (``u_x0, ..., u_y0, ...`` for several
+    inputs, where the index alone would repeat)."""
+    names = names or [f"x{i}" for i in range(n)]
+    if several:
+        return [f"u_{v}" for v in names]
+    return [("u" + v[1:]) if v.startswith("x") else f"u{i}" for i, v in enumerate(names)]
+
+
+def taylor_notes(q: int | None, center: np.ndarray | None, network_degree: int) -> dict[str, Any]:
+    """``notes["taylor"]``: the degree asked for, the centre, the network's degree D."""
+    return {
+        "taylor": {
+            "degree": q,
+            "center": None if center is None else center.tolist(),
+            "network_degree": network_degree,
+        }
+    }
+
+
 def truncated_polynomial(
     lowered: LoweredNetwork,
     degree: int,
@@ -510,8 +519,6 @@ def truncated_polynomial(
     """
     import time
 
-    from polynet.errors import ExpansionTooLargeError
-
     start = time.perf_counter()
     n, D = lowered.n_inputs, lowered.degree_bound
     q = degree
@@ -524,16 +531,7 @@ def truncated_polynomial(
     else:
         peak = truncated_peak_bytes(lowered, q)
     if peak > budget:
-        size = math.comb(n + q, q)
-        lower_q = ", ".join(
-            f"degree={r}: {_fmt(math.comb(n + r, r))} terms" for r in range(1, min(q, 4))
-        )
-        raise ExpansionTooLargeError(
-            f"the degree <= {q} part in {n} inputs has {_fmt(size)} monomials and needs about "
-            f"{peak / 2**30:.3g} GiB{' on the exact path' if exact else ''}, over the budget "
-            f"of {budget / 2**30:.3g} GiB; ask for a lower degree ({lower_q or 'degree=1'}), "
-            "expand a subset of the inputs with inputs= and fixed=, or raise max_memory=."
-        )
+        raise refuse_truncated(n, q, peak, budget, n_outputs=lowered.n_outputs, exact=bool(exact))
     if exact:
         if exact == "modular":
             raise ValueError(
@@ -546,19 +544,8 @@ def truncated_polynomial(
     else:
         coefficients = expand_truncated(lowered, q, device)
         engine = "float64 truncated"
-    names = variables
-    if center is not None:
-        names = [
-            ("u" + v[1:]) if v.startswith("x") else f"u{i}"
-            for i, v in enumerate(variables or [f"x{i}" for i in range(n)])
-        ]
-    notes = {
-        "taylor": {
-            "degree": q,
-            "center": None if center is None else center.tolist(),
-            "network_degree": D,
-        }
-    }
+    names = variables if center is None else taylor_variables(variables, n)
+    notes = taylor_notes(degree, center, D)
     return NetworkPolynomial(
         index,
         coefficients,

@@ -15,6 +15,7 @@ module knows the format only.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -114,6 +115,50 @@ class _ChunkWriter:
     def close(self) -> None:
         if self.buffers:  # pragma: no cover - the blocks partition the output
             raise RuntimeError(f"internal error: {len(self.buffers)} store chunks left unfilled.")
+
+
+def check_target(path: Path) -> None:
+    """Refuse to replace something at ``path`` that is not a polynet store."""
+    if path.exists() and not _is_store(path):
+        raise PolynetError(
+            f"{path} exists and is not a polynet store; choose another path or remove it."
+        )
+
+
+def write_in_chunks(writer: _ChunkWriter, coefficients: Tensor) -> None:
+    """Coefficients held in memory, (n_outputs, size), through ``writer`` chunk by chunk."""
+    for lo in range(0, coefficients.shape[1], CHUNK_TERMS):
+        writer.put(lo, coefficients[:, lo : lo + CHUNK_TERMS].detach().cpu().numpy())
+
+
+def mark_complete(
+    group: Any,
+    writer: _ChunkWriter,
+    index: MonomialIndex,
+    *,
+    degree_bound: int,
+    variables: list[str] | None,
+    n_network_parameters: int | None,
+    info: dict,
+) -> None:
+    """Write the store's metadata with the statistics the writer gathered and the completion
+    marker: the last write, after every chunk."""
+    meta = {
+        "format": _FORMAT,
+        "version": _FORMAT_VERSION,
+        "n_vars": index.n_vars,
+        "index_degree": index.degree,
+        "degree_bound": degree_bound,
+        "variables": variables or [f"x{i}" for i in range(index.n_vars)],
+        "n_network_parameters": n_network_parameters,
+        "info": info,
+        "n_terms": writer.any_nonzero,
+        "n_terms_per_output": writer.nonzero.tolist(),
+        "degree": writer.max_degree,
+        "degree_profile": writer.profile.tolist(),
+        "complete": True,
+    }
+    group.attrs["polynet"] = json.loads(json.dumps(meta))
 
 
 def _is_store(path: Path) -> bool:
