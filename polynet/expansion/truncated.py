@@ -513,7 +513,7 @@ def truncated_polynomial(
     info: dict | None = None,
 ) -> NetworkPolynomial:
     """The degree ≤ ``degree`` part of ``lowered``'s polynomial (at ``center``: in u = x - x0)
-    as a NetworkPolynomial over MonomialIndex(n, degree), after a memory check.
+    as a NetworkPolynomial over MonomialIndex(n, min(degree, D)), after a memory check.
 
     Its ``degree_bound`` stays the network's D; ``notes["taylor"]`` says what it is.
     """
@@ -521,7 +521,9 @@ def truncated_polynomial(
 
     start = time.perf_counter()
     n, D = lowered.n_inputs, lowered.degree_bound
-    q = degree
+    # Above D the part of degree <= q is the whole polynomial: held over degree D, as the
+    # traced path holds it (a model must not change shape with the route it takes).
+    q = min(degree, D)
     if center is not None:
         lowered = recentre(lowered, center)
     index = MonomialIndex(n, q)
